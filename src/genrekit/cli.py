@@ -1,0 +1,68 @@
+"""The ``genrekit`` command line.
+
+Each command is a thin wrapper: it parses options, calls the library and prints. Exit codes:
+0 success, 1 some inputs failed, 2 usage error. User errors (:class:`GenrekitError`) print one
+line without a traceback; ``--debug`` shows it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import GenrekitError, UsageError
+from .utils import is_debug, set_verbosity, stderr
+
+app = typer.Typer(
+    name="genrekit",
+    help="Tell the genre of a piece of music; train, evaluate and serve genre models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+cache_app = typer.Typer(help="Manage the on-disk feature cache.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(cache_app, name="cache")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"genrekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or status messages."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    set_verbosity(quiet=quiet, debug=debug)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``genrekit`` script; exits with 0, 1 or 2."""
+    command = typer.main.get_command(app)
+    try:
+        # standalone mode: click prints usage errors itself and exits 2, --help exits 0
+        code = command.main(args=argv, prog_name="genrekit", standalone_mode=True)
+    except GenrekitError as exc:
+        if is_debug():
+            raise
+        stderr.print(f"error: {exc}", markup=False, highlight=False)
+        code = 2 if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

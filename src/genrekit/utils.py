@@ -1,0 +1,118 @@
+"""Small helpers shared across modules: atomic file writes, progress bars, console output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+T = TypeVar("T")
+
+#: Messages and progress go to stderr so that stdout carries only data (JSON, CSV, tables).
+stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)
+
+_settings = {"quiet": False, "debug": False}
+
+
+def set_verbosity(*, quiet: bool | None = None, debug: bool | None = None) -> None:
+    if quiet is not None:
+        _settings["quiet"] = quiet
+    if debug is not None:
+        _settings["debug"] = debug
+
+
+def is_quiet() -> bool:
+    return _settings["quiet"]
+
+
+def is_debug() -> bool:
+    return _settings["debug"]
+
+
+def info(message: str) -> None:
+    """Print a status message on stderr unless ``--quiet``."""
+    if not _settings["quiet"]:
+        stderr.print(message)
+
+
+def warn(message: str) -> None:
+    """Print a warning on stderr (shown even with ``--quiet``)."""
+    stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate over ``items`` with a progress bar on stderr (hidden with ``--quiet`` or off a TTY)."""
+    if _settings["quiet"] or not sys.stderr.isatty():
+        yield from items
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(description, total=total, rate="")
+        for item in items:
+            yield item
+            task_obj = progress.tasks[0]
+            elapsed = task_obj.elapsed or 0.0
+            rate = f"{(task_obj.completed + 1) / elapsed:.1f}/s" if elapsed > 0 else ""
+            progress.update(task, advance=1, rate=rate)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb"):
+    """Open a temporary file beside ``path`` and move it into place only when the block succeeds.
+
+    Readers never see a half-written file, and a crash leaves the old file (if any) untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def cache_root() -> Path:
+    """Default cache folder: ``$GENREKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/genrekit``, else ``~/.cache/genrekit``."""
+    env = os.environ.get("GENREKIT_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "genrekit"
