@@ -47,6 +47,51 @@ def _global_options(
     set_verbosity(quiet=quiet, debug=debug)
 
 
+@app.command()
+def predict(
+    inputs: list[str] = typer.Argument(..., metavar="FILE...", help="Audio files, folders (searched recursively) or glob patterns."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (NAME.json); default: the bundled model."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many genres to list per file."),
+    segments: bool = typer.Option(False, "--segments", help="Also give the per-segment timeline."),
+    aggregate: str = typer.Option("mean", "--aggregate", help="Segments to track: mean (probability) or vote."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json, jsonl or csv."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
+    offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start this many seconds into each file."),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", min=0.1, help="Classify at most this many seconds."),
+) -> None:
+    """Tell the genre of audio files: genre, confidence, top-k and optional per-segment timeline."""
+    from .outputs import FORMATS
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if aggregate not in ("mean", "vote"):
+        raise UsageError(f"--aggregate must be mean or vote, not {aggregate!r}")
+    from .classifier import load_model
+    from .outputs import write_records
+    from .predict import predict_files
+    from .utils import atomic_write, stdout, track
+
+    loaded = load_model(model)
+    records = predict_files(inputs, loaded, top_k=top_k, segments=segments, aggregate=aggregate,
+                            offset=offset, max_duration=max_duration)
+    records = _report_failures(track(records, "classifying"))
+    if output:
+        with atomic_write(output, "w") as handle:
+            _, failed = write_records(records, fmt, handle, top_k=top_k)
+    else:
+        _, failed = write_records(records, fmt, stdout.file, top_k=top_k)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _report_failures(records):
+    """Pass records through, echoing each failure as one line on stderr."""
+    for record in records:
+        if "error" in record:
+            stderr.print(f"error: {record['error']}", markup=False, highlight=False)
+        yield record
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``genrekit`` script; exits with 0, 1 or 2."""
     command = typer.main.get_command(app)

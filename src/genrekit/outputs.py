@@ -1,0 +1,121 @@
+"""Writers for prediction records: table (for people), JSON, JSON Lines and CSV (for programs).
+
+Every writer streams: a record is written as soon as it is produced, so a long batch shows
+progress and an interrupted run keeps what it printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import IO, Iterable
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def write_records(records: Iterable[dict], fmt: str, stream: IO[str], *, top_k: int = 3) -> tuple[int, int]:
+    """Write prediction records to ``stream`` in ``fmt``; returns ``(n_ok, n_failed)``."""
+    writer = {"table": _TableWriter, "json": _JsonWriter, "jsonl": _JsonlWriter, "csv": _CsvWriter}[fmt]
+    out = writer(stream, top_k)
+    n_ok = n_failed = 0
+    try:
+        for record in records:
+            out.write(record)
+            stream.flush()
+            if "error" in record:
+                n_failed += 1
+            else:
+                n_ok += 1
+    finally:
+        out.close()
+    return n_ok, n_failed
+
+
+def _fmt_time(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}:{secs:05.2f}"
+
+
+class _TableWriter:
+    def __init__(self, stream, top_k):
+        self.stream, self.top_k = stream, top_k
+
+    def write(self, record: dict) -> None:
+        w = self.stream.write
+        if "error" in record:
+            w(f"{record['path']}\n  error: {record['error']}\n")
+            return
+        if record.get("genre") is None:
+            w(f"{record['path']}\n  silence ({record['duration']:.1f} s): nothing to classify\n")
+            return
+        flags = [f for f in ("uncertain", "short") if record.get(f)]
+        note = f"  [{', '.join(flags)}]" if flags else ""
+        w(f"{record['path']}\n  genre: {record['genre']}  ({record['confidence']:.1%}){note}"
+          f"   duration {record['duration']:.1f} s\n")
+        for rank, item in enumerate(record["top"], 1):
+            bar = "#" * int(round(item["probability"] * 30))
+            w(f"  {rank}. {item['genre']:<12} {item['probability']:6.1%} {bar}\n")
+        for seg in record.get("segments") or []:
+            span = f"{_fmt_time(seg['start'])}-{_fmt_time(seg['end'])}"
+            if seg.get("silent"):
+                w(f"     {span}  (silence)\n")
+            else:
+                p = seg["probabilities"][seg["genre"]]
+                w(f"     {span}  {seg['genre']:<12} {p:6.1%}\n")
+
+    def close(self) -> None:
+        pass
+
+
+class _JsonWriter:
+    """One JSON object for one file, a JSON array of objects for several."""
+
+    def __init__(self, stream, top_k):
+        self.stream, self.first, self.pending = stream, True, None
+
+    def write(self, record: dict) -> None:
+        # hold the first record back until we know whether an array is needed
+        if self.first and self.pending is None:
+            self.pending = record
+            return
+        if self.first:
+            self.stream.write("[\n" + json.dumps(self.pending, ensure_ascii=False))
+            self.first = False
+        self.stream.write(",\n" + json.dumps(record, ensure_ascii=False))
+
+    def close(self) -> None:
+        if self.first and self.pending is not None:
+            self.stream.write(json.dumps(self.pending, indent=2, ensure_ascii=False) + "\n")
+        elif not self.first:
+            self.stream.write("\n]\n")
+
+
+class _JsonlWriter:
+    def __init__(self, stream, top_k):
+        self.stream = stream
+
+    def write(self, record: dict) -> None:
+        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+class _CsvWriter:
+    def __init__(self, stream, top_k):
+        columns = ["path", "genre", "confidence", "uncertain", "duration"]
+        for rank in range(1, top_k + 1):
+            columns += [f"top{rank}_genre", f"top{rank}_probability"]
+        columns.append("error")
+        self.writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
+        self.writer.writeheader()
+
+    def write(self, record: dict) -> None:
+        row = {key: record.get(key) for key in ("path", "genre", "confidence", "uncertain", "duration", "error")}
+        for rank, item in enumerate(record.get("top", []), 1):
+            row[f"top{rank}_genre"] = item["genre"]
+            row[f"top{rank}_probability"] = item["probability"]
+        self.writer.writerow(row)
+
+    def close(self) -> None:
+        pass
