@@ -19,6 +19,8 @@ from .errors import (  # noqa: E402
 
 __all__ = [
     "__version__",
+    "load_model",
+    "save_model",
     "AudioError",
     "AudioMissingError",
     "CorruptAudioError",
@@ -27,3 +29,12 @@ __all__ = [
     "NotAudioError",
     "UnsupportedAudioError",
 ]
+
+
+def __getattr__(name):
+    # load_model/save_model import torch; keep ``import genrekit`` (and ``genrekit --help``) light
+    if name in ("load_model", "save_model"):
+        from . import classifier
+
+        return getattr(classifier, name)
+    raise AttributeError(f"module 'genrekit' has no attribute {name!r}")
