@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -23,6 +24,8 @@ SILENCE_DBFS = -60.0
 #: genre, a prediction is flagged ``uncertain``.
 UNCERTAIN_CONFIDENCE = 0.5
 UNCERTAIN_AGREEMENT = 0.5
+#: Largest number of windows sent through the network at once (bounds activation memory).
+MAX_NETWORK_BATCH = 64
 
 
 @dataclass
@@ -103,8 +106,8 @@ def predict_audio(
     Parameters
     ----------
     audio : path or np.ndarray
-        A file (decoded with :func:`genrekit.audio.stream_audio`, so long files use bounded
-        memory) or samples ``(n,)`` / ``(channels, n)`` at ``sr`` Hz.
+        A file (decoded with :func:`genrekit.segments.stream_segments`, so long files use
+        bounded memory) or samples ``(n,)`` / ``(channels, n)`` at ``sr`` Hz.
     top_k : int
         How many genres to list in ``Prediction.top`` (default 3).
     aggregate : {"mean", "vote"}
@@ -114,40 +117,62 @@ def predict_audio(
     offset, max_duration : float
         Classify only ``[offset, offset + max_duration)`` seconds of the audio.
     """
-    if top_k < 1:
-        raise UsageError("--top-k must be at least 1")
-    batches = _segment_batches(model, audio, sr, offset=offset, duration=max_duration, batch_size=batch_size)
-    starts, ends, probabilities, silent, padded_short = [], [], [], [], False
-    for batch in batches:
-        level = _rms_dbfs(batch.samples)
-        quiet = level < SILENCE_DBFS
-        probs = np.full((len(batch.samples), len(model.labels)), np.nan)
-        if (~quiet).any():
-            probs[~quiet] = model.segment_probabilities(batch.samples[~quiet]).numpy()
-        starts.append(batch.starts)
-        ends.append(batch.ends)
-        probabilities.append(probs)
-        silent.append(quiet)
-        padded_short = padded_short or bool(batch.padded.any() and len(starts) == 1 and batch.ends[0] - batch.starts[0] < model.window - 1e-6)
-    if not probabilities:
+    _check_options(top_k, aggregate)
+    parts = [
+        (batch, *classify_segments(model, batch.samples))
+        for batch in _segment_batches(model, audio, sr, offset=offset, duration=max_duration, batch_size=batch_size)
+    ]
+    if not parts:
         raise GenrekitError(f"{audio}: no audio in the requested range")
-    starts, ends = np.concatenate(starts), np.concatenate(ends)
-    probabilities, silent = np.concatenate(probabilities), np.concatenate(silent)
-    duration = float(ends.max() - starts.min()) if len(ends) else 0.0
     path = str(audio) if isinstance(audio, (str, os.PathLike)) else None
+    return summarize(
+        model, path,
+        starts=np.concatenate([p[0].starts for p in parts]),
+        ends=np.concatenate([p[0].ends for p in parts]),
+        probabilities=np.concatenate([p[1] for p in parts]),
+        silent=np.concatenate([p[2] for p in parts]),
+        top_k=top_k, aggregate=aggregate, segments=segments,
+    )
+
+
+def _check_options(top_k: int, aggregate: str) -> None:
+    if top_k < 1:
+        raise UsageError("top_k must be at least 1")
+    if aggregate not in ("mean", "vote"):
+        raise UsageError(f"aggregate must be 'mean' or 'vote', not {aggregate!r}")
+
+
+def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities (n, n_classes), silent (n,))`` for windows ``(n, window_samples)``.
+
+    Silent windows are not run through the model; their probability rows are NaN.
+    """
+    silent = _rms_dbfs(samples) < SILENCE_DBFS
+    probabilities = np.full((len(samples), len(model.labels)), np.nan)
+    voiced = np.flatnonzero(~silent)
+    for first in range(0, len(voiced), MAX_NETWORK_BATCH):
+        rows = voiced[first:first + MAX_NETWORK_BATCH]
+        probabilities[rows] = model.segment_probabilities(samples[rows]).numpy()
+    return probabilities, silent
+
+
+def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggregate="mean",
+              segments=False) -> Prediction:
+    """Aggregate one file's segment probabilities into a :class:`Prediction`."""
+    duration = float(ends.max() - starts.min()) if len(ends) else 0.0
+    short = duration < model.window - 1e-6
     timeline = _timeline(model.labels, starts, ends, probabilities, silent) if segments else None
     if silent.all():
         return Prediction(path=path, genre=None, confidence=0.0, top=[], duration=duration,
-                          segments=timeline, silent=True, short=padded_short, uncertain=True,
-                          model=model.name)
+                          segments=timeline, silent=True, short=short, uncertain=True, model=model.name)
     voiced = ~silent
     weights = (ends - starts)[voiced] / model.window
-    track = aggregate_probabilities(probabilities[voiced], aggregate, weights=weights)
+    mean = aggregate_probabilities(probabilities[voiced], "mean", weights=weights)
+    track = mean if aggregate == "mean" else aggregate_probabilities(probabilities[voiced], aggregate, weights=weights)
     order = np.argsort(track)[::-1]
     best = int(order[0])
     agreement = float(np.mean(probabilities[voiced].argmax(axis=1) == best))
-    confidence = float(track[best]) if aggregate == "mean" else float(
-        aggregate_probabilities(probabilities[voiced], "mean", weights=weights)[best])
+    confidence = float(mean[best])
     return Prediction(
         path=path,
         genre=model.labels[best],
@@ -156,7 +181,7 @@ def predict_audio(
         duration=duration,
         segments=timeline,
         uncertain=confidence < UNCERTAIN_CONFIDENCE or agreement < UNCERTAIN_AGREEMENT,
-        short=padded_short,
+        short=short,
         agreement=agreement,
         model=model.name,
     )
@@ -258,13 +283,129 @@ def _walk_folder(root: str, extensions, recursive: bool) -> Iterator[tuple[str, 
                 yield os.path.join(folder, name), None
 
 
-def predict_files(paths: Iterable[str | os.PathLike], model, **options) -> Iterator[dict]:
-    """Classify many files; yield each file's JSON record (``Prediction.to_dict()`` or ``{"path", "error"}``)."""
-    for path, problem in collect_audio_files(paths):
-        if problem:
-            yield error_record(path, f"{path}: {problem}")
+#: Files longer than this (seconds) are streamed in the main process instead of being decoded
+#: whole by a worker, so memory stays bounded whatever the input.
+STREAM_LONGER_THAN = 600.0
+
+
+def predict_files(
+    paths: Iterable[str | os.PathLike],
+    model,
+    *,
+    workers: int = 0,
+    batch_size: int = 32,
+    top_k: int = 3,
+    aggregate: str = "mean",
+    segments: bool = False,
+    offset: float = 0.0,
+    max_duration: float | None = None,
+) -> Iterator[dict]:
+    """Classify many files; yield each file's JSON record in input order.
+
+    Records are ``Prediction.to_dict()`` or ``{"path", "error"}`` for a file that failed, so
+    one bad file never stops the batch. With ``workers > 0``, decoding, resampling and
+    segmentation run in that many worker processes while this process runs the network on
+    batches of ``batch_size`` segments gathered across files.
+    """
+    _check_options(top_k, aggregate)
+    options = dict(top_k=top_k, aggregate=aggregate, segments=segments)
+    decode = partial(
+        decode_segments, sr=model.sample_rate, window=model.window, hop=model.hop,
+        last=model.spec["segment"].get("last", "pad"), offset=offset, duration=max_duration,
+    )
+    decoded = _decode_in_workers(collect_audio_files(paths), decode, workers)
+    pending: list[tuple[str, object]] = []  # (path, Segments) waiting for the network
+    n_waiting = 0
+    for path, result in decoded:
+        if result == "stream":
+            yield from _run_pending(model, pending, options)
+            pending, n_waiting = [], 0
+            yield _predict_one_streamed(model, path, offset, max_duration, options)
             continue
-        try:
-            yield predict_audio(model, path, **options).to_dict()
-        except (AudioError, GenrekitError) as exc:
-            yield error_record(path, exc)
+        if isinstance(result, str):
+            if pending:  # keep input order: finish earlier files before reporting this one
+                yield from _run_pending(model, pending, options)
+                pending, n_waiting = [], 0
+            yield error_record(path, result)
+            continue
+        pending.append((path, result))
+        n_waiting += len(result.samples)
+        if n_waiting >= batch_size:
+            yield from _run_pending(model, pending, options)
+            pending, n_waiting = [], 0
+    yield from _run_pending(model, pending, options)
+
+
+def decode_segments(path, *, sr, window, hop, last, offset, duration):
+    """Worker job: decode ``path`` and cut it into windows; ``"stream"`` for very long files, or an error message."""
+    from .audio import audio_info, load_audio
+    from .segments import segment_samples
+
+    try:
+        info = audio_info(path)
+        remaining = info.duration - offset if duration is None else min(duration, info.duration - offset)
+        if remaining > STREAM_LONGER_THAN:
+            return "stream"
+        audio = load_audio(path, sr, offset=offset, duration=duration)
+        if audio.samples.size == 0:
+            return f"{path}: no audio in the requested range"
+        segs = segment_samples(audio.samples, sr, window=window, hop=hop, last=last)
+        segs.starts += offset
+        segs.ends += offset
+        return segs
+    except GenrekitError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
+        return f"{path}: cannot decode ({type(exc).__name__}: {exc})"
+
+
+def _decode_in_workers(jobs, decode, workers: int):
+    """Yield ``(path, decode(path) or problem)`` in input order, decoding ahead in worker processes."""
+    if workers <= 0:
+        for path, problem in jobs:
+            yield path, (f"{path}: {problem}" if problem else decode(path))
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver: workers must not inherit this process's torch threads
+    context = multiprocessing.get_context("forkserver")
+    ahead = deque()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for path, problem in jobs:
+            ahead.append((path, problem if problem else pool.submit(decode, path)))
+            # a bounded look-ahead keeps memory flat on libraries of thousands of files
+            while len(ahead) > 2 * workers:
+                yield _resolve(*ahead.popleft())
+        while ahead:
+            yield _resolve(*ahead.popleft())
+
+
+def _resolve(path, job):
+    if isinstance(job, str):
+        return path, f"{path}: {job}"
+    try:
+        return path, job.result()
+    except Exception as exc:  # noqa: BLE001 - a crashed worker is reported per file
+        return path, f"{path}: cannot decode ({type(exc).__name__}: {exc})"
+
+
+def _run_pending(model, pending, options) -> Iterator[dict]:
+    """Run the network once over all pending files' segments and yield their records."""
+    if not pending:
+        return
+    probabilities, silent = classify_segments(model, np.concatenate([segs.samples for _, segs in pending]))
+    first = 0
+    for path, segs in pending:
+        part = slice(first, first + len(segs.samples))
+        first = part.stop
+        yield summarize(model, str(path), starts=segs.starts, ends=segs.ends,
+                        probabilities=probabilities[part], silent=silent[part], **options).to_dict()
+
+
+def _predict_one_streamed(model, path, offset, max_duration, options) -> dict:
+    try:
+        return predict_audio(model, path, offset=offset, max_duration=max_duration, **options).to_dict()
+    except GenrekitError as exc:
+        return error_record(path, exc)
