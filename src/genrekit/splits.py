@@ -1,0 +1,321 @@
+"""Train / validation / test splits at track level, never at segment level.
+
+Segments of one track always share its side, and when tracks carry a ``group`` (the artist) whole
+groups stay on one side: genre models otherwise learn to recognise the artist or the recording and
+look far better than they are. :func:`check_no_leakage` verifies both properties.
+
+Methods, by name (:func:`split_dataset`):
+
+- ``"random"``: stratified by label, seeded; group-aware when every track has a group.
+- ``"group"``: the same, but groups are required.
+- ``"official"``: the split the dataset defines (FMA ``set.split``, a manifest ``split`` column).
+- ``"gtzan-artist"``: GTZAN's fault-filtered, artist-filtered lists shipped with genrekit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from .datasets import AUDIO_EXTENSIONS, SPLIT_NAMES, Dataset, Track
+from .errors import DatasetError, UsageError
+
+METHODS = ("auto", "random", "group", "official", "gtzan-artist")
+GTZAN_SPLIT_FILES = {name: f"fault-filtered-{name}.txt" for name in SPLIT_NAMES}
+
+
+class Split(NamedTuple):
+    """Tracks on each side; unpacks as ``train, valid, test = split``."""
+
+    train: list[Track]
+    valid: list[Track]
+    test: list[Track]
+
+
+def split_dataset(
+    dataset: Dataset,
+    method: str = "auto",
+    *,
+    valid_size: float = 0.1,
+    test_size: float = 0.2,
+    seed: int = 0,
+) -> Split:
+    """Split ``dataset`` by ``method`` and check that no track or group lands on two sides.
+
+    ``"auto"`` uses the dataset's own split when every track has one, the GTZAN artist-filtered
+    lists for a GTZAN dataset, and a seeded stratified (group-aware if possible) split otherwise.
+    ``valid_size``, ``test_size`` and ``seed`` apply to ``"random"`` and ``"group"`` only.
+    """
+    if method == "auto":
+        if dataset.tracks and all(track.split for track in dataset.tracks):
+            method = "official"
+        elif dataset.kind == "gtzan":
+            method = "gtzan-artist"
+        else:
+            method = "random"
+    if method == "official":
+        split = official_split(dataset.tracks)
+    elif method == "gtzan-artist":
+        split = gtzan_artist_split(dataset.tracks)
+    elif method in ("random", "group"):
+        groups = True if method == "group" else "auto"
+        split = train_valid_test_split(
+            dataset.tracks, valid_size=valid_size, test_size=test_size, seed=seed, groups=groups
+        )
+    else:
+        raise UsageError(f"unknown split method {method!r} (choose from {', '.join(METHODS)})")
+    check_no_leakage(*split)
+    return split
+
+
+def holdout_split(
+    tracks: Sequence[Track],
+    *,
+    test_size: float = 0.2,
+    seed: int = 0,
+    stratify: bool = True,
+    groups: bool | str = "auto",
+) -> tuple[list[Track], list[Track]]:
+    """Split tracks into ``(train, test)``.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+    test_size : float
+        Fraction of tracks for the test side, in (0, 1). Without groups each label gets
+        ``floor`` or ``ceil`` of its share; with groups the test side is one of
+        ``round(1 / test_size)`` group-disjoint folds, so its size is approximate.
+    seed : int
+        Same seed, same tracks: same split.
+    stratify : bool
+        Keep label proportions on both sides.
+    groups : bool or "auto"
+        Keep each ``Track.group`` on one side. ``"auto"``: when every track has a group.
+    """
+    _check_fraction("test_size", test_size)
+    parts = _assign(tracks, (1 - test_size, 0.0, test_size), seed, stratify, groups)
+    return _take_part(tracks, parts, 0), _take_part(tracks, parts, 2)
+
+
+def train_valid_test_split(
+    tracks: Sequence[Track],
+    *,
+    valid_size: float = 0.1,
+    test_size: float = 0.2,
+    seed: int = 0,
+    stratify: bool = True,
+    groups: bool | str = "auto",
+) -> Split:
+    """Split tracks into train / valid / test (fractions of all tracks); see :func:`holdout_split`.
+
+    ``valid_size`` may be 0 (empty validation side).
+    """
+    _check_fraction("test_size", test_size)
+    if not 0 <= valid_size < 1 or valid_size + test_size >= 1:
+        raise UsageError(f"valid_size must be in [0, 1) with valid_size + test_size < 1, not {valid_size}")
+    parts = _assign(tracks, (1 - valid_size - test_size, valid_size, test_size), seed, stratify, groups)
+    return Split(*(_take_part(tracks, parts, side) for side in range(3)))
+
+
+def kfold_splits(
+    tracks: Sequence[Track],
+    n_splits: int = 5,
+    *,
+    seed: int = 0,
+    stratify: bool = True,
+    groups: bool | str = "auto",
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K-fold cross-validation at track level.
+
+    Returns
+    -------
+    list of (train_indices, test_indices)
+        ``n_splits`` pairs of sorted int arrays indexing ``tracks``; every track is in exactly one
+        test fold. With groups: sklearn's ``StratifiedGroupKFold``, or ``GroupKFold`` when some
+        label has fewer than ``n_splits`` groups.
+    """
+    if n_splits < 2 or n_splits > len(tracks):
+        raise UsageError(f"n_splits must be between 2 and the number of tracks ({len(tracks)}), not {n_splits}")
+    labels = _codes([track.label for track in tracks]) if stratify else np.zeros(len(tracks), int)
+    group_codes = _group_codes(tracks, groups)
+    if group_codes is None:
+        folds = _stratified_folds(labels, n_splits, np.random.default_rng(seed))
+    else:
+        folds = _group_folds(labels, group_codes, n_splits, seed)
+    everything = np.arange(len(tracks))
+    return [(np.setdiff1d(everything, test), np.sort(test)) for test in folds]
+
+
+def official_split(tracks: Sequence[Track]) -> Split:
+    """The split the dataset defines in ``Track.split`` (FMA, manifests with a ``split`` column)."""
+    missing = sum(track.split is None for track in tracks)
+    if missing:
+        raise DatasetError(f"{missing} of {len(tracks)} tracks have no split: the dataset defines none")
+    return Split(*([track for track in tracks if track.split == side] for side in SPLIT_NAMES))
+
+
+def gtzan_artist_split(tracks: Sequence[Track]) -> Split:
+    """GTZAN's fault-filtered, artist-filtered split (443 / 197 / 290 clips).
+
+    Tracks are matched by id (``blues.00012``) whatever their file extension; tracks not in the
+    lists (faulty clips) are left out of every side.
+    """
+    return split_from_lists(tracks, load_gtzan_split_lists())
+
+
+def load_gtzan_split_lists() -> dict[str, list[str]]:
+    """The shipped GTZAN lists as track ids: ``{"train": ["blues.00029", ...], "valid": ..., "test": ...}``."""
+    folder = resources.files("genrekit") / "data" / "splits" / "gtzan"
+    lists = {}
+    for side, filename in GTZAN_SPLIT_FILES.items():
+        lines = (folder / filename).read_text(encoding="utf-8").splitlines()
+        lists[side] = [_bare_id(line.strip()) for line in lines if line.strip()]
+    return lists
+
+
+def split_from_lists(tracks: Sequence[Track], lists: Mapping[str, Iterable[str]]) -> Split:
+    """Put each track on the side whose list names its file.
+
+    ``lists`` maps ``"train"``/``"valid"``/``"test"`` to track ids or relative paths
+    (``blues.00012``, ``blues/blues.00012.wav``); folders and audio extensions are ignored when
+    matching, so ``blues.00012.flac`` matches. Unlisted tracks are left out.
+    """
+    side_of: dict[str, str] = {}
+    for side, ids in lists.items():
+        if side not in SPLIT_NAMES:
+            raise UsageError(f"unknown split side {side!r} (use {', '.join(SPLIT_NAMES)})")
+        for track_id in ids:
+            track_id = _bare_id(track_id)
+            if side_of.setdefault(track_id, side) != side:
+                raise DatasetError(f"track {track_id} is listed in both {side_of[track_id]} and {side}")
+    sides = {side: [] for side in SPLIT_NAMES}
+    for track in tracks:
+        side = side_of.get(_bare_id(track.path.name))
+        if side:
+            sides[side].append(track)
+    return Split(**sides)
+
+
+def check_no_leakage(*parts: Sequence[Track], names: Sequence[str] | None = None) -> None:
+    """Raise :class:`DatasetError` if a track id or a group appears in two of ``parts``.
+
+    Typical use: ``check_no_leakage(train, test)`` or ``check_no_leakage(*split)``.
+    """
+    names = list(names or (SPLIT_NAMES if len(parts) == 3 else [f"part {i}" for i in range(len(parts))]))
+    for attribute, what in (("track_id", "track"), ("group", "group")):
+        owner: dict[str, str] = {}
+        for name, part in zip(names, parts):
+            for value in {getattr(track, attribute) for track in part} - {None}:
+                first = owner.setdefault(value, name)
+                if first != name:
+                    raise DatasetError(f"{what} {value!r} is in both {first} and {name}: the split leaks")
+
+
+def take(tracks: Sequence[Track], indices: Iterable[int]) -> list[Track]:
+    """``[tracks[i] for i in indices]``, for the index arrays of :func:`kfold_splits`."""
+    return [tracks[int(i)] for i in indices]
+
+
+# --- assignment ------------------------------------------------------------------------------
+
+
+def _assign(tracks, fractions, seed, stratify, groups) -> np.ndarray:
+    """Side (0 train, 1 valid, 2 test) of each track."""
+    if len(tracks) < 2:
+        raise DatasetError(f"need at least 2 tracks to split, got {len(tracks)}")
+    labels = _codes([track.label for track in tracks]) if stratify else np.zeros(len(tracks), int)
+    group_codes = _group_codes(tracks, groups)
+    if group_codes is None:
+        return _stratified_sides(labels, fractions, np.random.default_rng(seed))
+    parts = np.zeros(len(tracks), int)
+    for side, share_of_rest in ((2, fractions[2]), (1, fractions[1] / (1 - fractions[2]))):
+        rest = np.flatnonzero(parts == 0)
+        if share_of_rest <= 0:
+            continue
+        n_splits = max(2, round(1 / share_of_rest))
+        held_out = _group_folds(labels[rest], group_codes[rest], n_splits, seed)[0]
+        parts[rest[held_out]] = side
+    return parts
+
+
+def _stratified_sides(labels: np.ndarray, fractions, rng: np.random.Generator) -> np.ndarray:
+    """Systematic sampling along the label-grouped order: test takes evenly spaced tracks, then
+    valid takes evenly spaced tracks among the rest. Each label gets floor or ceil of its test
+    share, and the test side holds floor or ceil of ``len(labels) * fractions[2]`` tracks."""
+    sides = np.zeros(len(labels), int)
+    rest = _order_by_label(labels, rng)
+    for side, share in ((2, fractions[2]), (1, fractions[1] / (1 - fractions[2]))):
+        if share > 0:
+            chosen = _evenly_spaced(len(rest), share, rng.random())
+            sides[rest[chosen]] = side
+            rest = rest[~chosen]
+    return sides
+
+
+def _stratified_folds(labels: np.ndarray, n_splits: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Deal the label-grouped order round-robin: each label gets floor or ceil of its share per fold."""
+    fold_of = np.empty(len(labels), int)
+    fold_of[_order_by_label(labels, rng)] = (rng.integers(n_splits) + np.arange(len(labels))) % n_splits
+    return [np.flatnonzero(fold_of == fold) for fold in range(n_splits)]
+
+
+def _order_by_label(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices grouped by label, labels in random order, tracks shuffled within each label."""
+    blocks = [rng.permutation(np.flatnonzero(labels == label)) for label in rng.permutation(np.unique(labels))]
+    return np.concatenate(blocks)
+
+
+def _evenly_spaced(n: int, share: float, offset: float) -> np.ndarray:
+    """Mask picking every ``1 / share``-th of ``n`` positions: any run of ``m`` consecutive
+    positions holds floor or ceil of ``m * share`` picks."""
+    steps = np.floor(np.arange(n + 1) * share + offset)
+    return np.diff(steps) > 0
+
+
+def _group_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> list[np.ndarray]:
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    n_groups = len(np.unique(groups))
+    if n_groups < n_splits:
+        raise DatasetError(f"only {n_groups} groups (artists): cannot make {n_splits} group-disjoint parts")
+    groups_per_label = Counter(label for label, _ in set(zip(labels.tolist(), groups.tolist())))
+    if min(groups_per_label.values()) >= n_splits:
+        folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    else:  # a label with too few groups cannot be spread over every fold: drop stratification
+        folds = GroupKFold(n_splits, shuffle=True, random_state=seed)
+    return [test for _, test in folds.split(np.zeros(len(labels)), labels, groups)]
+
+
+def _group_codes(tracks: Sequence[Track], groups: bool | str) -> np.ndarray | None:
+    if groups not in (True, False, "auto"):
+        raise UsageError(f"groups must be True, False or 'auto', not {groups!r}")
+    known = [track.group for track in tracks if track.group is not None]
+    if groups is False or (groups == "auto" and len(known) < len(tracks)):
+        return None
+    if len(known) < len(tracks):
+        raise DatasetError(f"{len(tracks) - len(known)} of {len(tracks)} tracks have no group (artist)")
+    return _codes(known)
+
+
+def _codes(values: list[str]) -> np.ndarray:
+    index: dict[str, int] = defaultdict(lambda: len(index))
+    return np.array([index[value] for value in values], dtype=int)
+
+
+def _take_part(tracks: Sequence[Track], parts: np.ndarray, side: int) -> list[Track]:
+    return [track for track, part in zip(tracks, parts) if part == side]
+
+
+def _bare_id(name: str) -> str:
+    """``blues/blues.00012.wav`` -> ``blues.00012`` (only an audio extension is dropped)."""
+    path = Path(name)
+    return path.stem if path.suffix.lower() in AUDIO_EXTENSIONS else path.name
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise UsageError(f"{name} must be between 0 and 1, not {value}")
