@@ -6,7 +6,7 @@ look far better than they are. :func:`check_no_leakage` verifies both properties
 
 Methods, by name (:func:`split_dataset`):
 
-- ``"random"``: stratified by label, seeded; group-aware when every track has a group.
+- ``"random"``: stratified by label, seeded; group-aware when tracks have groups.
 - ``"group"``: the same, but groups are required.
 - ``"official"``: the split the dataset defines (FMA ``set.split``, a manifest ``split`` column).
 - ``"gtzan-artist"``: GTZAN's fault-filtered, artist-filtered lists shipped with genrekit.
@@ -94,7 +94,8 @@ def holdout_split(
     stratify : bool
         Keep label proportions on both sides.
     groups : bool or "auto"
-        Keep each ``Track.group`` on one side. ``"auto"``: when every track has a group.
+        Keep each ``Track.group`` on one side. ``"auto"``: when any track has a group (tracks
+        without one count as groups of their own); ``True``: every track must have one.
     """
     _check_fraction("test_size", test_size)
     parts = _assign(tracks, (1 - test_size, 0.0, test_size), seed, stratify, groups)
@@ -291,18 +292,24 @@ def _group_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: in
 
 
 def _group_codes(tracks: Sequence[Track], groups: bool | str) -> np.ndarray | None:
+    """Group code per track, or None for a group-blind split.
+
+    ``"auto"`` uses groups when any track has one; a track without one is then a group of its
+    own (nothing links it to another track). ``True`` requires a group on every track.
+    """
     if groups not in (True, False, "auto"):
         raise UsageError(f"groups must be True, False or 'auto', not {groups!r}")
-    known = [track.group for track in tracks if track.group is not None]
-    if groups is False or (groups == "auto" and len(known) < len(tracks)):
+    unknown = sum(track.group is None for track in tracks)
+    if groups is False or (groups == "auto" and unknown == len(tracks)):
         return None
-    if len(known) < len(tracks):
-        raise DatasetError(f"{len(tracks) - len(known)} of {len(tracks)} tracks have no group (artist)")
-    return _codes(known)
+    if groups is True and unknown:
+        raise DatasetError(f"{unknown} of {len(tracks)} tracks have no group (artist)")
+    keys = [("group", track.group) if track.group is not None else ("track", track.track_id) for track in tracks]
+    return _codes(keys)
 
 
-def _codes(values: list[str]) -> np.ndarray:
-    index: dict[str, int] = defaultdict(lambda: len(index))
+def _codes(values: list) -> np.ndarray:
+    index: dict = defaultdict(lambda: len(index))
     return np.array([index[value] for value in values], dtype=int)
 
 
