@@ -21,7 +21,8 @@ name                      input                        typical feature
 A spec is a JSON-able dict ``{"name": ..., **constructor kwargs}``;
 :func:`build_model` returns the module with its complete spec (``input_shape`` included) in
 ``module.spec``, which is what a model file records, so ``build_model(module.spec, n_classes)``
-rebuilds the same network.
+rebuilds the same network. Networks on features normalise their input with batch norm, so the
+training data's statistics are stored with the weights and raw dB or MFCC values can go in.
 """
 
 from __future__ import annotations
@@ -76,32 +77,35 @@ class _Classifier(nn.Module):
 class CNN2d(_Classifier):
     """2D CNN on a time-frequency patch, the "small 3-layer CNN" of the GTZAN studies.
 
-    Each block is conv 3x3 -> batch norm -> ReLU -> 2x2 max pooling -> dropout; global average
-    pooling over what is left of frequency and time makes the network independent of the patch
-    size. ``channels=(32, 64, 128)`` gives the classic three blocks; ``cnn2d-deep`` uses five.
+    The input is first normalised per frequency bin (batch norm, so the training data's
+    statistics travel with the weights). Each block is conv 3x3 -> batch norm -> ReLU -> 2x2 max
+    pooling -> dropout; global average pooling over what is left of frequency and time makes the
+    network independent of the number of frames. ``channels=(32, 64, 128)`` gives the classic
+    three blocks; ``cnn2d-deep`` uses five.
 
     Parameters
     ----------
     n_classes : int
+    input_shape : (n_bins, n_frames)
+        ``n_bins`` sets the input normalisation; any number of frames works.
     channels : sequence of int
         Output channels of each conv block (one block per entry).
     hidden : int
         Width of the dense ReLU layer before the output (0: none).
     dropout : float
         Dropout after each block and before the output layer.
-    input_shape : (n_bins, n_frames), optional
-        Recorded in the spec only; any patch size at least ``2 ** len(channels)`` works.
     """
 
     def __init__(
         self,
         n_classes: int,
+        input_shape: Sequence[int],
         channels: Sequence[int] = (32, 64, 128),
         hidden: int = 64,
         dropout: float = 0.3,
-        input_shape: Sequence[int] | None = None,
     ):
         super().__init__()
+        self.input_norm = nn.BatchNorm1d(int(input_shape[0]))
         layers: list[nn.Module] = []
         in_channels = 1
         for out_channels in channels:
@@ -119,14 +123,15 @@ class CNN2d(_Classifier):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, n_bins, n_frames)`` -> ``(batch, channels[-1])``."""
-        return self.blocks(x.unsqueeze(1)).mean(dim=(2, 3))
+        return self.blocks(self.input_norm(x).unsqueeze(1)).mean(dim=(2, 3))
 
 
 class Recurrent(_Classifier):
     """Bidirectional LSTM over the time axis of a feature sequence.
 
-    Two bidirectional LSTM layers (dropout between them), the last step's and the mean
-    state concatenated, batch norm, a dense ReLU layer and the output layer (logits).
+    Input normalisation per feature (batch norm), two bidirectional LSTM layers (dropout
+    between them), the last step's and the mean state concatenated, batch norm, a dense ReLU
+    layer and the output layer (logits).
 
     Parameters
     ----------
@@ -153,6 +158,7 @@ class Recurrent(_Classifier):
     ):
         super().__init__()
         n_features = int(input_shape[0])
+        self.input_norm = nn.BatchNorm1d(n_features)
         self.lstm = nn.LSTM(
             n_features,
             hidden_size,
@@ -167,7 +173,7 @@ class Recurrent(_Classifier):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, n_features, n_steps)`` -> ``(batch, 4 * hidden_size)``."""
-        outputs, _ = self.lstm(x.transpose(1, 2))
+        outputs, _ = self.lstm(self.input_norm(x).transpose(1, 2))
         # last step of the forward direction has read the whole sequence; the mean keeps
         # what the backward direction saw at every step as well
         pooled = torch.cat([outputs[:, -1], outputs.mean(dim=1)], dim=1)
@@ -177,8 +183,9 @@ class Recurrent(_Classifier):
 class CNN1d(_Classifier):
     """1D CNN over a sequence of frames or pretrained embeddings, features as channels.
 
-    Blocks of conv (kernel 3) -> batch norm -> ReLU -> max pooling (2) -> dropout, then global
-    average and max pooling over time, concatenated.
+    Input normalisation per feature (batch norm), blocks of conv (kernel 3) -> batch norm ->
+    ReLU -> max pooling (2) -> dropout, then global average and max pooling over time,
+    concatenated.
 
     Parameters
     ----------
@@ -201,6 +208,7 @@ class CNN1d(_Classifier):
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = int(input_shape[0])
+        self.input_norm = nn.BatchNorm1d(in_channels)
         for out_channels in channels:
             layers += [
                 nn.Conv1d(in_channels, out_channels, 3, padding=1, bias=False),
@@ -216,7 +224,7 @@ class CNN1d(_Classifier):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, n_features, n_steps)`` -> ``(batch, 2 * channels[-1])``."""
-        h = self.blocks(x)
+        h = self.blocks(self.input_norm(x))
         return torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
 
 
