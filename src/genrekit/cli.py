@@ -154,6 +154,50 @@ def _print_tag_changes(changes, library: str, title: str) -> None:
     info(f"{title}: {summary}" + (" (nothing changed; add --write to apply)" if title == "dry run" else ""))
 
 
+@data_app.command("check")
+def data_check(
+    path: str = typer.Argument(..., help="Dataset folder, FMA root, or CSV manifest (path,label[,split][,group])."),
+    kind: str = typer.Option("auto", "--kind", help="auto, gtzan, fma, folder or manifest."),
+    subset: Optional[str] = typer.Option(None, "--subset", help="FMA subset: small, medium or large."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Do not open the files (no durations, no unreadable-file check)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Count tracks per label, measure durations and list problems; exit 1 if any is an error."""
+    import json
+
+    from .datasets import format_summary, open_dataset, summarize
+
+    dataset = open_dataset(path, kind, **({"subset": subset} if subset else {}))
+    if not no_audio:
+        dataset.check_audio()
+    summary = summarize(dataset)
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n" if as_json else format_summary(summary))
+    if summary["errors"]:
+        raise typer.Exit(1)
+
+
+_CACHE_DIR_HELP = "Feature cache folder (default: features/ in $GENREKIT_CACHE_DIR, else in ~/.cache/genrekit)."
+
+
+@cache_app.command("info")
+def cache_info(cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help=_CACHE_DIR_HELP)) -> None:
+    """Show where the feature cache is, how many entries it holds and their size."""
+    from .cache import FeatureCache
+
+    found = FeatureCache(cache_dir).info()
+    typer.echo(f"{found.root}: {found.entries} entries, {found.size_bytes / 2**20:.1f} MiB")
+
+
+@cache_app.command("clear")
+def cache_clear(cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help=_CACHE_DIR_HELP)) -> None:
+    """Delete every cached feature array (other files in the folder are left alone)."""
+    from .cache import FeatureCache
+    from .utils import info
+
+    cache = FeatureCache(cache_dir)
+    info(f"removed {cache.clear()} entries from {cache.root}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``genrekit`` script; exits with 0, 1 or 2."""
     command = typer.main.get_command(app)

@@ -501,6 +501,69 @@ def _soundfile_duration(path: Path) -> float:
     return info.frames / info.samplerate if info.samplerate else 0.0
 
 
+# --- reports --------------------------------------------------------------------------------
+
+
+def summarize(dataset: Dataset) -> dict:
+    """A JSON-able report: tracks and seconds per label, splits, groups and problems.
+
+    Durations are ``None`` unless the audio was probed (:meth:`Dataset.check_audio`).
+    """
+    probed = bool(dataset.durations)
+    per_label = []
+    for label in dataset.labels:
+        ids = [track.track_id for track in dataset.tracks if track.label == label]
+        seconds = sum(dataset.durations.get(track_id, 0.0) for track_id in ids) if probed else None
+        per_label.append({"label": label, "tracks": len(ids), "duration_s": seconds})
+    splits = Counter(track.split for track in dataset.tracks if track.split)
+    groups = {track.group for track in dataset.tracks} - {None}
+    return {
+        "name": dataset.name,
+        "kind": dataset.kind,
+        "root": str(dataset.root),
+        "tracks": len(dataset.tracks),
+        "duration_s": sum(dataset.durations.values()) if probed else None,
+        "labels": per_label,
+        "splits": {side: splits[side] for side in SPLIT_NAMES if splits[side]},
+        "groups": len(groups),
+        "tracks_without_group": sum(track.group is None for track in dataset.tracks),
+        "problems": [vars(problem) for problem in dataset.problems],
+        "errors": len(dataset.errors),
+    }
+
+
+def format_summary(summary: dict, *, max_problems: int = 20) -> str:
+    """:func:`summarize`'s report as an aligned text table followed by the problems."""
+    width = max([len("label"), *(len(row["label"]) for row in summary["labels"])])
+    lines = [f"{summary['name']} ({summary['kind']}: {summary['root']})", ""]
+    lines.append(f"{'label':<{width}}  {'tracks':>7}  {'duration':>10}")
+    for row in summary["labels"]:
+        lines.append(f"{row['label']:<{width}}  {row['tracks']:>7}  {_clock(row['duration_s']):>10}")
+    lines.append(f"{'total':<{width}}  {summary['tracks']:>7}  {_clock(summary['duration_s']):>10}")
+    lines.append("")
+    if summary["splits"]:
+        lines.append("splits: " + ", ".join(f"{side} {n}" for side, n in summary["splits"].items()))
+    if summary["groups"]:
+        unknown = summary["tracks_without_group"]
+        lines.append(f"groups (artists): {summary['groups']}" + (f", unknown for {unknown} tracks" if unknown else ""))
+    counts = Counter(problem["severity"] for problem in summary["problems"])
+    lines.append(f"problems: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info")
+    for severity in SEVERITIES:
+        found = [problem for problem in summary["problems"] if problem["severity"] == severity]
+        lines += [f"  {Problem(**problem)}" for problem in found[:max_problems]]
+        if len(found) > max_problems:
+            lines.append(f"  ... and {len(found) - max_problems} more {severity} problems")
+    return "\n".join(lines) + "\n"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, seconds = divmod(round(seconds, 1), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{seconds:04.1f}" if hours else f"{minutes}:{seconds:04.1f}"
+
+
 # --- shared helpers --------------------------------------------------------------------------
 
 
