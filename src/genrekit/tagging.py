@@ -299,8 +299,11 @@ def _set_genres(audio: mutagen.FileType, genres: list[str] | None) -> None:
 
 def _save(audio: mutagen.FileType) -> None:
     if isinstance(audio.tags, ID3):
-        # keep the file's ID3 version: rewriting v2.3 as v2.4 would hide tags from old players
-        audio.save(v2_version=3 if audio.tags.version[:2] == (2, 3) else 4)
+        # Keep the file's ID3 version (rewriting v2.3 as v2.4 hides tags from old players), and
+        # in v2.3 join multiple values with NUL as they were read, not with mutagen's "/",
+        # so other multi-valued frames and restored genres come back exactly as they were.
+        version = 3 if audio.tags.version[:2] == (2, 3) else 4
+        audio.save(v2_version=version, v23_sep=None)
     else:
         audio.save()
 
