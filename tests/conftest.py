@@ -12,3 +12,25 @@ def gtzan_mini() -> Path:
     if not GTZAN_MINI.is_dir():
         pytest.skip("../shared/data/gtzan-mini is not beside this checkout")
     return GTZAN_MINI
+
+
+GTZAN_GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory) -> Path:
+    """A genuine but untrained GTZAN-labelled model (log-mel + 2-block CNN): fast, not accurate."""
+    import torch
+
+    from genrekit.classifier import save_model
+    from genrekit.models import build_model
+
+    torch.manual_seed(0)
+    network = build_model({"name": "cnn2d", "input_shape": [64, 130], "channels": [4, 8],
+                           "hidden": 0, "dropout": 0.0}, n_classes=len(GTZAN_GENRES))
+    spec = {"name": "tiny-test", "labels": GTZAN_GENRES, "sample_rate": 22050,
+            "segment": {"window": 3.0, "hop": 3.0, "last": "pad"},
+            "feature": {"name": "logmel", "n_mels": 64}, "architecture": network.spec,
+            "metrics": {"note": "random weights, for tests"}}
+    tensors = {f"network.{name}": t for name, t in network.state_dict().items()}
+    return save_model(tmp_path_factory.mktemp("tiny-model") / "tiny", spec, tensors)

@@ -205,7 +205,7 @@ async def receive_upload(request: Request, folder: Path, max_bytes: int, ticket:
 
 def _too_large(max_bytes: int) -> ServiceError:
     return ServiceError(413, "upload_too_large",
-                        f"the upload is larger than this service's limit of {max_bytes / 2**20:g} MB")
+                        f"the upload is larger than this service's limit of {max_bytes / 2**20:.3g} MB")
 
 
 class _MultipartState:
