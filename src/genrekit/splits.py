@@ -88,7 +88,8 @@ def holdout_split(
     test_size : float
         Fraction of tracks for the test side, in (0, 1). Without groups each label gets
         ``floor`` or ``ceil`` of its share; with groups the test side is one of
-        ``round(1 / test_size)`` group-disjoint folds, so its size is approximate.
+        ``round(1 / test_size)`` group-disjoint folds (one group if there are fewer groups), so
+        its size is approximate.
     seed : int
         Same seed, same tracks: same split.
     stratify : bool
@@ -237,7 +238,8 @@ def _assign(tracks, fractions, seed, stratify, groups) -> np.ndarray:
         rest = np.flatnonzero(parts == 0)
         if share_of_rest <= 0:
             continue
-        n_splits = max(2, round(1 / share_of_rest))
+        # with fewer groups than folds, hold out one group: more than asked, but group-disjoint
+        n_splits = min(max(2, round(1 / share_of_rest)), len(np.unique(group_codes[rest])))
         held_out = _group_folds(labels[rest], group_codes[rest], n_splits, seed)[0]
         parts[rest[held_out]] = side
     return parts
@@ -281,8 +283,9 @@ def _group_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: in
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     n_groups = len(np.unique(groups))
-    if n_groups < n_splits:
-        raise DatasetError(f"only {n_groups} groups (artists): cannot make {n_splits} group-disjoint parts")
+    if n_groups < max(n_splits, 2):
+        parts = max(n_splits, 2)
+        raise DatasetError(f"only {n_groups} group(s) (artists): cannot make {parts} group-disjoint parts")
     groups_per_label = Counter(label for label, _ in set(zip(labels.tolist(), groups.tolist())))
     if min(groups_per_label.values()) >= n_splits:
         folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
