@@ -197,6 +197,14 @@ def test_write_goes_through_a_symlink_to_its_target(library):
     assert read_genres(library / "Café — ñandú.flac") == ["Pop"]
 
 
+def test_hard_linked_file_is_not_split(library):
+    path = library / "voix.opus"
+    os.link(path, library / "second name.opus")
+    with pytest.raises(TagError, match="2 hard links"):
+        write_genres(path, ["Pop"])
+    assert read_genres(library / "second name.opus") == []
+
+
 def test_conflict_when_the_file_changed_after_planning(library):
     path = library / "rock song.mp3"
     [change] = plan_tag_changes([prediction(path, "pop")], keep_existing=False)

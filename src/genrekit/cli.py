@@ -126,10 +126,18 @@ def tag(
             loaded = load_model(model)
             predictions = track(library_predictions(state, [library], loaded, force=force), "classifying")
             outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing)
-            if write:
+            if not write:
+                _print_tag_changes(outcomes, library, "dry run", "nothing changed; add --write to apply")
+            else:
                 batch_id, written = apply_tag_changes(outcomes, state, model_id=loaded.model_id, progress=track)
                 outcomes = _merge_outcomes(outcomes, written)
-            _print_tag_changes(outcomes, library, f"tag batch {batch_id}" if write and batch_id else "dry run")
+                if batch_id is None:
+                    _print_tag_changes(outcomes, library, "nothing to write")
+                else:
+                    import shlex
+
+                    undo_hint = f"undo with: genrekit tag {shlex.quote(library)} --undo"
+                    _print_tag_changes(outcomes, library, f"tag batch {batch_id}", undo_hint)
     if any(change.action == "failed" for change in outcomes):
         raise typer.Exit(1)
 
@@ -139,7 +147,7 @@ def _merge_outcomes(planned, written):
     return [next(done) if change.action == "write" else change for change in planned]
 
 
-def _print_tag_changes(changes, library: str, title: str) -> None:
+def _print_tag_changes(changes, library: str, title: str, note: str | None = None) -> None:
     """The changes as a table on stdout and counts per action on stderr."""
     import os
     from collections import Counter
@@ -151,7 +159,7 @@ def _print_tag_changes(changes, library: str, title: str) -> None:
     sys.stdout.write(format_tag_table(changes, root))
     counts = Counter(change.action for change in changes)
     summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "no audio files"
-    info(f"{title}: {summary}" + (" (nothing changed; add --write to apply)" if title == "dry run" else ""))
+    info(f"{title}: {summary}" + (f" ({note})" if note else ""))
 
 
 @data_app.command("check")

@@ -145,10 +145,16 @@ class LibraryDB:
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             self._setup()
+        except sqlite3.OperationalError as exc:  # read-only folder, locked, no space
+            raise LibraryDBError(
+                f"{self.path}: cannot use library database ({exc}); --db PATH puts it elsewhere"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise LibraryDBError(f"{self.path}: not a usable genrekit library database ({exc})") from exc
         except OSError as exc:
-            raise LibraryDBError(f"{self.path}: cannot open library database ({exc.strerror})") from exc
+            raise LibraryDBError(
+                f"{self.path}: cannot use library database ({exc.strerror}); --db PATH puts it elsewhere"
+            ) from exc
 
     def _setup(self) -> None:
         conn = self._conn
