@@ -56,10 +56,14 @@ AUDIO_EXTENSIONS = frozenset({
 
 RESAMPLE_QUALITY = "HQ"
 #: Seconds decoded before an offset when seeking with FFmpeg, so that codecs with inter-frame
-#: state (AAC priming, Opus pre-skip, the MP3 bit reservoir) are settled at the offset.
+#: state (AAC priming, the MP3 bit reservoir) are settled at the offset.
 _SEEK_PREROLL = 0.5
 #: File signatures of audio containers: a file that starts like this but cannot be decoded is
 #: reported as corrupt rather than as "not audio".
+#: Formats libsndfile opens but FFmpeg decodes better. libsndfile 1.2's MP3 decoder corrupts
+#: samples when a file is read in several calls (the bit reservoir is lost between calls) and
+#: outputs silence after a seek; FFmpeg's is gapless and exact.
+_FFMPEG_FORMATS = frozenset({"mp3"})
 #: Largest possible Ogg page (RFC 3533): the last page header lies within this many final bytes.
 _MAX_OGG_PAGE = 65307
 _AUDIO_SIGNATURES = (
@@ -107,7 +111,8 @@ class AudioInfo:
     format : str
         Container, lowercase: ``"wav"``, ``"flac"``, ``"ogg"``, ``"mp3"``, ``"m4a"``, ...
     codec : str or None
-        Sample encoding, lowercase: ``"pcm_16"``, ``"vorbis"``, ``"aac"``, ...
+        Sample encoding as the decoding library names it, lowercase: ``"pcm_16"``,
+        ``"vorbis"``, ``"mpeg_layer_iii"`` (libsndfile), ``"aac"`` (FFmpeg), ...
     """
 
     sr: int
@@ -303,32 +308,38 @@ def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool) -> Iter
 def _probe(path: Path) -> tuple[AudioInfo, str]:
     """Find a backend that can read ``path`` and return its header information."""
     _check_file(path)
+    soundfile_problem, empty_header = None, False
     try:
         info = _soundfile_info(path)
     except sf.SoundFileError as error:
-        soundfile_problem, header_ok = str(error), False
+        soundfile_problem = _short(str(error))
     else:
-        if info.frames > 0:
+        if info.frames > 0 and info.format not in _FFMPEG_FORMATS:
             return info, "soundfile"
-        # A valid header without frames: truly empty, or a stream libsndfile cannot measure
-        # (e.g. an Ogg file cut before its last page); FFmpeg decides which.
-        soundfile_problem, header_ok = "no frames", True
+        # A valid header without frames is truly empty, or a stream libsndfile cannot measure;
+        # FFmpeg decides which.
+        empty_header = info.frames == 0
     if _looks_like_text(path):
         raise NotAudioError(path, "looks like a text file")
     import av
 
     try:
         return _pyav_info(path), "pyav"
+    except CorruptAudioError:
+        # FFmpeg also guesses formats from the file name, and then finds garbage in random bytes.
+        if not _has_audio_signature(path):
+            raise NotAudioError(path, "unrecognised data") from None
+        raise
     except av.FFmpegError as error:  # FFmpeg cannot make sense of the file either
-        if header_ok:
+        if empty_header:
             raise EmptyAudioError(path, "the header declares no samples") from None
         if not _has_audio_signature(path):
             raise NotAudioError(path, "unrecognised data") from None
         # When libsndfile does not know the format (or, for some damaged MP3s, says the file
         # "does not exist"), FFmpeg's reason is the one that matters.
-        sndfile_knows = not ("not recognised" in soundfile_problem or "does not exist" in soundfile_problem)
-        reason = _short(soundfile_problem) if sndfile_knows else error.strerror
-        raise CorruptAudioError(path, reason) from None
+        sndfile_knows = soundfile_problem and not any(
+            phrase in soundfile_problem for phrase in ("not recognised", "does not exist"))
+        raise CorruptAudioError(path, soundfile_problem if sndfile_knows else error.strerror) from None
 
 
 def _check_file(path: Path) -> None:
@@ -450,26 +461,24 @@ def _read_soundfile(path: Path, info: AudioInfo, start: int, stop: int | None, b
                     break
     except sf.SoundFileError as error:
         raise CorruptAudioError(path, _short(str(error))) from None
-    # MP3 lengths without a LAME/Xing header are estimates; other formats state exact lengths.
-    slack = int(0.05 * info.frames) if info.format == "mp3" else 0
-    if position < stop - slack:
+    if position < stop:
         raise CorruptAudioError(
             path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
         )
 
 
 def _seek(handle: sf.SoundFile, frame: int) -> int:
+    """Move to ``frame``; in a file that cannot seek, read up to it instead."""
     try:
         return handle.seek(frame)
     except sf.SoundFileError:
-        # Not seekable: read up to the offset instead, one bounded block at a time.
-        position = 0
-        while position < frame:
-            skipped = len(handle.read(min(frame - position, 1 << 20), dtype="float32"))
-            if skipped == 0:
-                break
-            position += skipped
-        return position
+        position = 0  # just opened, so still at the start
+    while position < frame:
+        skipped = len(handle.read(min(frame - position, 1 << 20), dtype="float32"))
+        if skipped == 0:
+            break
+        position += skipped
+    return position
 
 
 # --- FFmpeg backend ---------------------------------------------------------------------------
@@ -496,7 +505,7 @@ def _pyav_info(path: Path) -> AudioInfo:
             frames=0 if duration is None else int(round(duration * sr)),
             duration=0.0 if duration is None else duration,
             format=suffix if suffix in names else names[0],
-            codec=context.name,
+            codec=context.codec.canonical_name,
         )
     if duration is None:
         # Rare (raw streams without an index): count the samples, in bounded memory.
@@ -556,14 +565,36 @@ def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_
         raise CorruptAudioError(path, f"{error.strerror}{where}") from None
     if pending_frames:
         yield np.concatenate(pending)
-    # Only MP4-family containers state exact lengths (sample tables); elsewhere FFmpeg may
-    # estimate the duration from the bit rate, so a shortfall proves nothing.
-    if info.format in ("m4a", "mp4", "mov") and position is not None:
+    if position is not None and _states_exact_length(path, info):
         expected = info.frames if stop is None else min(stop, info.frames)
         if position < expected - max(info.sr, 0.05 * info.frames):
             raise CorruptAudioError(
                 path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
             )
+
+
+def _states_exact_length(path: Path, info: AudioInfo) -> bool:
+    """Whether FFmpeg's duration for this file comes from the file rather than an estimate.
+
+    MP4-family containers carry sample tables; an MP3 states its length only in a Xing, Info
+    or VBRI header (otherwise FFmpeg guesses from the first frame's bit rate, which can be far
+    off for variable bit rates, so a short decode would prove nothing).
+    """
+    if info.format in ("m4a", "mp4", "mov"):
+        return True
+    if info.format != "mp3":
+        return False
+    with open(path, "rb") as handle:
+        head = handle.read(10)
+        if head[:3] == b"ID3" and len(head) == 10:
+            size = 0
+            for byte in head[6:10]:  # "syncsafe" integer: 7 bits per byte
+                size = (size << 7) | (byte & 0x7F)
+            handle.seek(10 + size + (10 if head[5] & 0x10 else 0))
+        else:
+            handle.seek(0)
+        first_frame = handle.read(200)
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
 
 
 def _frame_position(path: Path, frame, origin: int, sr: int, *, seeking: bool) -> int:
