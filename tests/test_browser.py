@@ -1,0 +1,228 @@
+"""The web page in a real browser: Playwright driving Debian's headless Chromium.
+
+The server is the real ``genrekit serve`` command in a subprocess on a free loopback port.
+Chromium must be installed (``apt-get install chromium``; ``./run test`` does it through
+``.ci/browser-setup``): without it these tests FAIL, so that CI cannot pass without running them.
+Set ``GENREKIT_SKIP_BROWSER=1`` to skip them on purpose. Screenshots go to ``test-artifacts/``.
+"""
+
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+import soundfile as sf
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+if os.environ.get("GENREKIT_SKIP_BROWSER") == "1":
+    pytest.skip("GENREKIT_SKIP_BROWSER=1: browser tests skipped on request", allow_module_level=True)
+
+CHROMIUM = os.environ.get("GENREKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model_args, tmp_path):
+    """``genrekit serve`` in a subprocess; its uploads go under ``tmp_path`` (TMPDIR)."""
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genrekit", "serve", *model_args, "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"genrekit serve exited with {process.returncode}:\n{process.stdout.read()}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("genrekit serve did not answer /healthz within 120 s")
+
+
+def stop_server(process) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) "
+                    "or set GENREKIT_SKIP_BROWSER=1 to skip the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_file, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server-tmp")
+    process, base = start_server(["--model", str(tiny_model_file)], tmp)
+    yield base, tmp
+    stop_server(process)
+    assert not list(tmp.glob("genrekit-uploads-*")), "upload folder not removed at shutdown"
+
+
+def new_page(browser, base, **context_options):
+    """A page that may talk to ``base`` only; any other request is recorded and refused."""
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    outside = []
+
+    def guard(route):
+        url = route.request.url
+        if urlparse(url).netloc == urlparse(base).netloc or url.startswith(("blob:", "data:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    page.route("**/*", guard)
+    page.outside_requests = outside
+    return page
+
+
+def upload_dir_is_empty(tmp: Path) -> bool:
+    return all(not any(folder.iterdir()) for folder in tmp.glob("genrekit-uploads-*"))
+
+
+def test_upload_see_genre_timeline_and_seek(browser, server, gtzan_mini):
+    base, tmp = server
+    clip = sorted((gtzan_mini / "rock").glob("*.flac"))[0]
+    page = new_page(browser, base, viewport={"width": 1200, "height": 1000})
+    page.goto(base + "/")
+    page.get_by_text("model: tiny-test").wait_for()
+
+    page.set_input_files("#file-input", str(clip))
+    page.locator("#result").wait_for(state="visible", timeout=60_000)
+    labels = page.evaluate("page.labels")
+    assert page.locator("#file-name").inner_text() == clip.name
+    assert page.locator("#genre").text_content() in labels
+    assert page.locator("#bars li").count() == 5
+    first_bar = page.locator("#bars li").first
+    assert first_bar.locator(".bar-label").text_content() == page.locator("#genre").text_content()
+    assert first_bar.locator(".bar-value").text_content().endswith("%")
+
+    segments = page.locator("#timeline button.segment")
+    assert segments.count() == math.ceil(sf.info(clip).duration / 3.0)
+    legend = page.locator("#legend li").all_text_contents()
+    assert legend and set(legend) <= set(labels)
+    page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
+
+    player = "document.getElementById('player')"
+    page.wait_for_function(f"{player}.readyState >= 1")
+    assert page.evaluate(f"{player}.currentTime") == 0
+    segments.nth(4).click()
+    page.wait_for_function(f"Math.abs({player}.currentTime - 12) < 1.0")
+    page.wait_for_function("document.querySelector('#timeline .current') !== null")
+    assert float(page.evaluate("parseFloat(document.getElementById('playhead').style.left)")) > 30
+
+    # keyboard: a focused segment plays from its start on Enter
+    page.evaluate(f"{player}.pause()")
+    segments.nth(8).focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"Math.abs({player}.currentTime - 24) < 1.0")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate(f"{player}.pause()")
+    page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
+    assert page.outside_requests == []
+    assert upload_dir_is_empty(tmp)
+    page.context.close()
+
+
+def test_rejected_file_shows_an_error_and_keyboard_opens_the_picker(browser, server, tmp_path):
+    base, tmp = server
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("this is a shopping list, not a song\n" * 20)
+    page = new_page(browser, base)
+    page.goto(base + "/")
+    page.get_by_text("model: tiny-test").wait_for()
+
+    page.locator("#drop-zone").focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(text_file))
+    error = page.locator("#error")
+    error.wait_for(state="visible", timeout=30_000)
+    assert error.inner_text().startswith("notes.txt: not an audio file")
+    assert page.locator("#result").is_hidden()
+
+    page.locator("#drop-zone").focus()
+    with page.expect_file_chooser():
+        page.keyboard.press(" ")
+    assert page.outside_requests == []
+    assert upload_dir_is_empty(tmp)
+    page.context.close()
+
+
+def test_phone_width_layout(browser, server, gtzan_mini):
+    base, _ = server
+    clip = sorted((gtzan_mini / "jazz").glob("*.flac"))[0]
+    page = new_page(browser, base, viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                    is_mobile=True, has_touch=True)
+    page.goto(base + "/")
+    page.set_input_files("#file-input", str(clip))
+    page.locator("#result").wait_for(state="visible", timeout=60_000)
+    page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    timeline = page.locator("#timeline").bounding_box()
+    assert timeline["width"] > 300 and timeline["x"] >= 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-phone.png"), full_page=True)
+    page.context.close()
+
+
+def test_api_docs_render_offline(browser, server):
+    base, _ = server
+    page = new_page(browser, base)
+    page.goto(base + "/docs")
+    page.locator(".swagger-ui .opblock-summary-path", has_text="/v1/predict").first.wait_for(timeout=30_000)
+    assert page.outside_requests == []
+    page.context.close()
+
+
+def test_default_model_in_the_browser(browser, gtzan_mini, tmp_path):
+    from genrekit.classifier import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("no bundled default model yet (src/genrekit/data/models/default.json)")
+    process, base = start_server([], tmp_path)
+    try:
+        clip = sorted((gtzan_mini / "classical").glob("*.flac"))[0]
+        page = new_page(browser, base)
+        page.goto(base + "/")
+        page.set_input_files("#file-input", str(clip))
+        page.locator("#result").wait_for(state="visible", timeout=120_000)
+        assert page.locator("#genre").text_content() in page.evaluate("page.labels")
+        assert page.locator("#timeline button.segment").count() >= 1
+        page.context.close()
+    finally:
+        stop_server(process)
+    shutil.rmtree(tmp_path, ignore_errors=True)
