@@ -273,7 +273,9 @@ def _check_writable(path, target: Path) -> os.stat_result:
 
 def _temp_file_beside(path, target: Path) -> tuple[int, str]:
     try:
-        return tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".genrekit-tmp{target.suffix}", dir=target.parent)
+        # hidden (folder scans skip it) and short enough for a 255-byte name limit
+        prefix = f".{target.stem[:40]}."
+        return tempfile.mkstemp(prefix=prefix, suffix=f".genrekit-tmp{target.suffix}", dir=target.parent)
     except OSError as exc:
         raise TagError(path, f"cannot create a file in its folder ({exc.strerror})") from None
 
