@@ -44,6 +44,7 @@ def gtzan(tmp_path):
     write_wav(root / "blues" / "blues.00001.flac")  # same id as blues.00001.wav
     write_wav(root / "rock" / "notes.wav")  # not <genre>.NNNNN
     (root / "jazz" / "jazz.00054.wav").write_bytes(b"RIFF\x00\x00garbage, not a wave file")
+    sf.write(root / "rock" / "rock.00002.wav", np.zeros(0), SR)  # a header and no samples
     (root / "labels.csv").write_text("path,genre\n")
     return root
 
@@ -84,7 +85,9 @@ def test_gtzan_check_audio_drops_unreadable_file(gtzan):
     unreadable = [p for p in dataset.problems if p.kind == "unreadable"]
     assert [p.path.rsplit("/", 1)[-1] for p in unreadable] == ["jazz.00054.wav"]
     assert "Kaggle" in unreadable[0].message
-    assert "jazz.00054" not in {track.track_id for track in dataset.tracks}
+    empty = [p for p in dataset.problems if p.kind == "empty"]
+    assert [p.path.rsplit("/", 1)[-1] for p in empty] == ["rock.00002.wav"] and empty[0].is_error
+    assert {"jazz.00054", "rock.00002"}.isdisjoint(track.track_id for track in dataset.tracks)
     assert set(dataset.durations) == {track.track_id for track in dataset.tracks}
     assert all(abs(seconds - 0.1) < 1e-3 for seconds in dataset.durations.values())
 
@@ -290,18 +293,18 @@ def test_summary_counts_and_durations(gtzan):
     summary = summarize(dataset)
     assert summary["tracks"] == len(dataset) == sum(row["tracks"] for row in summary["labels"])
     assert summary["duration_s"] == pytest.approx(0.1 * len(dataset), abs=1e-3)
-    assert summary["errors"] == 2  # duplicate + unreadable
+    assert summary["errors"] == 3  # duplicate, unreadable, empty
     text = format_summary(summary)
-    assert "jazz.00054.wav" in text and "2 errors" in text
+    assert "jazz.00054.wav" in text and "3 errors" in text
     json.dumps(summary)
 
 
 def test_cli_data_check(gtzan, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["data", "check", str(gtzan), "--json"])
-    assert exit_info.value.code == 1  # the duplicate and the corrupt file are errors
+    assert exit_info.value.code == 1  # the duplicate, the corrupt and the empty file are errors
     report = json.loads(capsys.readouterr().out)
-    assert report["kind"] == "gtzan" and report["errors"] == 2
+    assert report["kind"] == "gtzan" and report["errors"] == 3
 
     clean = tmp_path / "clean"
     write_wav(clean / "x" / "one.wav", seconds=0.5)

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import AudioError, DatasetError, UsageError
+from .errors import AudioError, DatasetError, EmptyAudioError, UsageError
 from .utils import track as progress
 
 try:
@@ -470,7 +470,8 @@ def probe_audio(tracks: Iterable[Track], *, description: str = "checking audio")
             message = exc.cause + (f" ({exc.detail})" if exc.detail else "")
             if track.track_id in GTZAN_KNOWN_CORRUPT:
                 message += f"; {GTZAN_KNOWN_CORRUPT[track.track_id]}"
-            problems.append(Problem(str(track.path), "unreadable", message))
+            kind = "empty" if isinstance(exc, EmptyAudioError) else "unreadable"
+            problems.append(Problem(str(track.path), kind, message))
             continue
         if duration <= 0:
             problems.append(Problem(str(track.path), "empty", "no audio samples"))
