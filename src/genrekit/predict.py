@@ -6,6 +6,7 @@ one result per file, turning each file's failure into an error record so a batch
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from functools import partial
@@ -350,9 +351,7 @@ def decode_segments(path, *, sr, window, hop, last, offset, duration):
         if audio.samples.size == 0:
             return f"{path}: no audio in the requested range"
         segs = segment_samples(audio.samples, sr, window=window, hop=hop, last=last)
-        segs.starts += offset
-        segs.ends += offset
-        return segs
+        return dataclasses.replace(segs, starts=segs.starts + offset, ends=segs.ends + offset)
     except GenrekitError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
