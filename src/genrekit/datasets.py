@@ -20,15 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .audio import AUDIO_EXTENSIONS, audio_info
 from .errors import AudioError, DatasetError, EmptyAudioError, UsageError
 from .utils import track as progress
-
-try:
-    from .audio import AUDIO_EXTENSIONS
-except ImportError:  # genrekit.audio not importable yet: the same list, kept in step by hand
-    AUDIO_EXTENSIONS = frozenset(
-        {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma"}
-    )
 
 KINDS = ("gtzan", "fma", "folder", "manifest")
 
@@ -465,7 +459,7 @@ def probe_audio(tracks: Iterable[Track], *, description: str = "checking audio")
     durations, problems = {}, []
     for track in progress(tracks, description, total=len(tracks)):
         try:
-            duration = _audio_duration(track.path)
+            duration = float(audio_info(track.path).duration)
         except AudioError as exc:
             message = exc.cause + (f" ({exc.detail})" if exc.detail else "")
             if track.track_id in GTZAN_KNOWN_CORRUPT:
@@ -478,28 +472,6 @@ def probe_audio(tracks: Iterable[Track], *, description: str = "checking audio")
         else:
             durations[track.track_id] = duration
     return durations, problems
-
-
-def _audio_duration(path: Path) -> float:
-    try:
-        from .audio import audio_info
-    except ImportError:
-        return _soundfile_duration(path)
-    return float(audio_info(path).duration)
-
-
-def _soundfile_duration(path: Path) -> float:
-    import soundfile
-
-    from .errors import AudioMissingError, CorruptAudioError
-
-    if not path.is_file():
-        raise AudioMissingError(path)
-    try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
-        raise CorruptAudioError(path, str(exc).splitlines()[0]) from None
-    return info.frames / info.samplerate if info.samplerate else 0.0
 
 
 # --- reports --------------------------------------------------------------------------------
