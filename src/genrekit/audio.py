@@ -289,9 +289,12 @@ def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool) -> Iter
     if native_sr != sr:
         resampler = soxr.ResampleStream(native_sr, sr, channels, dtype="float32", quality=RESAMPLE_QUALITY)
     for block in blocks:
-        np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = np.isfinite(np.sum(block))  # one fast pass; cleaning is the rare case
+        if not finite:
+            np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         if mono and block.shape[1] > 1:
-            block = block.mean(axis=1, keepdims=True)
+            block = _mix_down(block)
         if resampler is not None:
             block = resampler.resample_chunk(np.ascontiguousarray(block), last=False)
         if len(block):
@@ -300,6 +303,16 @@ def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool) -> Iter
         tail = resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True)
         if len(tail):
             yield tail.reshape(len(tail), channels)
+
+
+def _mix_down(block: np.ndarray) -> np.ndarray:
+    """Channel mean of ``(n, channels)`` as ``(n, 1)``; adding whole columns is several times
+    faster than ``mean(axis=1)`` over the short channel axis."""
+    mixed = block[:, 0].copy()
+    for channel in range(1, block.shape[1]):
+        mixed += block[:, channel]
+    mixed /= block.shape[1]
+    return mixed[:, None]
 
 
 # --- probing and error classification ---------------------------------------------------------
