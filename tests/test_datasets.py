@@ -168,6 +168,10 @@ def test_fma_header_parsing(tmp_path):
     assert [row["track_id"] for row in rows] == [str(row[0]) for row in FMA_ROWS]
     assert rows[0]["set.subset"] == "small" and rows[0]["track.genre_top"] == "Hip-Hop"
     assert rows[0]["artist.bio"].startswith("<p>Long") and len(rows[0]) == len(FMA_HEADER) + 1
+    few = next(read_fma_tracks(tmp_path / "fma_metadata" / "tracks.csv", ["set.split"]))
+    assert few == {"set.split": "training", "track_id": "2"}
+    with pytest.raises(DatasetError, match="album.colour"):
+        next(read_fma_tracks(tmp_path / "fma_metadata" / "tracks.csv", ["album.colour"]))
 
 
 def test_fma_audio_path():

@@ -37,6 +37,7 @@ FMA_SUBSETS = ("small", "medium", "large")
 FMA_SPLITS = {"training": "train", "validation": "valid", "test": "test"}
 #: Clips of fma_small/medium that hold no audio at all (github.com/mdeff/fma issues #41 and #44).
 FMA_KNOWN_EMPTY = frozenset({"099134", "108925", "133297"})
+FMA_COLUMNS_USED = ("set.subset", "set.split", "track.genre_top", "artist.id")
 
 SPLIT_NAMES = ("train", "valid", "test")
 _SPLIT_ALIASES = {**FMA_SPLITS, "train": "train", "valid": "valid", "val": "valid", "dev": "valid"}
@@ -280,7 +281,7 @@ def open_fma(root: str | Path, subset: str | None = None) -> Dataset:
     problems: list[Problem] = []
     no_genre = 0
     allowed = FMA_SUBSETS[: FMA_SUBSETS.index(subset) + 1]
-    for row in read_fma_tracks(root / "fma_metadata" / "tracks.csv"):
+    for row in read_fma_tracks(root / "fma_metadata" / "tracks.csv", FMA_COLUMNS_USED):
         if row["set.subset"] not in allowed:
             continue
         if not row["track.genre_top"]:
@@ -305,32 +306,34 @@ def open_fma(root: str | Path, subset: str | None = None) -> Dataset:
     return _dataset(root, tracks, problems, kind="fma", name=f"fma_{subset}")
 
 
-def read_fma_tracks(csv_path: str | Path) -> Iterator[dict[str, str]]:
+def read_fma_tracks(csv_path: str | Path, columns: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
     """Rows of FMA's ``tracks.csv`` as dicts keyed ``"<top>.<sub>"`` (``"set.subset"``,
     ``"track.genre_top"``, ``"artist.id"``, ...) plus ``"track_id"``.
 
     The file has a two-row header (pandas multi-index columns: ``album``/``artist``/``set``/``track``
     over ``id``/``subset``/``split``/``genre_top``/...) and a third line ``track_id,,,...``.
+    ``columns`` limits the keys of each dict (faster on the 100k-row file); default: all.
     """
     csv_path = Path(csv_path)
-    required = ("set.subset", "set.split", "track.genre_top", "artist.id")
+    required = FMA_COLUMNS_USED
+    wanted = None if columns is None else list(columns)
     csv.field_size_limit(max(csv.field_size_limit(), 2**27))  # artist bios run long
     try:
         with open(csv_path, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             top, sub, index_name = next(reader), next(reader), next(reader)
-            columns = _fma_columns(top, sub)
-            missing = [name for name in required if name not in columns]
+            names = _fma_columns(top, sub)
+            missing = [name for name in (*required, *(wanted or ())) if name not in names]
             if missing or not index_name or index_name[0] != "track_id":
-                raise DatasetError(
-                    f"{csv_path}: not FMA's tracks.csv (two header rows then 'track_id'); missing {missing or ['track_id']}"
-                )
+                missing = missing or ["track_id"]
+                raise DatasetError(f"{csv_path}: not FMA's tracks.csv (two header rows, then track_id); no {missing}")
+            keep = [(name, names.index(name) + 1) for name in (names if wanted is None else wanted)]
             for line, values in enumerate(reader, start=4):
                 if not values:
                     continue
-                if len(values) != len(columns) + 1 or not values[0].isdigit():
+                if len(values) != len(names) + 1 or not values[0].isdigit():
                     raise DatasetError(f"{csv_path}: line {line}: malformed row")
-                row = dict(zip(columns, values[1:]))
+                row = {name: values[index] for name, index in keep}
                 row["track_id"] = values[0]
                 yield row
     except (OSError, UnicodeDecodeError, StopIteration, csv.Error) as exc:
