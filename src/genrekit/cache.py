@@ -55,8 +55,8 @@ class FeatureCache:
         Cache folder; default :func:`default_cache_dir`. Created on first write.
     content_hash : bool
         Identify files by the SHA-256 of their bytes instead of path, size and mtime: survives
-        moves and ``touch``, catches rewrites within one mtime tick, but reads every file once
-        per lookup.
+        moves and ``touch``, catches rewrites within one mtime tick, but reads the whole file on
+        every lookup (twice on a miss, to notice a change during the computation).
     version : str
         Feature version mixed into every key; default :data:`FEATURE_VERSION`.
 
