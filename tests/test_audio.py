@@ -397,6 +397,10 @@ def test_gtzan_mini_clip(gtzan_mini):
     assert audio.duration == pytest.approx(30.0, abs=0.1)
     assert len(audio.samples) == info.frames
     assert 0.01 < np.abs(audio.samples).max() <= 1.0
+    for clip in sorted(gtzan_mini.glob("*/*.flac")):
+        info = audio_info(clip)
+        assert (info.sr, info.channels) == (22050, 1)
+        assert 29.9 < info.duration < 30.7, clip
 
 
 

@@ -28,6 +28,7 @@ poison every feature computed from it.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -67,7 +68,7 @@ _FFMPEG_FORMATS = frozenset({"mp3"})
 #: Largest possible Ogg page (RFC 3533): the last page header lies within this many final bytes.
 _MAX_OGG_PAGE = 65307
 _AUDIO_SIGNATURES = (
-    b"RIFF", b"RF64", b"FORM", b".snd", b"fLaC", b"OggS", b"ID3", b"caff", b"\x1aE\xdf\xa3",
+    b"RIFF", b"RF64", b"FORM", b".snd", b"fLaC", b"OggS", b"caff", b"\x1aE\xdf\xa3",
     b"0&\xb2u\x8ef\xcf\x11", b"#!AMR", b"MAC ", b"wvpk", b"FRM8", b"riff",
 )
 
@@ -321,19 +322,20 @@ def _mix_down(block: np.ndarray) -> np.ndarray:
 def _probe(path: Path) -> tuple[AudioInfo, str]:
     """Find a backend that can read ``path`` and return its header information."""
     _check_file(path)
-    soundfile_problem, empty_header = None, False
-    try:
-        info = _soundfile_info(path)
-    except sf.SoundFileError as error:
-        soundfile_problem = _short(str(error))
-    else:
-        if info.frames > 0 and info.format not in _FFMPEG_FORMATS:
-            return info, "soundfile"
-        # A valid header without frames is truly empty, or a stream libsndfile cannot measure;
-        # FFmpeg decides which.
-        empty_header = info.frames == 0
-    if _looks_like_text(path):
+    if _looks_like_text(path):  # every audio header has a zero byte or non-UTF-8 bytes early on
         raise NotAudioError(path, "looks like a text file")
+    soundfile_problem, empty_header = None, False
+    if not _is_mpeg_audio(path):  # saves libsndfile's MP3 decoder printing to stderr
+        try:
+            info = _soundfile_info(path)
+        except sf.SoundFileError as error:
+            soundfile_problem = _short(str(error))
+        else:
+            if info.frames > 0 and info.format not in _FFMPEG_FORMATS:
+                return info, "soundfile"
+            # A valid header without frames is truly empty, or a stream libsndfile cannot
+            # measure; FFmpeg decides which.
+            empty_header = info.frames == 0
     import av
 
     try:
@@ -359,12 +361,14 @@ def _check_file(path: Path) -> None:
     if path.is_dir():
         raise AudioMissingError(path, "is a directory")
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except FileNotFoundError:
         raise AudioMissingError(path) from None
     except OSError as error:
         raise AudioError(path, error.strerror) from None
-    if size == 0:
+    if not stat.S_ISREG(status.st_mode):  # a pipe or device could block a decoder for ever
+        raise NotAudioError(path, "not a regular file")
+    if status.st_size == 0:
         raise EmptyAudioError(path, "zero-length file")
     if not os.access(path, os.R_OK):
         raise AudioError(path, "permission denied")
@@ -440,10 +444,14 @@ def _looks_like_text(path: Path) -> bool:
 def _has_audio_signature(path: Path) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(12)
-    if head.startswith(_AUDIO_SIGNATURES) or head[4:8] == b"ftyp":
-        return True
-    # An MPEG audio or ADTS frame sync: 11 set bits.
-    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+    return head.startswith(_AUDIO_SIGNATURES) or head[4:8] == b"ftyp" or _is_mpeg_audio(path)
+
+
+def _is_mpeg_audio(path: Path) -> bool:
+    """Whether the file starts like MP3 or ADTS AAC: an ID3 tag or an 11-bit frame sync."""
+    with open(path, "rb") as handle:
+        head = handle.read(3)
+    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
 def _short(message: str) -> str:
@@ -556,7 +564,10 @@ def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_
             origin = stream.start_time or 0
             if start > 0:
                 target = max(0.0, start / info.sr - _SEEK_PREROLL)
-                container.seek(origin + int(target / stream.time_base), stream=stream, backward=True)
+                try:
+                    container.seek(origin + int(target / stream.time_base), stream=stream, backward=True)
+                except av.FFmpegError:
+                    pass  # not seekable: decode from the start; timestamps still place the offset
             for frame in container.decode(stream):
                 if position is None:
                     position = _frame_position(path, frame, origin, info.sr, seeking=start > 0)
