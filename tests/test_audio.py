@@ -3,6 +3,7 @@
 All audio is written by the tests into tmp_path (soundfile, PyAV or raw bytes).
 """
 
+import os
 import struct
 
 import av
@@ -421,3 +422,10 @@ def test_offset_in_a_file_libsndfile_cannot_seek(tmp_path):
     whole = load_audio(path, sr=None).samples
     part = load_audio(path, sr=None, offset=1.0, duration=0.5).samples
     np.testing.assert_array_equal(part, whole[8000:12000])
+
+
+def test_a_pipe_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "pipe.wav"
+    os.mkfifo(path)
+    with pytest.raises(NotAudioError, match="not a regular file"):
+        load_audio(path)
