@@ -32,6 +32,30 @@ def default_model_path() -> Path:
     return Path(str(resources.files("genrekit") / "data" / "models" / f"{DEFAULT_MODEL_NAME}.json"))
 
 
+def bundled_model_names() -> list[str]:
+    """Names of the models shipped inside the package (``default``, ``fast``, ...)."""
+    folder = resources.files("genrekit") / "data" / "models"
+    if not folder.is_dir():
+        return []
+    return sorted(item.name.removesuffix(".json") for item in folder.iterdir() if item.name.endswith(".json"))
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """``path`` itself, or the bundled model it names (``"fast"``) when no such file exists here.
+
+    A model file on disk wins over a bundled model of the same name; a bare name that is
+    neither gives a :class:`ModelError` listing the bundled names.
+    """
+    path = Path(path)
+    if model_paths(path)[0].is_file() or path.parent != Path(".") or path.suffix in (".json", ".safetensors"):
+        return path
+    bundled = Path(str(resources.files("genrekit") / "data" / "models" / f"{path.name}.json"))
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(bundled_model_names()) or "none in this installation"
+    raise ModelError(f"{path}: no such model file, nor a bundled model name (bundled: {names})")
+
+
 def model_paths(path: str | Path) -> tuple[Path, Path]:
     """``(json_path, safetensors_path)`` for ``NAME``, ``NAME.json`` or ``NAME.safetensors``."""
     path = Path(path)
@@ -154,7 +178,11 @@ class GenreModel:
 
 
 def load_model(path: str | Path | None = None) -> GenreModel:
-    """Load a model from ``NAME.json`` / ``NAME.safetensors`` / ``NAME``; ``None`` loads the bundled default."""
+    """Load a model from ``NAME.json`` / ``NAME.safetensors`` / ``NAME``, or a bundled model by name.
+
+    ``None`` loads the bundled default; ``"fast"`` (or any name in :func:`bundled_model_names`)
+    the bundled model of that name, unless a model file of that name exists in the current folder.
+    """
     from .features import build_feature
     from .models import build_model
 
@@ -162,6 +190,8 @@ def load_model(path: str | Path | None = None) -> GenreModel:
         path = default_model_path()
         if not path.is_file():
             raise ModelError("this genrekit has no bundled default model; pass --model PATH")
+    else:
+        path = resolve_model_path(path)
     spec, tensors = read_model_files(path)
     try:
         feature = _build_feature_stack(spec["feature"], build_feature)

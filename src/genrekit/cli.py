@@ -49,37 +49,62 @@ def _global_options(
 
 @app.command()
 def predict(
-    inputs: list[str] = typer.Argument(..., metavar="FILE...", help="Audio files, folders (searched recursively) or glob patterns."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (NAME.json); default: the bundled model."),
+    inputs: list[str] = typer.Argument(..., metavar="FILE...", help="Audio files, folders or glob patterns."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name (default, fast) or model file (NAME.json); default: the bundled default model."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many genres to list per file."),
     segments: bool = typer.Option(False, "--segments", help="Also give the per-segment timeline."),
     aggregate: str = typer.Option("mean", "--aggregate", help="Segments to track: mean (probability) or vote."),
-    fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json, jsonl or csv."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json, jsonl or csv (written as each file finishes)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
     offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start this many seconds into each file."),
     max_duration: Optional[float] = typer.Option(None, "--max-duration", min=0.1, help="Classify at most this many seconds."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively, or take only the files directly in them."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Processes decoding audio while the network runs (0: none). Default: 1 per core beyond the first, at most 2; none for a single file."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Segments gathered across files per network batch."),
+    db: Optional[str] = typer.Option(None, "--db", "--library-db", help="Library database (SQLite, shared with genrekit tag): files already predicted with this model and unchanged are answered from it, new results are stored."),
+    force: bool = typer.Option(False, "--force", help="With --db: predict again even files with a stored result."),
 ) -> None:
-    """Tell the genre of audio files: genre, confidence, top-k and optional per-segment timeline."""
+    """Tell the genre of audio files: genre, confidence, top-k and optional per-segment timeline.
+
+    A file that cannot be classified gets a one-line error and the batch goes on; exit code 1 if any failed.
+    """
     from .outputs import FORMATS
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if aggregate not in ("mean", "vote"):
         raise UsageError(f"--aggregate must be mean or vote, not {aggregate!r}")
+    if force and not db:
+        raise UsageError("--force goes with --db")
+    import contextlib
+    import time
+
     from .classifier import load_model
     from .outputs import write_records
-    from .predict import predict_files
-    from .utils import atomic_write, stdout, track
+    from .predict import collect_audio_files, default_workers, predict_found, predict_with_library
+    from .utils import atomic_write, info, stdout, track
 
     loaded = load_model(model)
-    records = predict_files(inputs, loaded, top_k=top_k, segments=segments, aggregate=aggregate,
-                            offset=offset, max_duration=max_duration)
-    records = _report_failures(track(records, "classifying"))
-    if output:
-        with atomic_write(output, "w") as handle:
-            _, failed = write_records(records, fmt, handle, top_k=top_k)
-    else:
-        _, failed = write_records(records, fmt, stdout.file, top_k=top_k)
+    started = time.perf_counter()
+    found = list(collect_audio_files(inputs, recursive=recursive))
+    options = dict(workers=default_workers(len(found)) if workers is None else workers, batch_size=batch_size,
+                   top_k=top_k, segments=segments, aggregate=aggregate, offset=offset, max_duration=max_duration)
+    stats: dict = {}
+    with contextlib.ExitStack() as stack:
+        if db:
+            from .library import LibraryDB
+
+            state = stack.enter_context(LibraryDB(db))
+            records = predict_with_library(found, loaded, state, force=force, stats=stats, **options)
+        else:
+            records = predict_found(found, loaded, **options)
+        records = _report_failures(track(records, "classifying", total=len(found)))
+        handle = stack.enter_context(atomic_write(output, "w")) if output else stdout.file
+        n_ok, failed = write_records(records, fmt, handle, top_k=top_k)
+    seconds = time.perf_counter() - started
+    reused = f", {stats['reused']} from {db}" if stats.get("reused") else ""
+    info(f"{n_ok + failed} files in {seconds:.1f} s ({(n_ok + failed) / max(seconds, 1e-9):.1f} files/s): "
+         f"{n_ok} classified{reused}, {failed} failed")
     if failed:
         raise typer.Exit(1)
 
@@ -88,7 +113,8 @@ def _report_failures(records):
     """Pass records through, echoing each failure as one line on stderr."""
     for record in records:
         if "error" in record:
-            stderr.print(f"error: {record['error']}", markup=False, highlight=False)
+            # soft_wrap: one line per failure however long the path, so logs can be grepped
+            stderr.print(f"error: {record['error']}", markup=False, highlight=False, soft_wrap=True)
         yield record
 
 
@@ -233,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     except GenrekitError as exc:
         if is_debug():
             raise
-        stderr.print(f"error: {exc}", markup=False, highlight=False)
+        stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         code = 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         stderr.print("interrupted")

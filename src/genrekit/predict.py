@@ -119,8 +119,10 @@ def predict_audio(
         Classify only ``[offset, offset + max_duration)`` seconds of the audio.
     """
     _check_options(top_k, aggregate)
+    # keep only times and probabilities: holding every batch's samples would cost the whole
+    # decoded file in memory (230 MB per hour at 16 kHz)
     parts = [
-        (batch, *classify_segments(model, batch.samples))
+        (batch.starts, batch.ends, *classify_segments(model, batch.samples))
         for batch in _segment_batches(model, audio, sr, offset=offset, duration=max_duration, batch_size=batch_size)
     ]
     if not parts:
@@ -128,10 +130,10 @@ def predict_audio(
     path = str(audio) if isinstance(audio, (str, os.PathLike)) else None
     return summarize(
         model, path,
-        starts=np.concatenate([p[0].starts for p in parts]),
-        ends=np.concatenate([p[0].ends for p in parts]),
-        probabilities=np.concatenate([p[1] for p in parts]),
-        silent=np.concatenate([p[2] for p in parts]),
+        starts=np.concatenate([p[0] for p in parts]),
+        ends=np.concatenate([p[1] for p in parts]),
+        probabilities=np.concatenate([p[2] for p in parts]),
+        silent=np.concatenate([p[3] for p in parts]),
         top_k=top_k, aggregate=aggregate, segments=segments,
     )
 
@@ -300,13 +302,38 @@ def predict_files(
     segments: bool = False,
     offset: float = 0.0,
     max_duration: float | None = None,
+    recursive: bool = True,
 ) -> Iterator[dict]:
     """Classify many files; yield each file's JSON record in input order.
 
     Records are ``Prediction.to_dict()`` or ``{"path", "error"}`` for a file that failed, so
     one bad file never stops the batch. With ``workers > 0``, decoding, resampling and
     segmentation run in that many worker processes while this process runs the network on
-    batches of ``batch_size`` segments gathered across files.
+    batches of ``batch_size`` segments gathered across files. ``recursive=False`` takes only
+    the files directly inside folders given in ``paths``.
+    """
+    yield from predict_found(
+        collect_audio_files(paths, recursive=recursive), model, workers=workers, batch_size=batch_size,
+        top_k=top_k, aggregate=aggregate, segments=segments, offset=offset, max_duration=max_duration,
+    )
+
+
+def predict_found(
+    found: Iterable[tuple[str, str | None]],
+    model,
+    *,
+    workers: int = 0,
+    batch_size: int = 32,
+    top_k: int = 3,
+    aggregate: str = "mean",
+    segments: bool = False,
+    offset: float = 0.0,
+    max_duration: float | None = None,
+) -> Iterator[dict]:
+    """:func:`predict_files` on ``(path, problem)`` pairs from :func:`collect_audio_files`.
+
+    For callers that list the files first (to show a progress total); a pair with a problem
+    comes out as that file's error record.
     """
     _check_options(top_k, aggregate)
     options = dict(top_k=top_k, aggregate=aggregate, segments=segments)
@@ -314,7 +341,7 @@ def predict_files(
         decode_segments, sr=model.sample_rate, window=model.window, hop=model.hop,
         last=model.spec["segment"].get("last", "pad"), offset=offset, duration=max_duration,
     )
-    decoded = _decode_in_workers(collect_audio_files(paths), decode, workers)
+    decoded = _decode_in_workers(found, decode, workers)
     pending: list[tuple[str, object]] = []  # (path, Segments) waiting for the network
     n_waiting = 0
     for path, result in decoded:
@@ -371,7 +398,7 @@ def _decode_in_workers(jobs, decode, workers: int):
     # forkserver: workers must not inherit this process's torch threads
     context = multiprocessing.get_context("forkserver")
     ahead = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_quiet_stderr) as pool:
         for path, problem in jobs:
             ahead.append((path, problem if problem else pool.submit(decode, path)))
             # a bounded look-ahead keeps memory flat on libraries of thousands of files
@@ -379,6 +406,18 @@ def _decode_in_workers(jobs, decode, workers: int):
                 yield _resolve(*ahead.popleft())
         while ahead:
             yield _resolve(*ahead.popleft())
+
+
+def _quiet_stderr() -> None:
+    """Worker initializer: send the process's stderr to /dev/null.
+
+    Workers report problems through their results; C decoders write chatter such as mpg123's
+    "Note: Illegal Audio-MPEG-Header" straight to file descriptor 2, which would break the
+    one line per failed file that the batch prints.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def _resolve(path, job):
@@ -408,3 +447,79 @@ def _predict_one_streamed(model, path, offset, max_duration, options) -> dict:
         return predict_audio(model, path, offset=offset, max_duration=max_duration, **options).to_dict()
     except GenrekitError as exc:
         return error_record(path, exc)
+
+
+def default_workers(n_files: int) -> int:
+    """Decoding processes :func:`predict_files` should use for ``n_files`` files.
+
+    None for a single file (starting a process costs more than it saves), else one per CPU
+    core available to this process beyond the one that runs the network, at most 2: decoding
+    is cheaper than inference, so more processes only compete with the network for cores.
+    """
+    if n_files <= 1:
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores - 1))
+
+
+#: The :func:`predict_files` options of ``genrekit tag``: results made with them are stored in
+#: the library database under the bare model id, so ``predict --db`` and ``tag`` share them.
+LIBRARY_OPTIONS = {"top_k": 3, "aggregate": "mean", "segments": False, "offset": 0.0, "max_duration": None}
+
+
+def library_result_key(model, **options) -> str:
+    """The model id under which results of ``model`` with ``options`` are stored in a library DB.
+
+    Other options than :data:`LIBRARY_OPTIONS` are appended (``"<id>?top_k=5"``), so a run asking
+    for more (a timeline, more genres, another excerpt) never reuses a result that lacks it.
+    """
+    changed = {key: value for key, value in options.items() if LIBRARY_OPTIONS.get(key, object()) != value}
+    if not changed:
+        return model.model_id
+    return model.model_id + "?" + "&".join(f"{key}={value}" for key, value in sorted(changed.items()))
+
+
+def predict_with_library(found, model, db, *, force: bool = False, stats: dict | None = None, **options) -> Iterator[dict]:
+    """Like :func:`predict_found`, reusing and storing results in a library database.
+
+    Parameters
+    ----------
+    found : iterable of (path, problem)
+        From :func:`collect_audio_files`.
+    db : genrekit.library.LibraryDB
+        Files already predicted by this model with these options (and unchanged since) are
+        answered from it without decoding; new results are committed one by one, so an
+        interrupted run keeps what it finished.
+    force : bool
+        Recompute every file.
+    stats : dict, optional
+        Receives ``"reused"``: how many records came from the database.
+    **options
+        :func:`predict_files` options (``workers``, ``batch_size``, ``top_k``, ...).
+
+    Records come in a different order from :func:`predict_found`: stored results first.
+    """
+    from .library import predict_with_cache
+
+    files = []
+    for path, problem in found:
+        if problem:
+            yield error_record(path, f"{path}: {problem}")
+        else:
+            files.append(path)
+    key = library_result_key(model, **{k: v for k, v in options.items() if k in LIBRARY_OPTIONS})
+    computing = []
+
+    def compute(paths):
+        computing.append(True)
+        return predict_files(paths, model, **options)
+
+    reused = 0
+    for record in predict_with_cache(db, files, key, compute, force=force):
+        reused += not computing
+        yield record
+    if stats is not None:
+        stats["reused"] = reused
