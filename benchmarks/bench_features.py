@@ -54,14 +54,6 @@ def find_clips(data: Path, count: int) -> list[Path]:
     return clips[:count]
 
 
-def segment(samples: np.ndarray, window: int) -> np.ndarray:
-    """Cut into ``(n_segments, window)``, zero-padding the last partial segment."""
-    n_segments = max(1, -(-len(samples) // window))
-    padded = np.zeros(n_segments * window, dtype=np.float32)
-    padded[: len(samples)] = samples
-    return padded.reshape(n_segments, window)
-
-
 class Stopwatch:
     """Sums wall time per named stage."""
 
@@ -85,10 +77,12 @@ def run_librosa(clips: list[Path], sr: int, watch: Stopwatch) -> None:
         watch.time("logmel", librosa.power_to_db, mel)
 
 
-def decode_batch(paths: list[Path], sr: int, window: int) -> np.ndarray:
+def decode_batch(paths: list[Path], sr: int, window: float) -> np.ndarray:
     from genrekit.audio import load_audio
+    from genrekit.segments import segment_samples
 
-    return np.concatenate([segment(load_audio(path, sr=sr).samples, window) for path in paths])
+    clips = [load_audio(path, sr=sr).samples for path in paths]
+    return np.concatenate([segment_samples(y, sr, window=window).samples for y in clips])
 
 
 def run_genrekit(clips, sr, watch, *, window, batch_clips, logmel, mfcc, prefetch=False) -> None:
@@ -96,17 +90,16 @@ def run_genrekit(clips, sr, watch, *, window, batch_clips, logmel, mfcc, prefetc
     (libsndfile and soxr release the GIL) while torch computes the features of this one."""
     import torch
 
-    window_samples = int(round(window * sr))
     batches = [clips[i : i + batch_clips] for i in range(0, len(clips), batch_clips)]
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(decode_batch, batches[0], sr, window_samples) if prefetch else None
+        pending = pool.submit(decode_batch, batches[0], sr, window) if prefetch else None
         for i, paths in enumerate(batches):
             if prefetch:
                 segments = watch.time("decode", pending.result)
                 if i + 1 < len(batches):
-                    pending = pool.submit(decode_batch, batches[i + 1], sr, window_samples)
+                    pending = pool.submit(decode_batch, batches[i + 1], sr, window)
             else:
-                segments = watch.time("decode", decode_batch, paths, sr, window_samples)
+                segments = watch.time("decode", decode_batch, paths, sr, window)
             with torch.inference_mode():
                 batch = torch.from_numpy(segments)
                 watch.time("mfcc", mfcc, batch)
