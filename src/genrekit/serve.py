@@ -107,8 +107,19 @@ class InferencePool:
         self.workers = workers
         self.capacity = workers + queue_limit
         self.in_flight = 0
-        self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="genrekit-infer")
+        self.executor = self._new_executor()
         self._mean_job_s = 1.0
+
+    def _new_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="genrekit-infer")
+
+    def start(self) -> None:
+        """Ready for work again after :meth:`stop` (an app's lifespan may run more than once)."""
+        if getattr(self.executor, "_shutdown", False):
+            self.executor = self._new_executor()
+
+    def stop(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def try_admit(self) -> bool:
         if self.in_flight >= self.capacity:
@@ -402,8 +413,12 @@ class Service:
             "created": spec.get("created"),
         }
 
+    def start(self) -> None:
+        self.pool.start()
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+
     def shutdown(self) -> None:
-        self.pool.executor.shutdown(wait=False, cancel_futures=True)
+        self.pool.stop()
         if self.owns_upload_dir:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
 
@@ -451,6 +466,7 @@ def create_app(model, *, max_upload_mb: float = 50, max_duration_s: float = 1200
 
     @asynccontextmanager
     async def lifespan(_app):
+        service.start()
         yield
         service.shutdown()
 
