@@ -82,7 +82,7 @@ def predict(
     from .classifier import load_model
     from .outputs import write_records
     from .predict import collect_audio_files, default_workers, predict_found, predict_with_library
-    from .utils import atomic_write, info, stdout, track
+    from .utils import atomic_write, is_quiet, stdout, track
 
     loaded = load_model(model)
     started = time.perf_counter()
@@ -102,9 +102,10 @@ def predict(
         handle = stack.enter_context(atomic_write(output, "w")) if output else stdout.file
         n_ok, failed = write_records(records, fmt, handle, top_k=top_k)
     seconds = time.perf_counter() - started
-    reused = f", {stats['reused']} from {db}" if stats.get("reused") else ""
-    info(f"{n_ok + failed} files in {seconds:.1f} s ({(n_ok + failed) / max(seconds, 1e-9):.1f} files/s): "
-         f"{n_ok} classified{reused}, {failed} failed")
+    if not is_quiet():
+        reused = f" ({stats['reused']} answered from {db})" if stats.get("reused") else ""
+        stderr.print(f"{n_ok + failed} files in {seconds:.1f} s ({(n_ok + failed) / max(seconds, 1e-9):.1f} files/s): "
+                     f"{n_ok} classified{reused}, {failed} failed", markup=False, highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
