@@ -216,12 +216,16 @@ def test_default_model_in_the_browser(browser, gtzan_mini, tmp_path):
     process, base = start_server([], tmp_path)
     try:
         clip = sorted((gtzan_mini / "classical").glob("*.flac"))[0]
-        page = new_page(browser, base)
+        page = new_page(browser, base, viewport={"width": 1200, "height": 1000})
         page.goto(base + "/")
         page.set_input_files("#file-input", str(clip))
         page.locator("#result").wait_for(state="visible", timeout=120_000)
         assert page.locator("#genre").text_content() in page.evaluate("page.labels")
         assert page.locator("#timeline button.segment").count() >= 1
+        page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-page-default-model.png"), full_page=True)
+        assert page.outside_requests == []
         page.context.close()
     finally:
         stop_server(process)

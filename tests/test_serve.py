@@ -195,6 +195,39 @@ def test_upload_limit_counts_bytes_not_content_length(make_client, wav_bytes):
     assert ok.status_code == 200, ok.text
 
 
+@pytest.fixture
+def live_server(tiny_model, uploads):
+    """The app behind a real uvicorn socket on a free loopback port."""
+    import uvicorn
+
+    app = create_app(tiny_model, upload_dir=uploads, max_upload_mb=1)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started)
+    yield "http://127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_big_uploads_get_413_over_a_real_socket(live_server):
+    """Clients send the whole body before reading: the 413 must still reach them."""
+    big = b"\0" * (5 * 2**20)
+    response = httpx.post(f"{live_server}/v1/predict", files={"file": ("big.wav", big)}, timeout=60)
+    assert_error(response, 413, "upload_too_large")
+
+    def chunked():
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n'
+        for start in range(0, len(big), 2**16):
+            yield big[start:start + 2**16]
+        yield b"\r\n--b--\r\n"
+
+    response = httpx.post(f"{live_server}/v1/predict", content=chunked(), timeout=60,
+                          headers={"content-type": "multipart/form-data; boundary=b"})
+    assert_error(response, 413, "upload_too_large")
+    assert httpx.get(f"{live_server}/healthz").json()["in_flight"] == 0
+
+
 def test_audio_over_the_duration_limit_is_422(make_client, wav_bytes):
     response = make_client(max_duration_s=3).post("/v1/predict", files={"file": ("long.wav", wav_bytes)})
     message = assert_error(response, 422, "audio_too_long")
