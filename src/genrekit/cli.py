@@ -251,6 +251,108 @@ def serve(
                workers=workers, queue_limit=queue_limit, request_timeout_s=request_timeout)
 
 
+@app.command()
+def train(
+    config: Optional[str] = typer.Argument(None, metavar="[CONFIG.toml]", help="Training config (TOML); options override it."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset folder or CSV manifest."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Model path NAME (writes NAME.json + NAME.safetensors)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Dataset kind: auto, gtzan, fma, folder or manifest."),
+    feature: Optional[str] = typer.Option(None, "--feature", help='Feature spec, JSON: \'{"name": "mfcc", "n_mfcc": 20}\'.'),
+    architecture: Optional[str] = typer.Option(None, "--arch", help='Network spec, JSON: \'{"name": "cnn2d"}\'.'),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Most epochs to train (default 30)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Segments per batch (default 32)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="AdamW learning rate (default 1e-3)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0.01)."),
+    patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Early stopping: epochs without lower validation loss (0: off; default 5)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split, initialisation and batch order (default 0)."),
+    split: Optional[str] = typer.Option(None, "--split", help="auto, random, group, official, gtzan-artist or kfold."),
+    valid_size: Optional[float] = typer.Option(None, "--valid-size", help="Share of tracks for validation (default 0.1)."),
+    test_size: Optional[float] = typer.Option(None, "--test-size", help="Share of tracks for testing (default 0.2)."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="With --split kfold: number of folds."),
+    fold: Optional[int] = typer.Option(None, "--fold", min=0, help="With --split kfold: the test fold."),
+    window: Optional[float] = typer.Option(None, "--window", help="Segment length in seconds (default 3)."),
+    hop: Optional[float] = typer.Option(None, "--hop", help="Seconds between segment starts (default: the window)."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="Decode audio at this rate in Hz (default 22050)."),
+    class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights", help="Balance the loss over classes."),
+    augment: Optional[str] = typer.Option(None, "--augment", help='Augmentation, JSON: \'{"gain_db": 6, "noise_snr_db": 30, "shift": 0.5, "time_masks": 2}\'.'),
+    limit_per_label: Optional[int] = typer.Option(None, "--limit-per-label", min=1, help="Use at most this many tracks per label."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: the genrekit cache)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the file (default: NAME)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue from a checkpoint (NAME.ckpt.json)."),
+) -> None:
+    """Train a genre model on a dataset; writes the model, a checkpoint and prints its metrics."""
+    import json
+
+    from .train import config_from_options, train_model
+
+    options = dict(
+        dataset=dataset, out=out, dataset_kind=kind, feature=feature, architecture=architecture, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, patience=patience,
+        seed=seed, split_method=split, valid_size=valid_size, test_size=test_size, folds=folds, fold=fold,
+        window=window, hop=hop, sample_rate=sample_rate, class_weights=class_weights, augment=augment,
+        limit_per_label=limit_per_label, cache_dir="" if no_cache else cache_dir, device=device, name=name,
+    )
+    result = train_model(config_from_options(config, resume, **options), resume=resume)
+    summary = {"model": str(result.model_path), "best_epoch": result.best_epoch, "parameters": result.n_parameters}
+    for side, metrics in result.metrics.items():
+        summary[side] = {key: round(metrics[key], 4) for key in ("track_accuracy", "segment_accuracy", "track_macro_f1")}
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., metavar="MODEL", help="Model file (NAME.json)."),
+    dataset: str = typer.Argument(..., metavar="DATASET", help="Dataset folder or CSV manifest."),
+    split: str = typer.Option("test", "--split", help="test, valid, all, or kfold (retrains the model's recipe per fold)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="With --split kfold: number of folds."),
+    report: Optional[str] = typer.Option(None, "--report", help="Write a Markdown report (with PNG figures) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print all results as JSON."),
+    kind: str = typer.Option("auto", "--kind", help="Dataset kind: auto, gtzan, fma, folder or manifest."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: the genrekit cache)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="With --split kfold: epochs per fold (default: the model's)."),
+) -> None:
+    """Score a model on a dataset split: track and segment accuracy, macro-F1, confusion matrix."""
+    import dataclasses
+    import json
+
+    from .evaluate import cross_validate, evaluate_model, write_report
+    from .utils import info
+
+    cache = "" if no_cache else cache_dir
+    if split == "kfold":
+        from pathlib import Path
+
+        from .classifier import read_model_files
+        from .train import TrainConfig
+
+        spec, _ = read_model_files(model)
+        recipe = (spec.get("training") or {}).get("config")
+        if not recipe:
+            raise UsageError(f"{model}: the model file records no training config, so it cannot be cross-validated")
+        out_dir = Path(report).parent / "folds" if report else Path(model).parent / "folds"
+        config = TrainConfig.from_dict({**recipe, "dataset": dataset, "dataset_kind": kind, "cache_dir": cache,
+                                        "out": str(out_dir / Path(recipe["out"]).name),
+                                        **({"epochs": epochs} if epochs else {})})
+        result = cross_validate(config, folds, out_dir=out_dir)
+        lines = [f"{key}: {v['mean']:.4f} +- {v['std']:.4f}" for key, v in result.summary.items()]
+    elif split in ("test", "valid", "all"):
+        result = evaluate_model(model, dataset, split=split, dataset_kind=kind, cache_dir=cache, device=device)
+        m = result.metrics
+        lines = [f"tracks: {m['n_tracks']}  segments: {m['n_segments']}"] + [
+            f"{key}: {m[key]:.4f}" for key in ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macro_f1")
+        ]
+    else:
+        raise UsageError(f"--split must be test, valid, all or kfold, not {split!r}")
+    if report:
+        written = write_report(result, report)
+        info(f"wrote {', '.join(str(p) for p in written)}")
+    typer.echo(json.dumps(dataclasses.asdict(result), indent=1) if as_json else "\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``genrekit`` script; exits with 0, 1 or 2."""
     command = typer.main.get_command(app)

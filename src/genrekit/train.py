@@ -504,12 +504,14 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
 
     ``split["method"] == "kfold"`` takes fold ``split["fold"]`` of ``split["folds"]`` as the test
     side and draws ``valid_size`` of the rest (track level, stratified, group-aware) for
-    validation. Other methods go to :func:`genrekit.splits.split_dataset`.
+    validation. Other methods go to :func:`genrekit.splits.split_dataset`. ``split["seed"]``,
+    when given, seeds the split instead of ``seed`` (same split, another initialisation).
     """
     from .splits import Split, check_no_leakage, holdout_split, kfold_splits, split_dataset, take
 
     options = {"method": "auto", "valid_size": 0.1, "test_size": 0.2, **split}
     method = options["method"]
+    seed = int(options.pop("seed", seed))
     if method == "kfold":
         folds, fold = int(options.get("folds", 5)), int(options.get("fold", 0))
         if not 0 <= fold < folds:
@@ -527,15 +529,27 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
         )
     if not parts.train:
         raise GenrekitError(f"{dataset.root}: the {method} split leaves no training tracks")
+    trained_labels = {t.label for t in parts.train}
+    unseen = sorted({t.label for part in parts[1:] for t in part} - trained_labels)
+    if unseen:
+        warn(f"no training tracks of {', '.join(unseen)}: the model cannot learn what it is tested on "
+             "(too few tracks or artists of these labels for this split)")
     record = {
         **options,
         "seed": seed,
         "counts": {side: len(tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
-        "groups": all(t.group is not None for part in parts for t in part),
+        "groups": _group_coverage([t for part in parts for t in part]),
         **{side: sorted(t.track_id for t in tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
         "train_groups": sorted({t.group for t in parts.train} - {None}),
+        "labels_not_in_train": unseen,
     }
     return parts, record
+
+
+def _group_coverage(tracks: Sequence) -> str:
+    """``"all"``, ``"some"`` or ``"none"``: how many tracks name their group (artist)."""
+    known = sum(t.group is not None for t in tracks)
+    return "all" if known == len(tracks) else "some" if known else "none"
 
 
 def limit_tracks(tracks: Sequence, per_label: int | None) -> list:
@@ -997,4 +1011,50 @@ def _json_safe(value):
         return None
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
+    return value
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def config_from_options(config_path: str | None = None, resume: str | None = None, **options) -> TrainConfig:
+    """A :class:`TrainConfig` from ``genrekit train`` options (None = not given).
+
+    Settings come from, in increasing priority: the defaults, the checkpoint being resumed (if
+    no config file is given), the TOML file ``config_path``, the options. Options ``window``,
+    ``hop`` go into ``segment``; ``split_method``, ``valid_size``, ``test_size``, ``folds``,
+    ``fold`` into ``split``; ``feature``, ``architecture`` and ``augment`` may be JSON text.
+    """
+    options = {key: value for key, value in options.items() if value is not None}
+    for key, flag in (("feature", "--feature"), ("architecture", "--arch"), ("augment", "--augment")):
+        if isinstance(options.get(key), str):
+            options[key] = _parse_json_option(flag, options[key])
+    segment_changes = {k: options.pop(k) for k in ("window", "hop") if k in options}
+    split_changes = {("method" if k == "split_method" else k): options.pop(k)
+                     for k in ("split_method", "valid_size", "test_size", "folds", "fold") if k in options}
+    if config_path:
+        base = load_config(config_path).to_dict()
+    elif resume:
+        base = read_checkpoint(resume)["spec"]["config"]
+    else:
+        base = {}
+    values = {**base, **options}
+    if segment_changes:
+        values["segment"] = {**values.get("segment", TrainConfig.__dataclass_fields__["segment"].default_factory()),
+                             **segment_changes}
+    if split_changes:
+        values["split"] = {**values.get("split", TrainConfig.__dataclass_fields__["split"].default_factory()),
+                           **split_changes}
+        if values["split"].get("method") != "kfold":
+            values["split"].pop("folds", None), values["split"].pop("fold", None)
+    return TrainConfig.from_dict(values, where=str(config_path or resume or "options"))
+
+
+def _parse_json_option(flag: str, text: str):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{flag}: not valid JSON ({exc.msg}): {text}") from None
+    if not isinstance(value, (dict, list)):
+        raise UsageError(f"{flag}: expected a JSON object such as '{{\"name\": ...}}', got {text}")
     return value
