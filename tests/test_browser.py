@@ -105,7 +105,20 @@ def new_page(browser, base, **context_options):
 
     page.route("**/*", guard)
     page.outside_requests = outside
+    # listen from the start: Playwright turns on file chooser interception asynchronously, so a
+    # listener added just before the key press can miss the dialog
+    page.file_choosers = []
+    page.on("filechooser", lambda chooser: page.file_choosers.append(chooser))
     return page
+
+
+def wait_for_file_chooser(page, seen: int):
+    """The file chooser opened after the first ``seen`` ones (waits up to 10 s)."""
+    for _ in range(200):
+        if len(page.file_choosers) > seen:
+            return page.file_choosers[seen]
+        page.wait_for_timeout(50)
+    raise AssertionError("no file chooser opened")
 
 
 def upload_dir_is_empty(tmp: Path) -> bool:
@@ -166,19 +179,46 @@ def test_rejected_file_shows_an_error_and_keyboard_opens_the_picker(browser, ser
     page.get_by_text("model: tiny-test").wait_for()
 
     page.locator("#drop-zone").focus()
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
-    chooser.value.set_files(str(text_file))
+    page.keyboard.press("Enter")
+    wait_for_file_chooser(page, 0).set_files(str(text_file))
     error = page.locator("#error")
     error.wait_for(state="visible", timeout=30_000)
     assert error.inner_text().startswith("notes.txt: not an audio file")
     assert page.locator("#result").is_hidden()
 
     page.locator("#drop-zone").focus()
-    with page.expect_file_chooser():
-        page.keyboard.press(" ")
+    page.keyboard.press(" ")
+    wait_for_file_chooser(page, 1)
     assert page.outside_requests == []
     assert upload_dir_is_empty(tmp)
+    page.context.close()
+
+
+def test_drag_and_drop(browser, server, tmp_path):
+    base, _ = server
+    import base64
+
+    import numpy as np
+
+    t = np.arange(7 * 22050) / 22050
+    sf.write(tmp_path / "chirp.wav", (0.3 * np.sin(2 * np.pi * (200 + 150 * t) * t)).astype(np.float32), 22050)
+    encoded = base64.b64encode((tmp_path / "chirp.wav").read_bytes()).decode()
+    page = new_page(browser, base)
+    page.goto(base + "/")
+    page.get_by_text("model: tiny-test").wait_for()
+    dropped = page.evaluate_handle("""(encoded) => {
+        const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped chirp.wav", { type: "audio/wav" }));
+        return transfer;
+    }""", encoded)
+    page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": dropped})
+    assert "dragging" in page.locator("#drop-zone").get_attribute("class")
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    page.locator("#result").wait_for(state="visible", timeout=60_000)
+    assert page.locator("#file-name").text_content() == "dropped chirp.wav"
+    assert page.locator("#timeline button.segment").count() == 3
+    assert "dragging" not in page.locator("#drop-zone").get_attribute("class")
     page.context.close()
 
 
