@@ -389,3 +389,14 @@ def test_serve_command_lists_its_options():
     assert result.exit_code == 0
     for option in ("--model", "--host", "--port", "--max-upload-mb", "--max-duration", "--workers"):
         assert option in result.output
+
+
+def test_docs_without_swagger_ui_fall_back_to_a_plain_page(make_client, monkeypatch):
+    import genrekit.serve
+
+    monkeypatch.setattr(genrekit.serve, "_swagger_dir", lambda: None)
+    client = make_client()
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text and "SwaggerUIBundle" not in docs.text
+    assert not re.search(r"(?:src|href)=\"https?://", docs.text)
+    assert_error(client.get("/docs/assets/swagger-ui.css"), 404, "not_found")

@@ -388,7 +388,7 @@ class Service:
         finally:
             if future is not None and not future.done() and not future.cancel():
                 # the job is still running: it keeps its slot and its file until it ends
-                future.add_done_callback(lambda _: loop.call_soon_threadsafe(ticket.close))
+                future.add_done_callback(lambda _: _close_from_thread(loop, ticket))
             else:
                 ticket.close()
 
@@ -421,6 +421,13 @@ class Service:
         self.pool.stop()
         if self.owns_upload_dir:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+
+def _close_from_thread(loop: asyncio.AbstractEventLoop, ticket: Ticket) -> None:
+    try:
+        loop.call_soon_threadsafe(ticket.close)
+    except RuntimeError:  # the server has stopped: no loop to hand back to, only the file matters
+        ticket.close()
 
 
 def _public_message(exc: Exception, upload: Upload) -> str:
