@@ -614,5 +614,5 @@ def run_server(model_path: str | None = None, *, host: str = "127.0.0.1", port: 
 
     model = load_model(model_path)
     app = create_app(model, **limits)
-    info(f"genrekit: serving model {model.name!r} on http://{host}:{port}/ (API docs: /docs)")
+    info(f"serving {model.name} at http://{host}:{port}/ (API reference: /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
