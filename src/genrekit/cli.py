@@ -189,6 +189,36 @@ def _print_tag_changes(changes, library: str, title: str, note: str | None = Non
     info(f"{title}: {summary}" + (f" ({note})" if note else ""))
 
 
+@app.command("tags")
+def tags_command(
+    file: str = typer.Argument(..., metavar="FILE", help="Audio file."),
+    model: str = typer.Option("MSD_musicnn", "--model", "-m", help="MSD_musicnn (Million Song Dataset tags) or MTT_musicnn (MagnaTagATune tags)."),
+    top: int = typer.Option(5, "--top", "-n", min=1, help="Tags to list, overall and per segment."),
+    overlap: bool = typer.Option(False, "--overlap", help="A 3 s segment every 1 s instead of every 3 s (musicnn's input_overlap=1)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Music tags of FILE from a pretrained musicnn model: whole file and every 3 s segment.
+
+    Needs the musicnn weights (pip install --no-deps musicnn==0.1.0), converted on first use.
+    """
+    import json
+
+    from .musicnn import tag_file
+    from .utils import stdout
+
+    result = tag_file(file, model, top=top, overlap=overlap)
+    if as_json:
+        stdout.print(json.dumps(result), markup=False, highlight=False)
+        return
+
+    def ranked(tags):
+        return ", ".join(f"{t['tag']} {t['probability']:.2f}" for t in tags)
+
+    lines = [f"{result['file']}  ({result['model']}, {result['duration']:.1f} s)", f"whole file: {ranked(result['tags'])}"]
+    lines += [f"{s['start']:7.2f}-{s['end']:7.2f} s  {ranked(s['tags'])}" for s in result["segments"]]
+    stdout.print("\n".join(lines), markup=False, highlight=False)
+
+
 @data_app.command("check")
 def data_check(
     path: str = typer.Argument(..., help="Dataset folder, FMA root, or CSV manifest (path,label[,split][,group])."),

@@ -308,6 +308,8 @@ def build_feature(spec: dict) -> nn.Module:
     """
     options = dict(spec)
     name = options.pop("name", None)
+    if name == "musicnn" and name not in FEATURES:
+        from . import musicnn  # noqa: F401  registers MusicnnEmbedding; imported late, it loads weights
     if name not in FEATURES:
         raise UsageError(f"unknown feature {name!r}; expected one of {', '.join(FEATURES)}")
     cls = FEATURES[name]

@@ -44,7 +44,9 @@ __all__ = [
     "convert_checkpoint",
     "logmel_patches",
     "musicnn_embeddings",
+    "file_logmel",
     "tag_samples",
+    "tag_file",
 ]
 
 SAMPLE_RATE = 16000
@@ -672,6 +674,27 @@ class MusicnnEmbedding(nn.Module):
         return f"model={self.network.name!r}, layer={self.layer!r}"
 
 
+def file_logmel(samples: np.ndarray | torch.Tensor, *, chunk_frames: int = 8192) -> torch.Tensor:
+    """`MusicnnFrontEnd.logmel` of a whole mono signal, computed in chunks of frames.
+
+    Same frames as one pass (``center=True`` with zero padding), but the STFT never holds
+    more than ``chunk_frames`` frames, so hour-long files need memory for the samples and
+    the ``(frames, 96)`` result only.
+    """
+    samples = torch.as_tensor(np.asarray(samples, dtype=np.float32))
+    if samples.ndim != 1:
+        raise ValueError(f"expected mono audio of shape (samples,), got {tuple(samples.shape)}")
+    frontend = MusicnnFrontEnd()
+    frontend.mel.center = False  # the centring padding is done here, once for the file
+    padded = F.pad(samples, (N_FFT // 2, N_FFT // 2))
+    n_frames = 1 + samples.shape[0] // HOP_LENGTH
+    chunks = []
+    for first in range(0, n_frames, chunk_frames):
+        last = min(n_frames, first + chunk_frames)
+        chunks.append(frontend.logmel(padded[first * HOP_LENGTH : (last - 1) * HOP_LENGTH + N_FFT]))
+    return torch.cat(chunks)
+
+
 def tag_samples(
     samples: np.ndarray | torch.Tensor,
     model: Musicnn,
@@ -689,18 +712,59 @@ def tag_samples(
         From `load_musicnn`.
     hop_frames : int
         Frames between patch starts: 187 (no overlap) or 61 (musicnn's 1 s overlap).
+    batch_size : int
+        Patches per forward pass.
 
     Returns
     -------
     taggram : ndarray, float32, shape (n_patches, n_tags)
     starts : ndarray, shape (n_patches,)
-        Patch start times in seconds; each patch lasts 187 frames (2.99 s).
+        Patch start times in seconds; each patch spans 187 hops of 16 ms (2.992 s).
     """
-    samples = torch.as_tensor(np.asarray(samples, dtype=np.float32))
     with torch.inference_mode():
-        patches, starts = logmel_patches(MusicnnFrontEnd().logmel(samples), hop_frames)
+        patches, starts = logmel_patches(file_logmel(samples), hop_frames)
         taggram = torch.cat([model(batch)["taggram"] for batch in patches.split(batch_size)])
     return taggram.numpy(), starts
+
+
+def _top_tags(probabilities: np.ndarray, tags: Sequence[str], top: int) -> list[dict]:
+    order = np.argsort(-probabilities, kind="stable")[:top]
+    return [{"tag": tags[i], "probability": round(float(probabilities[i]), 4)} for i in order]
+
+
+def tag_file(path: str | Path, name: str = "MSD_musicnn", *, top: int = 5, overlap: bool = False) -> dict:
+    """Top musicnn tags of an audio file, overall and per 3 s patch, as JSON-able data.
+
+    The file is decoded at 16 kHz mono (``genrekit.audio.load_audio``) and cut into
+    187-frame patches every 3 s (every 1 s with ``overlap``); the whole-file ranking is the
+    mean taggram over patches, as musicnn's ``top_tags``.
+
+    Returns
+    -------
+    dict
+        ``{"file", "model", "duration", "tags": [{"tag", "probability"}, ...],
+        "segments": [{"start", "end", "tags": [...]}, ...]}``, times in seconds.
+    """
+    from .audio import load_audio
+
+    if name not in MODELS:
+        load_musicnn(name)  # raises the UsageError
+    audio = load_audio(path, sr=SAMPLE_RATE)
+    model = _cached_model(name)
+    taggram, starts = tag_samples(audio.samples, model, hop_frames=HOP_1S_FRAMES if overlap else PATCH_FRAMES)
+    patch_seconds = PATCH_FRAMES * HOP_LENGTH / SAMPLE_RATE
+    segments = [
+        {"start": round(float(start), 3), "end": round(float(min(start + patch_seconds, audio.duration)), 3),
+         "tags": _top_tags(row, model.tags, top)}
+        for start, row in zip(starts, taggram)
+    ]
+    return {
+        "file": str(path),
+        "model": name,
+        "duration": round(float(audio.duration), 3),
+        "tags": _top_tags(taggram.mean(axis=0), model.tags, top),
+        "segments": segments,
+    }
 
 
 def _register_feature() -> None:
