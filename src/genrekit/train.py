@@ -596,47 +596,27 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> Tra
     DatasetError, UsageError, GenrekitError
         Unusable dataset, split or settings; a checkpoint from another recipe.
     """
-    from .datasets import open_dataset
-    from .evaluate import summarize_predictions, voiced_mask
-    from .models import build_model, count_parameters, model_summary
+    from .evaluate import summarize_predictions
+    from .models import build_model, model_summary
 
     config.validate()
+    if config.architecture.get("name", "").startswith("sklearn-"):
+        if resume:
+            raise UsageError("scikit-learn baselines train in one go: there is nothing to resume")
+        from .baselines import train_baseline
+
+        return train_baseline(config)
     started = time.perf_counter()
     checkpoint = read_checkpoint(resume) if resume else None
     if checkpoint is not None:
         _check_same_recipe(config, TrainConfig.from_dict(checkpoint["spec"]["config"]), resume)
     device = _pick_device(config.device)
-
-    dataset = open_dataset(config.dataset, config.dataset_kind)
-    dataset.tracks = limit_tracks(dataset.tracks, config.limit_per_label)
-    labels = sorted({t.label for t in dataset.tracks})
-    parts, split_record = split_tracks(dataset, config.split, config.seed)
-    info(
-        f"{config.dataset}: {len(labels)} labels; tracks train {len(parts.train)}, "
-        f"valid {len(parts.valid)}, test {len(parts.test)} ({split_record['method']} split)"
-    )
-
     wave_augment, spec_augment = build_augmentations(config.augment)
-    cache = open_cache(config.cache_dir)
-    features = {}
-    for side, tracks in zip(("train", "valid", "test"), parts):
-        if tracks:
-            features[side] = extract_features(
-                tracks, config.feature_specs, sample_rate=config.sample_rate, segment=config.segment,
-                cache=cache, keep_waveforms=side == "train" and wave_augment.active, device=device,
-                description=f"{side} features",
-            )
-    feature_seconds = time.perf_counter() - started
-    train_set = features["train"].select(~features["train"].silent)
-    valid_set = features.get("valid")
-    if valid_set is not None:
-        valid_set = valid_set.select(voiced_mask(valid_set.silent, valid_set.track_index))
+    data = prepare_data(config, device, keep_train_waveforms=wave_augment.active)
+    labels, train_set, valid_set = data.labels, data.train_set(), data.valid_set()
 
     torch.manual_seed(config.seed)
-    input_shape = [list(x.shape[1:]) for x in train_set.inputs]
-    network = build_model(
-        config.architecture, len(labels), input_shape if isinstance(config.feature, list) else input_shape[0]
-    ).to(device)
+    network = build_model(config.architecture, len(labels), data.input_shape(config)).to(device)
     info(f"network: {model_summary(network)} on {device}")
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     y_train = train_set.labels(labels)
@@ -681,18 +661,88 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> Tra
 
     if state.best_state is not None and valid_set is not None:
         network.load_state_dict(state.best_state)
+    training = {
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "stopped_early": state.stopped(config.patience) and state.epoch < config.epochs,
+        "history": state.history,
+        "class_weights": None if class_weights is None else class_weights.tolist(),
+    }
+    return finish_training(config, network, data, training, started, training_seconds, device)
+
+
+@dataclass
+class PreparedData:
+    """A run's labels, split and segment features (see :func:`prepare_data`)."""
+
+    labels: list[str]
+    parts: Any
+    split_record: dict
+    features: dict
+    seconds: float
+
+    def train_set(self) -> SegmentFeatures:
+        """Training segments without the silent ones (they carry no genre)."""
+        train = self.features["train"]
+        return train.select(~train.silent)
+
+    def valid_set(self) -> SegmentFeatures | None:
+        """Validation segments as evaluation sees them, or None without validation tracks."""
+        from .evaluate import voiced_mask
+
+        valid = self.features.get("valid")
+        return None if valid is None else valid.select(voiced_mask(valid.silent, valid.track_index))
+
+    def input_shape(self, config: TrainConfig):
+        shapes = [list(x.shape[1:]) for x in self.features["train"].inputs]
+        return shapes if isinstance(config.feature, list) else shapes[0]
+
+
+def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = False,
+                 modules: Sequence[nn.Module] | None = None) -> PreparedData:
+    """Open the dataset, split it at track level and compute (or read from cache) all features."""
+    from .datasets import open_dataset
+
+    started = time.perf_counter()
+    dataset = open_dataset(config.dataset, config.dataset_kind)
+    dataset.tracks = limit_tracks(dataset.tracks, config.limit_per_label)
+    labels = sorted({t.label for t in dataset.tracks})
+    parts, split_record = split_tracks(dataset, config.split, config.seed)
+    info(
+        f"{config.dataset}: {len(labels)} labels; tracks train {len(parts.train)}, "
+        f"valid {len(parts.valid)}, test {len(parts.test)} ({split_record['method']} split)"
+    )
+    cache = open_cache(config.cache_dir)
+    features = {}
+    for side, tracks in zip(("train", "valid", "test"), parts):
+        if tracks:
+            features[side] = extract_features(
+                tracks, config.feature_specs, sample_rate=config.sample_rate, segment=config.segment,
+                cache=cache, keep_waveforms=side == "train" and keep_train_waveforms, device=device,
+                modules=modules, description=f"{side} features",
+            )
+    return PreparedData(labels, parts, split_record, features, time.perf_counter() - started)
+
+
+def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData, training: dict,
+                    started: float, training_seconds: float, device) -> TrainResult:
+    """Calibrate on validation, score valid and test, write the model file; the common end of every run."""
+    from .models import count_parameters
+
     network.eval()
+    labels = data.labels
+    valid_set = data.valid_set()
     temperature, calibration = 1.0, {"temperature": 1.0, "method": "none"}
     if config.calibrate and valid_set is not None:
         logits = predict_logits(network, valid_set.inputs, config.batch_size, device)
         temperature, calibration = fit_temperature(logits, torch.as_tensor(valid_set.labels(labels)))
     metrics = {}
     for side in ("valid", "test"):
-        if side in features:
-            metrics[side] = _evaluate_side(network, features[side], labels, temperature, config.batch_size, device)
+        if side in data.features:
+            metrics[side] = _evaluate_side(network, data.features[side], labels, temperature, config.batch_size, device)
     n_parameters = count_parameters(network)
     timings = {
-        "features": round(feature_seconds, 3),
+        "features": round(data.seconds, 3),
         "training": round(training_seconds, 3),
         "total": round(time.perf_counter() - started, 3),
     }
@@ -705,28 +755,25 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> Tra
         "architecture": network.spec,
         "calibration": calibration,
         "metrics": metrics,
-        "split": split_record,
-        "data_fingerprint": data_fingerprint([t for part in parts for t in part]),
+        "split": data.split_record,
+        "data_fingerprint": data_fingerprint([t for part in data.parts for t in part]),
         "training": {
             "config": config.to_dict(),
-            "epochs_run": state.epoch,
-            "best_epoch": state.best_epoch,
-            "stopped_early": state.stopped(config.patience) and state.epoch < config.epochs,
-            "history": state.history,
+            **training,
             "n_parameters": n_parameters,
-            "class_weights": None if class_weights is None else class_weights.tolist(),
             "device": str(device),
             "timings": timings,
             "failed_tracks": [
                 {"track_id": t.track_id, "error": error}
-                for part in features.values() for t, error in part.failed
+                for part in data.features.values() for t, error in part.failed
             ],
             "torch_version": torch.__version__,
         },
     }
     model_path = save_trained_model(config.out, spec, network)
     info(f"saved {model_path}")
-    return TrainResult(model_path, spec, network, metrics, state.history, state.best_epoch, timings, n_parameters)
+    return TrainResult(model_path, spec, network, metrics, training.get("history", []),
+                       training.get("best_epoch", 0), timings, n_parameters)
 
 
 @dataclass
