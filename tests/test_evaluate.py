@@ -143,7 +143,7 @@ def tones(tmp_path_factory):
 def tiny_config(dataset, out, **changes):
     values = dict(dataset=str(dataset), out=str(out), sample_rate=SR, segment=TINY_SEGMENT, feature=TINY_FEATURE,
                   architecture=TINY_CNN, split={"method": "random", "valid_size": 0.2, "test_size": 0.2},
-                  epochs=6, batch_size=8, learning_rate=0.01, patience=0, cache_dir="")
+                  epochs=6, batch_size=8, learning_rate=0.01, patience=0, cache_dir="", device="cpu")
     values.update(changes)
     return TrainConfig.from_dict(values)
 

@@ -50,6 +50,7 @@ def tiny_config(dataset, out, **changes) -> TrainConfig:
         learning_rate=0.01,
         patience=0,
         cache_dir="",
+        device="cpu",  # exact reproducibility is promised on CPU only
     )
     values.update(changes)
     return TrainConfig.from_dict(values)
@@ -88,7 +89,8 @@ def test_model_file_records_the_run(trained, tones):
     assert spec["format"] == "genrekit-model"
     assert spec["architecture"]["name"] == "cnn2d"
     assert spec["architecture"]["input_shape"][0] == TINY_FEATURE["n_mfcc"]
-    assert spec["feature"] == TINY_FEATURE
+    assert spec["feature"] == {**spec["feature"], **TINY_FEATURE}  # with every default written out
+    assert {"fmin", "top_db", "center"} <= set(spec["feature"])
     assert spec["segment"] == {"window": 0.5, "hop": 0.5, "last": "pad"}
     split = spec["split"]
     assert sum(split["counts"].values()) == 18
@@ -263,3 +265,15 @@ def test_data_fingerprint_changes_with_the_data(tones, tmp_path):
     first = data_fingerprint(tracks)
     assert first == data_fingerprint(list(reversed(tracks)))
     assert first != data_fingerprint(tracks[1:])
+
+
+def test_feature_spec_is_completed_with_the_sample_rate():
+    from genrekit.train import resolve_feature
+
+    spec, module = resolve_feature({"name": "mfcc", "n_mfcc": 13}, 16000)
+    assert spec["sr"] == 16000 and spec["n_mfcc"] == 13 and spec["n_mels"] == 128
+    assert module(torch.zeros(1, 16000)).shape[1] == 13
+    assert resolve_feature({"name": "logmel", "sr": 8000}, 8000)[0]["n_mels"] == 128
+    with pytest.raises(UsageError, match="works at 8000 Hz but sample_rate is 16000"):
+        resolve_feature({"name": "logmel", "sr": 8000}, 16000)
+    assert resolve_feature({"name": "summary"}, 8000)[0] == {"name": "summary", "sr": 8000}

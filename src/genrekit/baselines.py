@@ -79,16 +79,6 @@ class SummaryFeatures(nn.Module):
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 
-def feature_module(spec: dict) -> nn.Module:
-    """Feature module for a spec, ``summary`` included (until :mod:`genrekit.features` builds it)."""
-    from .features import FEATURES, build_feature
-
-    if spec.get("name") == "summary" and "summary" not in FEATURES:
-        options = {k: v for k, v in spec.items() if k != "name"}
-        return SummaryFeatures(**options)
-    return build_feature(spec)
-
-
 # --- estimators ------------------------------------------------------------------------------
 
 
@@ -418,7 +408,7 @@ def train_baseline(config):
     params = {k: v for k, v in config.architecture.items() if k != "name"}
     name = config.architecture["name"]
     estimator = make_estimator(name, params, config.seed)
-    data = prepare_data(config, "cpu", modules=[feature_module(config.feature)])
+    data = prepare_data(config, "cpu")
     train = data.train_set()
     input_shape = list(train.inputs[0].shape[1:])
     if len(input_shape) > 2:

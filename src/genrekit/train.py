@@ -627,11 +627,7 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> Tra
     if checkpoint is not None:
         state = _restore(checkpoint, network, optimizer, device)
         info(f"resuming after epoch {state.epoch} from {checkpoint_paths(resume)[0]}")
-    feature_modules = None
-    if wave_augment.active:
-        from .features import build_feature
-
-        feature_modules = [build_feature(spec).to(device).eval() for spec in config.feature_specs]
+    feature_modules = data.modules if wave_augment.active else None
     training_started = time.perf_counter()
     while state.epoch < config.epochs and not state.stopped(config.patience):
         epoch = state.epoch + 1
@@ -680,6 +676,8 @@ class PreparedData:
     split_record: dict
     features: dict
     seconds: float
+    feature: dict | list
+    modules: list
 
     def train_set(self) -> SegmentFeatures:
         """Training segments without the silent ones (they carry no genre)."""
@@ -698,12 +696,13 @@ class PreparedData:
         return shapes if isinstance(config.feature, list) else shapes[0]
 
 
-def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = False,
-                 modules: Sequence[nn.Module] | None = None) -> PreparedData:
+def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = False) -> PreparedData:
     """Open the dataset, split it at track level and compute (or read from cache) all features."""
     from .datasets import open_dataset
 
     started = time.perf_counter()
+    resolved = [resolve_feature(spec, config.sample_rate) for spec in config.feature_specs]
+    specs, modules = [spec for spec, _ in resolved], [module.to(device) for _, module in resolved]
     dataset = open_dataset(config.dataset, config.dataset_kind)
     dataset.tracks = limit_tracks(dataset.tracks, config.limit_per_label)
     labels = sorted({t.label for t in dataset.tracks})
@@ -717,11 +716,51 @@ def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = Fa
     for side, tracks in zip(("train", "valid", "test"), parts):
         if tracks:
             features[side] = extract_features(
-                tracks, config.feature_specs, sample_rate=config.sample_rate, segment=config.segment,
+                tracks, specs, sample_rate=config.sample_rate, segment=config.segment,
                 cache=cache, keep_waveforms=side == "train" and keep_train_waveforms, device=device,
                 modules=modules, description=f"{side} features",
             )
-    return PreparedData(labels, parts, split_record, features, time.perf_counter() - started)
+    feature = specs if isinstance(config.feature, list) else specs[0]
+    return PreparedData(labels, parts, split_record, features, time.perf_counter() - started, feature, modules)
+
+
+def resolve_feature(spec: dict, sample_rate: int) -> tuple[dict, nn.Module]:
+    """The complete spec of a feature (every default written out) and its module.
+
+    A front end whose spec gives no ``sr`` gets ``sample_rate``, so that its mel bands are where
+    the audio's frequencies are; a front end with a fixed rate (musicnn: 16 kHz) must match it.
+    Writing out the defaults keeps the model file valid if a default changes later, and lets
+    ``{"name": "mfcc"}`` and ``{"name": "mfcc", "n_mfcc": 20}`` share cache entries.
+    """
+    from .features import feature_spec
+
+    module = build_feature_module(spec)
+    arguments = module.config() if hasattr(module, "config") else {}
+    rate = arguments.get("sr", getattr(module, "sr", None))
+    if "sr" not in spec and "sr" in arguments and rate != sample_rate:
+        spec = {**spec, "sr": sample_rate}
+        module, rate = build_feature_module(spec), sample_rate
+    if rate is not None and int(rate) != int(sample_rate):
+        raise UsageError(f"feature {spec.get('name')!r} works at {rate} Hz but sample_rate is {sample_rate}: "
+                         f"set sample_rate = {rate}")
+    try:
+        return feature_spec(module), module
+    except TypeError:  # a module feature_spec does not know (summary features): keep the spec as given
+        return dict(spec), module
+
+
+def build_feature_module(spec: dict) -> nn.Module:
+    """:func:`genrekit.features.build_feature`, plus ``summary`` (GTZAN summary features)."""
+    from .features import FEATURES, build_feature
+
+    if spec.get("name") == "summary" and "summary" not in FEATURES:
+        from .baselines import SummaryFeatures
+
+        try:
+            return SummaryFeatures(**{k: v for k, v in spec.items() if k != "name"})
+        except TypeError as exc:
+            raise UsageError(f"bad summary feature spec {spec}: {exc}") from None
+    return build_feature(spec)
 
 
 def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData, training: dict,
@@ -751,7 +790,7 @@ def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData,
         "labels": labels,
         "sample_rate": config.sample_rate,
         "segment": _cache_key({}, config.sample_rate, config.segment)["segment"],
-        "feature": config.feature,
+        "feature": data.feature,
         "architecture": network.spec,
         "calibration": calibration,
         "metrics": metrics,
@@ -876,9 +915,13 @@ def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("device cuda requested but torch sees no CUDA device")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError("device cuda requested but torch sees no CUDA device")
+        # autotuned cuDNN kernels differ from run to run; fixed ones keep GPU runs close to repeatable
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     return torch.device(name)
 
 
