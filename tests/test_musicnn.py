@@ -29,6 +29,7 @@ from genrekit.musicnn import (
     PATCH_FRAMES,
     Musicnn,
     MusicnnEmbedding,
+    MusicnnVgg,
     MusicnnFrontEnd,
     convert_checkpoint,
     file_logmel,
@@ -37,6 +38,7 @@ from genrekit.musicnn import (
     musicnn_embeddings,
 )
 
+MUSICNN_MODELS = ["MSD_musicnn", "MTT_musicnn"]  # the ones with TF reference outputs
 NETWORK_LAYERS = ["taggram", "penultimate", "mean_pool", "max_pool", "timbral", "temporal", "cnn1", "cnn2", "cnn3"]
 E2E_CLIPS = {
     "synthetic": MUSICNN_FIXTURES / "synthetic.flac",
@@ -71,7 +73,7 @@ def cache_dir(tmp_path_factory):
 def models(cache_dir):
     if not _musicnn_installed():
         pytest.skip("musicnn weights not installed (pip install --no-deps musicnn==0.1.0)")
-    return {name: load_musicnn(name, cache_dir=cache_dir) for name in MODELS}
+    return {name: load_musicnn(name, cache_dir=cache_dir) for name in MUSICNN_MODELS}
 
 
 def _assert_layer_close(name, actual, reference, relative):
@@ -86,7 +88,7 @@ def _assert_layer_close(name, actual, reference, relative):
 
 
 @needs_fixtures
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MUSICNN_MODELS)
 @pytest.mark.parametrize("path", ["forward", "reference"])
 def test_every_layer_matches_tensorflow(models, name, path):
     reference = np.load(MUSICNN_FIXTURES / f"network_{name}.npz")
@@ -146,7 +148,7 @@ E2E_CASES = [(clip, "no-overlap", PATCH_FRAMES) for clip in E2E_CLIPS] + [
 @needs_fixtures
 @pytest.mark.slow
 @pytest.mark.parametrize("clip, overlap, hop", E2E_CASES)
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MUSICNN_MODELS)
 def test_end_to_end_matches_musicnn_extractor(models, clip_logmel, clip, name, overlap, hop):
     reference = np.load(MUSICNN_FIXTURES / f"e2e_{clip}_{name}_{overlap}.npz")
     patches, starts = logmel_patches(clip_logmel(clip), hop)
@@ -244,36 +246,72 @@ def test_temporal_blocks_use_tensorflow_same_padding(path):
         np.testing.assert_allclose(temporal[:, 51 * block_index], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_convert_checkpoint_layouts():
-    rng = np.random.default_rng(0)
-    source = _random_musicnn(dead_fraction=0.0)
-    weights = {}
-    state = source.state_dict()
-    for index, layer in enumerate(musicnn._TF_BATCH_NORMS):
-        name = "batch_normalization" if index == 0 else f"batch_normalization_{index}"
-        for tf_field, field in musicnn._TF_BN_FIELDS.items():
-            weights[f"{name}/{tf_field}"] = state[f"{layer}.{field}"].numpy()
-    for index, layer in enumerate(musicnn._TF_CONVS):
-        name = "conv2d" if index == 0 else f"conv2d_{index}"
+def _as_tf_checkpoint(model: torch.nn.Module, name: str) -> dict[str, np.ndarray]:
+    """The TF variables musicnn's models.py would hold for these weights (HWIO kernels...)."""
+    state, weights = model.state_dict(), {}
+    for tf, layer, kind in musicnn._tf_layers(name):
+        if kind == "bn":
+            for tf_field, field in musicnn._TF_BN_FIELDS.items():
+                weights[f"{tf}/{tf_field}"] = state[f"{layer}.{field}"].numpy()
+            continue
         kernel = state[f"{layer}.weight"].numpy()
-        weights[f"{name}/kernel"] = (
-            kernel.transpose(2, 1, 0)[:, :, None, :] if kernel.ndim == 3 else kernel.transpose(2, 3, 1, 0)
-        )
-        weights[f"{name}/bias"] = state[f"{layer}.bias"].numpy()
-    for index, layer in enumerate(musicnn._TF_DENSES):
-        name = "dense" if index == 0 else f"dense_{index}"
-        weights[f"{name}/kernel"] = state[f"{layer}.weight"].numpy().T
-        weights[f"{name}/bias"] = state[f"{layer}.bias"].numpy()
-    weights["dense/kernel/Adam"] = rng.standard_normal((1506, 200)).astype(np.float32)  # ignored
+        if kind == "conv1d":
+            kernel = kernel.transpose(2, 1, 0)[:, :, None, :]
+        elif kind == "conv2d":
+            kernel = kernel.transpose(2, 3, 1, 0)
+        else:
+            kernel = kernel.T
+        weights[f"{tf}/kernel"], weights[f"{tf}/bias"] = kernel, state[f"{layer}.bias"].numpy()
+    return weights
+
+
+def test_convert_checkpoint_layouts():
+    source = _random_musicnn(dead_fraction=0.0)
+    weights = _as_tf_checkpoint(source, "MSD_musicnn")
+    weights["dense/kernel/Adam"] = np.ones((1506, 200), np.float32)  # optimizer slots are ignored
     assert weights["conv2d/kernel"].shape == (7, 38, 1, 204)  # TF HWIO
+    assert weights["conv2d_2/kernel"].shape == (128, 1, 1, 51)
     assert weights["conv2d_5/kernel"].shape == (7, 561, 1, 64)
+    assert weights["batch_normalization_10/gamma"].shape == (200,)
     converted = Musicnn(source.tags)
-    converted.load_state_dict(convert_checkpoint(weights))
+    converted.load_state_dict(convert_checkpoint(weights, "MSD_musicnn"))
     for key, value in source.state_dict().items():
         assert torch.equal(converted.state_dict()[key], value), key
     del weights["dense_1/bias"]
     with pytest.raises(ModelError, match="dense_1/bias"):
-        convert_checkpoint(weights)
+        convert_checkpoint(weights, "MSD_musicnn")
+
+
+def test_vgg_checkpoint_layout():
+    source = MusicnnVgg(MODELS["MTT_vgg"], "MTT_vgg")
+    weights = _as_tf_checkpoint(source, "MTT_vgg")
+    assert weights["2CNN/kernel"].shape == (3, 3, 128, 128) and weights["dense/kernel"].shape == (256, 50)
+    converted = MusicnnVgg(MODELS["MTT_vgg"], "MTT_vgg")
+    converted.load_state_dict(convert_checkpoint(weights, "MTT_vgg"))
+    with torch.inference_mode():
+        outputs = converted(torch.rand(2, 187, 96))
+    assert outputs["taggram"].shape == (2, 50)
+    assert outputs["pool1"].shape == (2, 92, 48, 128) and outputs["pool5"].shape == (2, 2, 1, 128)
+    with pytest.raises(ValueError, match="187 frames"):
+        converted(torch.rand(1, 180, 96))
+
+
+@needs_weights
+@needs_fixtures
+@pytest.mark.slow
+def test_vgg_agrees_with_musicnn_reference(tmp_path, clip_logmel):
+    """No TF outputs exist for the VGG models: check that MTT_vgg ranks tags like TF's MTT_musicnn.
+
+    Measured correlation of the clips' mean taggrams: 0.96-0.98; flattening pool5 in torch's
+    NCHW order instead of TF's NHWC gives 0.3-0.5.
+    """
+    model = load_musicnn("MTT_vgg", cache_dir=tmp_path)
+    for clip in ("classical.00000", "hiphop.00000"):
+        reference = np.load(MUSICNN_FIXTURES / f"e2e_{clip}_MTT_musicnn_no-overlap.npz")["taggram"].mean(axis=0)
+        with torch.inference_mode():
+            taggram = model(logmel_patches(clip_logmel(clip))[0])["taggram"].numpy().mean(axis=0)
+        assert np.corrcoef(taggram, reference)[0, 1] > 0.9, clip
+        assert np.argmax(taggram) == np.argmax(reference), clip
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,6 +436,8 @@ def test_embeddings_from_audio_and_from_patches(cached_models, models):
     np.testing.assert_allclose(from_patches[1:2], direct, atol=1e-5)
     with pytest.raises(UsageError, match="penultimate"):
         musicnn_embeddings(audio, "MTT_musicnn", "logits")
+    with pytest.raises(UsageError, match="taggram"):
+        musicnn_embeddings(audio, "MTT_vgg", "penultimate")
 
 
 @needs_weights

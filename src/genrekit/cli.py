@@ -192,7 +192,7 @@ def _print_tag_changes(changes, library: str, title: str, note: str | None = Non
 @app.command("tags")
 def tags_command(
     file: str = typer.Argument(..., metavar="FILE", help="Audio file."),
-    model: str = typer.Option("MSD_musicnn", "--model", "-m", help="MSD_musicnn (Million Song Dataset tags) or MTT_musicnn (MagnaTagATune tags)."),
+    model: str = typer.Option("MSD_musicnn", "--model", "-m", help="MSD_musicnn (Million Song Dataset tags), MTT_musicnn (MagnaTagATune tags), or the VGG baselines MSD_vgg, MTT_vgg."),
     top: int = typer.Option(5, "--top", "-n", min=1, help="Tags to list, overall and per segment."),
     overlap: bool = typer.Option(False, "--overlap", help="A 3 s segment every 1 s instead of every 3 s (musicnn's input_overlap=1)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),

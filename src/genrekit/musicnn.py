@@ -38,6 +38,7 @@ __all__ = [
     "MODELS",
     "LAYERS",
     "Musicnn",
+    "MusicnnVgg",
     "MusicnnFrontEnd",
     "MusicnnEmbedding",
     "load_musicnn",
@@ -82,9 +83,10 @@ MSD_TAGS = (
     "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
     "sad", "House", "happy",
 )
-#: Pretrained models: name -> tag names in output order.
-MODELS = {"MSD_musicnn": MSD_TAGS, "MTT_musicnn": MTT_TAGS}
-#: Pooled layers usable as one vector per patch: name -> size.
+#: Pretrained models: name -> tag names in output order. The ``*_vgg`` ones are musicnn's
+#: VGG-like baselines (`MusicnnVgg`), less accurate (MTT ROC-AUC 0.877 against 0.903).
+MODELS = {"MSD_musicnn": MSD_TAGS, "MTT_musicnn": MTT_TAGS, "MSD_vgg": MSD_TAGS, "MTT_vgg": MTT_TAGS}
+#: Pooled layers usable as one vector per patch: name -> size (``*_vgg`` models: taggram only).
 LAYERS = {"taggram": 50, "penultimate": 200, "mean_pool": 753, "max_pool": 753}
 
 TIMBRAL_WIDTHS = (38, 67)  # int(0.4 * 96), int(0.7 * 96) mel bands, 7 frames long
@@ -337,61 +339,118 @@ def _temporal_fast(x: torch.Tensor, block: nn.ModuleDict, reach: torch.Tensor) -
     return _finish_block(pooled, filters, n_frames)
 
 
+class MusicnnVgg(nn.Module):
+    """musicnn's VGG-like baseline (``vgg`` in musicnn's ``models.py``), inference only.
+
+    Batch norm on the input, then five blocks of 3x3 convolution (128 filters, "same"
+    padding), ReLU, batch norm and max-pooling (4x1 stride 2x2, three times 2x2, then 4x4,
+    "valid"), and a dense layer from the flattened 2 x 1 x 128 map to the tag logits. Input
+    ``(batch, 187, 96)`` log-mel patches (exactly 187 frames: the dense layer fixes the size).
+    Outputs ``taggram``, ``logits`` and ``pool1``..``pool5`` (batch, time, band, 128), TF's NHWC.
+    Not checked against TF outputs (no reference fixtures); `Musicnn` is.
+    """
+
+    POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
+    FILTERS = 128
+
+    def __init__(self, tags: Sequence[str], name: str = "musicnn_vgg", tolerance: float | None = None):
+        super().__init__()
+        self.name, self.tags, self.tolerance = name, tuple(tags), tolerance
+        self.input_bn = nn.BatchNorm2d(1, eps=BN_EPSILON)
+        self.blocks = nn.ModuleList(
+            _conv_bn(nn.Conv2d(1 if i == 0 else self.FILTERS, self.FILTERS, 3, padding=1), self.FILTERS)
+            for i in range(len(self.POOLS))
+        )
+        self.output = nn.Linear(2 * self.FILTERS, len(self.tags))
+        self.eval()
+
+    def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        patches = _check_patches(patches)
+        if patches.shape[1] != PATCH_FRAMES:
+            raise ValueError(f"the VGG models take exactly {PATCH_FRAMES} frames, got {patches.shape[1]}")
+        x = self.input_bn(patches.unsqueeze(1))
+        pools = {}
+        for index, (block, (size, stride)) in enumerate(zip(self.blocks, self.POOLS), start=1):
+            x = F.max_pool2d(_bn_2d(block["bn"], F.relu(block["conv"](x))), size, stride)
+            pools[f"pool{index}"] = x.permute(0, 2, 3, 1)
+        logits = self.output(pools["pool5"].flatten(1))  # TF flattens NHWC
+        return {"taggram": torch.sigmoid(logits), "logits": logits, **pools}
+
+    reference = forward
+
+
 # ---------------------------------------------------------------------------------------------
 # weights: TF checkpoint -> safetensors cache
 
-# TF layers are numbered in creation order (models.py); our names for them, in that order
-_TF_BATCH_NORMS = (
-    "input_bn", "timbral.0.bn", "timbral.1.bn", "temporal.0.bn", "temporal.1.bn",
-    "temporal.2.bn", "midend.0.bn", "midend.1.bn", "midend.2.bn", "pool_bn", "dense_bn",
-)
-_TF_CONVS = (
-    "timbral.0.conv", "timbral.1.conv", "temporal.0.conv", "temporal.1.conv", "temporal.2.conv",
-    "midend.0.conv", "midend.1.conv", "midend.2.conv",
-)
-_TF_DENSES = ("dense", "output")
 _TF_BN_FIELDS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 _CACHE_FORMAT = 1
 
 
-def _tf_layer(kind: str, index: int) -> str:
-    return kind if index == 0 else f"{kind}_{index}"
+def _tf_numbered(kind: str, count: int) -> list[str]:
+    """TF names of the ``count`` layers of a kind, numbered in creation order."""
+    return [kind if index == 0 else f"{kind}_{index}" for index in range(count)]
 
 
-def convert_checkpoint(weights: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """`Musicnn` state dict from the variables of a musicnn TF checkpoint.
+def _tf_layers(name: str) -> list[tuple[str, str, str]]:
+    """``(TF layer, torch module, kind)`` for every layer with weights, from models.py."""
+    if name.endswith("_vgg"):
+        norms = ["input_bn"] + [f"blocks.{i}.bn" for i in range(5)]
+        return (
+            [(tf, torch_name, "bn") for tf, torch_name in zip(_tf_numbered("batch_normalization", 6), norms)]
+            + [(f"{i + 1}CNN", f"blocks.{i}.conv", "conv2d") for i in range(5)]
+            + [("dense", "output", "dense")]
+        )
+    norms = ["input_bn", "timbral.0.bn", "timbral.1.bn", "temporal.0.bn", "temporal.1.bn", "temporal.2.bn",
+             "midend.0.bn", "midend.1.bn", "midend.2.bn", "pool_bn", "dense_bn"]
+    convs = ["timbral.0.conv", "timbral.1.conv", "temporal.0.conv", "temporal.1.conv", "temporal.2.conv",
+             "midend.0.conv", "midend.1.conv", "midend.2.conv"]
+    return (
+        [(tf, torch_name, "bn") for tf, torch_name in zip(_tf_numbered("batch_normalization", 11), norms)]
+        + [(tf, torch_name, "conv1d" if torch_name.startswith("midend") else "conv2d")
+           for tf, torch_name in zip(_tf_numbered("conv2d", 8), convs)]
+        + [("dense", "dense", "dense"), ("dense_1", "output", "dense")]
+    )
+
+
+def _tf_variable_names(name: str) -> list[str]:
+    fields = {"bn": list(_TF_BN_FIELDS), "conv1d": ["kernel", "bias"], "conv2d": ["kernel", "bias"], "dense": ["kernel", "bias"]}
+    return [f"{tf}/{field}" for tf, _, kind in _tf_layers(name) for field in fields[kind]]
+
+
+def convert_checkpoint(weights: dict[str, np.ndarray], name: str = "MSD_musicnn") -> dict[str, torch.Tensor]:
+    """Torch state dict (`Musicnn` or `MusicnnVgg`) from the variables of a musicnn checkpoint.
 
     TF stores convolution kernels HWIO (H = time, W = mel band) and dense kernels
-    ``(in, out)``; torch wants OIHW (OIL for the mid-end's 1-D convolutions) and ``(out, in)``.
-    Adam slots and other optimizer state are ignored.
+    ``(in, out)``; torch wants OIHW (OIL for the mid-end's 1-D convolutions, whose kernel
+    spans all channels) and ``(out, in)``. Adam slots and other optimizer state are ignored.
 
     Raises
     ------
     ModelError
-        A variable is missing or has an unexpected shape.
+        A variable is missing.
     """
     state = {}
 
-    def take(name: str) -> np.ndarray:
-        if name not in weights:
-            raise ModelError(f"musicnn checkpoint has no variable {name!r}")
-        return np.asarray(weights[name], dtype=np.float32)
+    def take(variable: str) -> np.ndarray:
+        if variable not in weights:
+            raise ModelError(f"musicnn checkpoint has no variable {variable!r}")
+        return np.asarray(weights[variable], dtype=np.float32)
 
-    for index, layer in enumerate(_TF_BATCH_NORMS):
-        for tf_field, field in _TF_BN_FIELDS.items():
-            state[f"{layer}.{field}"] = torch.from_numpy(take(f"{_tf_layer('batch_normalization', index)}/{tf_field}"))
-        state[f"{layer}.num_batches_tracked"] = torch.tensor(0)
-    for index, layer in enumerate(_TF_CONVS):
-        kernel = take(f"{_tf_layer('conv2d', index)}/kernel")
-        if layer.startswith("midend"):  # (7, in channels, 1, out): a 1-D convolution over time
+    for tf, layer, kind in _tf_layers(name):
+        if kind == "bn":
+            for tf_field, field in _TF_BN_FIELDS.items():
+                state[f"{layer}.{field}"] = torch.from_numpy(take(f"{tf}/{tf_field}"))
+            state[f"{layer}.num_batches_tracked"] = torch.tensor(0)
+            continue
+        kernel = take(f"{tf}/kernel")
+        if kind == "conv1d":  # (7, in channels, 1, out)
             kernel = kernel[:, :, 0, :].transpose(2, 1, 0)
-        else:
+        elif kind == "conv2d":
             kernel = kernel.transpose(3, 2, 0, 1)
+        else:
+            kernel = kernel.T
         state[f"{layer}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel))
-        state[f"{layer}.bias"] = torch.from_numpy(take(f"{_tf_layer('conv2d', index)}/bias"))
-    for index, layer in enumerate(_TF_DENSES):
-        state[f"{layer}.weight"] = torch.from_numpy(np.ascontiguousarray(take(f"{_tf_layer('dense', index)}/kernel").T))
-        state[f"{layer}.bias"] = torch.from_numpy(take(f"{_tf_layer('dense', index)}/bias"))
+        state[f"{layer}.bias"] = torch.from_numpy(take(f"{tf}/bias"))
     return state
 
 
@@ -430,8 +489,8 @@ def _convert_to_cache(name: str, prefix: Path, digest: str, weights_path: Path, 
     from .utils import atomic_write_bytes, atomic_write_text, info
 
     info(f"converting musicnn {name} weights once into {weights_path}")
-    variables = read_checkpoint(prefix, _tf_variable_names())
-    atomic_write_bytes(weights_path, save(convert_checkpoint(variables), metadata={"model": name}))
+    variables = read_checkpoint(prefix, _tf_variable_names(name))
+    atomic_write_bytes(weights_path, save(convert_checkpoint(variables, name), metadata={"model": name}))
     meta = {
         "format": _CACHE_FORMAT,
         "model": name,
@@ -442,19 +501,12 @@ def _convert_to_cache(name: str, prefix: Path, digest: str, weights_path: Path, 
     atomic_write_text(meta_path, json.dumps(meta, indent=1) + "\n")  # written last: the commit
 
 
-def _tf_variable_names() -> list[str]:
-    names = [f"{_tf_layer('batch_normalization', i)}/{f}" for i in range(len(_TF_BATCH_NORMS)) for f in _TF_BN_FIELDS]
-    for kind, count in (("conv2d", len(_TF_CONVS)), ("dense", len(_TF_DENSES))):
-        names += [f"{_tf_layer(kind, i)}/{field}" for i in range(count) for field in ("kernel", "bias")]
-    return names
-
-
 def load_musicnn(
     name: str = "MSD_musicnn",
     *,
     tolerance: float = CONSTANT_FILTER_TOLERANCE,
     cache_dir: str | Path | None = None,
-) -> Musicnn:
+) -> Musicnn | MusicnnVgg:
     """A pretrained musicnn model in eval mode.
 
     The first call converts the checkpoint of the installed ``musicnn`` 0.1.0 package into
@@ -466,9 +518,11 @@ def load_musicnn(
     Parameters
     ----------
     name : str
-        ``"MSD_musicnn"`` (Million Song Dataset tags) or ``"MTT_musicnn"`` (MagnaTagATune).
+        ``"MSD_musicnn"`` (Million Song Dataset tags) or ``"MTT_musicnn"`` (MagnaTagATune);
+        ``"MSD_vgg"`` and ``"MTT_vgg"`` give the VGG baselines (`MusicnnVgg`).
     tolerance : float
-        See `Musicnn`; the default reproduces the original to float32 round-off.
+        See `Musicnn` (not used by the VGG models); the default reproduces the original to
+        float32 round-off.
     cache_dir : str or Path, optional
         Default ``genrekit.utils.cache_root() / "musicnn"``.
 
@@ -496,7 +550,8 @@ def load_musicnn(
             meta = _read_meta(meta_path)
     elif meta is None or not weights_path.is_file():
         raise ModelError(f"musicnn weights for {name} not found: install them with `{INSTALL_HINT}`")
-    model = Musicnn(meta.get("tags", MODELS[name]), name, tolerance)
+    architecture = MusicnnVgg if name.endswith("_vgg") else Musicnn
+    model = architecture(meta.get("tags", MODELS[name]), name, tolerance)
     try:
         model.load_state_dict(load_file(weights_path))
     except (RuntimeError, OSError, SafetensorError) as exc:
@@ -580,9 +635,10 @@ def _cached_model(name: str) -> Musicnn:
 _MODELS_IN_USE: dict[str, Musicnn] = {}
 
 
-def _check_layer(layer: str) -> str:
-    if layer not in LAYERS:
-        raise UsageError(f"unknown musicnn layer {layer!r}; expected one of {', '.join(LAYERS)}")
+def _check_layer(layer: str, name: str) -> str:
+    layers = ["taggram"] if name.endswith("_vgg") else list(LAYERS)
+    if layer not in layers:
+        raise UsageError(f"unknown {name} layer {layer!r}; expected one of {', '.join(layers)}")
     return layer
 
 
@@ -602,7 +658,7 @@ def musicnn_embeddings(
         first 187 frames are used, see `MusicnnFrontEnd`) or log-mel patches
         ``(batch, 187, 96)``.
     name : str
-        ``"MSD_musicnn"`` or ``"MTT_musicnn"``.
+        ``"MSD_musicnn"`` or ``"MTT_musicnn"`` (or a ``*_vgg`` model, taggram only).
     kind : str
         ``"taggram"`` (50 tag probabilities), ``"penultimate"`` (200), ``"mean_pool"`` or
         ``"max_pool"`` (753).
@@ -617,7 +673,7 @@ def musicnn_embeddings(
     -----
     The model is loaded once per process and kept (see `load_musicnn`).
     """
-    _check_layer(kind)
+    _check_layer(kind, name)
     model = _cached_model(name)
     inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
     is_patches = inputs.ndim == 3
@@ -649,7 +705,7 @@ class MusicnnEmbedding(nn.Module):
 
     def __init__(self, model: str = "MSD_musicnn", layer: str = "penultimate", tolerance: float = CONSTANT_FILTER_TOLERANCE):
         super().__init__()
-        self.layer = _check_layer(layer)
+        self.layer = _check_layer(layer, model)
         self.frontend = MusicnnFrontEnd()
         self.network = load_musicnn(model, tolerance=tolerance).requires_grad_(False)
 
