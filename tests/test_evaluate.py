@@ -119,6 +119,28 @@ def test_leakage_guard_refuses_training_tracks():
     assert any("no group (artist) information" in note for note in notes)
 
 
+def test_leakage_guard_recognises_files_under_other_ids(tmp_path):
+    """The same file opened through a manifest has another track id than in its folder dataset."""
+    from genrekit.train import track_key
+
+    files = []
+    for i, size in enumerate((100, 200)):
+        path = tmp_path / f"blues.0000{i}.wav"
+        path.write_bytes(b"x" * size)
+        files.append(path)
+    trained = [Track(path=files[0], label="blues", track_id="blues/blues.00000")]
+    spec = {"split": {"train": ["blues/blues.00000"], "keys": {"train": [track_key(trained[0])]}}}
+    as_gtzan = [Track(path=p, label="blues", track_id=p.stem) for p in files]
+    with pytest.raises(DatasetError, match="e.g. blues.00000"):
+        check_against_training(as_gtzan, spec)
+    # same name, other size (another encoding?): a note, not a refusal
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "blues.00000.flac").write_bytes(b"y" * 50)
+    notes = check_against_training([Track(path=other / "blues.00000.flac", label="blues", track_id="b0")], spec)
+    assert any("share a file name" in note for note in notes)
+
+
 def test_leakage_guard_refuses_shared_artists():
     spec = {"split": {"train": ["a"], "train_groups": ["artist-1"]}}
     with pytest.raises(DatasetError, match="artist 'artist-1'"):
@@ -168,6 +190,18 @@ def test_evaluate_matches_the_metrics_recorded_at_training(model_file, tones):
 def test_evaluate_all_refuses_the_training_tracks(model_file, tones):
     with pytest.raises(DatasetError, match="were used to train"):
         evaluate_model(model_file, tones, split="all", cache_dir="")
+
+
+def test_evaluate_finds_the_split_through_a_manifest_of_the_same_files(model_file, tones, tmp_path):
+    manifest = tmp_path / "tracks.csv"
+    rows = [f"{path},{path.parent.name}" for path in sorted(tones.rglob("*.wav"))]
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
+    recorded = json.loads(model_file.read_text())["split"]
+    evaluation = evaluate_model(model_file, manifest, split="test", cache_dir="")
+    assert evaluation.metrics["n_tracks"] == recorded["counts"]["test"]
+    assert "recorded test tracks" in evaluation.split_source
+    with pytest.raises(DatasetError, match="were used to train"):
+        evaluate_model(model_file, manifest, split="all", cache_dir="")
 
 
 def test_evaluate_on_other_data_and_report(model_file, tmp_path):

@@ -313,17 +313,27 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def select_tracks(dataset, record: dict, split: str) -> tuple[list, str]:
-    """The tracks of ``split`` and a phrase saying where that choice comes from."""
+    """The tracks of ``split`` and a phrase saying where that choice comes from.
+
+    The model file's recorded tracks of that side are found by track id, or by file (name and
+    size, :func:`genrekit.train.track_key`) when the dataset was opened another way than for
+    training (a manifest instead of a GTZAN folder, say).
+    """
     from .splits import split_dataset
+    from .train import track_key
 
     if split == "all":
         return list(dataset.tracks), f"all {len(dataset.tracks)} tracks of the dataset"
-    recorded = set(record.get(split) or [])
-    if recorded:
-        chosen = [t for t in dataset.tracks if t.track_id in recorded]
+    recorded_ids = set(record.get(split) or [])
+    recorded_keys = set((record.get("keys") or {}).get(split) or [])
+    if recorded_ids or recorded_keys:
+        chosen = [t for t in dataset.tracks if t.track_id in recorded_ids]
+        if not chosen and recorded_keys:
+            chosen = [t for t in dataset.tracks if track_key(t) in recorded_keys]
         if chosen:
-            return chosen, (f"the model's recorded {split} tracks ({len(chosen)} of {len(recorded)} "
-                            f"found in this dataset; {record.get('method', '?')} split, seed {record.get('seed', '?')})")
+            total = len(recorded_ids or recorded_keys)
+            return chosen, (f"the model's recorded {split} tracks ({len(chosen)} of {total} found in this "
+                            f"dataset; {record.get('method', '?')} split, seed {record.get('seed', '?')})")
     parts = split_dataset(dataset, "auto")
     side = parts.valid if split == "valid" else parts.test
     method = ("the dataset's official split" if all(t.split for t in dataset.tracks)
@@ -335,22 +345,36 @@ def select_tracks(dataset, record: dict, split: str) -> tuple[list, str]:
 def check_against_training(tracks: Sequence, spec: dict, split: str = "test") -> list[str]:
     """Leakage guard: raise :class:`DatasetError` if an evaluated track, or its artist, was trained on.
 
-    Compares ``tracks`` with the training track ids (and groups) that the model file records.
+    Compares ``tracks`` with the training tracks the model file records: by track id, and by file
+    (name without extension, and size in bytes) so that the same files opened through another
+    dataset layout are recognised too. Tracks that only share a file name with training tracks
+    (perhaps the same recording in another encoding) are reported in a note, not refused.
     Returns notes for the report: what could be checked, and whether groups are known.
     """
+    from .train import track_key
+
     record = spec.get("split") or {}
-    trained = set(record.get("train") or [])
+    trained_ids = set(record.get("train") or [])
+    trained_keys = set((record.get("keys") or {}).get("train") or [])
     notes = []
-    if not trained:
+    if not trained_ids and not trained_keys:
         notes.append("The model file records no training tracks, so overlap with training could not be checked.")
     else:
-        overlap = sorted(t.track_id for t in tracks if t.track_id in trained)
+        keys = {t.track_id: track_key(t) for t in tracks} if trained_keys else {}
+        overlap = sorted(t.track_id for t in tracks if t.track_id in trained_ids or keys.get(t.track_id) in trained_keys)
         if overlap:
             raise DatasetError(
                 f"{len(overlap)} of the {len(tracks)} evaluated tracks were used to train "
                 f"{spec.get('name', 'the model')} (e.g. {overlap[0]}): the split leaks; evaluate on held-out tracks"
             )
-        notes.append(f"None of the evaluated tracks is among the model's {len(trained)} training tracks.")
+        notes.append(f"None of the evaluated tracks is among the model's {len(trained_ids or trained_keys)} "
+                     "training tracks" + (" (compared by id and by file name and size)." if trained_keys else
+                                          " (compared by track id only: this model file records no file keys)."))
+        trained_names = {key.rsplit(":", 1)[0] for key in trained_keys}
+        same_name = [t.track_id for t in tracks if keys.get(t.track_id, "").rsplit(":", 1)[0] in trained_names]
+        if same_name:
+            notes.append(f"{len(same_name)} evaluated tracks share a file name with training tracks (e.g. "
+                         f"{same_name[0]}) but not the size: if they are the same recordings, the split leaks.")
     groups = {t.group for t in tracks}
     if None in groups:
         notes.append(
@@ -358,16 +382,15 @@ def check_against_training(tracks: Sequence, spec: dict, split: str = "test") ->
             f"{sum(t.group is None for t in tracks)} of {len(tracks)} tracks: songs of one artist may sit on "
             "both sides, which flatters the accuracy."
         )
-    else:
-        trained_groups = set(record.get("train_groups") or [])
-        shared = sorted(groups & trained_groups)
-        if shared:
-            raise DatasetError(
-                f"artist {shared[0]!r} (and {len(shared) - 1} more) has tracks in training and in the "
-                f"evaluated {split} split: the split leaks"
-            )
-        if trained_groups:
-            notes.append("No artist (group) of the evaluated tracks appears in training.")
+    trained_groups = set(record.get("train_groups") or [])
+    shared = sorted((groups - {None}) & trained_groups)
+    if shared:
+        raise DatasetError(
+            f"artist {shared[0]!r} (and {len(shared) - 1} more) has tracks in training and in the "
+            f"evaluated {split} split: the split leaks"
+        )
+    if trained_groups and groups != {None}:
+        notes.append("No artist (group) of the evaluated tracks appears in training.")
     if split == "valid" and record.get("valid"):
         notes.append("The validation tracks chose the best epoch and the temperature: expect optimistic numbers.")
     return notes

@@ -542,8 +542,19 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
         **{side: sorted(t.track_id for t in tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
         "train_groups": sorted({t.group for t in parts.train} - {None}),
         "labels_not_in_train": unseen,
+        # file keys find the same tracks when the data is opened another way (manifest vs folder)
+        "keys": {side: sorted(track_key(t) for t in tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
     }
     return parts, record
+
+
+def track_key(track) -> str:
+    """``"<file name without audio extension>:<size in bytes>"``: the same file under any dataset layout."""
+    from .datasets import AUDIO_EXTENSIONS
+
+    path = Path(track.path)
+    name = path.stem if path.suffix.lower() in AUDIO_EXTENSIONS else path.name
+    return f"{name}:{path.stat().st_size}"
 
 
 def _group_coverage(tracks: Sequence) -> str:
@@ -926,11 +937,11 @@ def _pick_device(name: str) -> torch.device:
 
 
 def _epoch_line(row: dict, epochs: int) -> str:
-    line = f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f}"
+    line = f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}"
     if "valid_loss" in row:
-        line += (f"  valid loss {row['valid_loss']:.4f} acc {row['valid_accuracy']:.3f}"
-                 f" track acc {row['valid_track_accuracy']:.3f}")
-    return line + f"  ({row['seconds']:.1f} s)"
+        line += (f", valid loss {row['valid_loss']:.3f} acc {row['valid_accuracy']:.3f}"
+                 f" (tracks {row['valid_track_accuracy']:.3f})")
+    return line + f", {row['seconds']:.1f} s"
 
 
 # --- calibration -----------------------------------------------------------------------------
