@@ -25,7 +25,7 @@ import importlib.metadata
 import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -146,6 +146,8 @@ class Musicnn(nn.Module):
         self, tags: Sequence[str], name: str = "musicnn", tolerance: float = CONSTANT_FILTER_TOLERANCE
     ):
         super().__init__()
+        if not tolerance >= 0:
+            raise UsageError(f"musicnn tolerance must be >= 0, not {tolerance}")
         self.name, self.tags, self.tolerance = name, tuple(tags), float(tolerance)
         self.input_bn = nn.BatchNorm2d(1, eps=BN_EPSILON)
         self.timbral = nn.ModuleList(
@@ -263,50 +265,56 @@ def _input_bound(scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return ends.max()
 
 
-def _live_filters(block: nn.ModuleDict, reach: torch.Tensor):
-    """Split a front-end block's filters into those that vary and those that cannot.
+class _LiveFilters(NamedTuple):
+    """The filters of a front-end block that `Musicnn.forward` computes, ready to use."""
+
+    index: torch.Tensor  # (live,) positions among the block's filters
+    weight: torch.Tensor  # their kernels, negated where the batch-norm scale is negative
+    bias: torch.Tensor  # their biases, negated likewise
+    sign: torch.Tensor  # -1 where negated, else 1
+    scale: torch.Tensor  # their batch norm as x * scale + shift
+    shift: torch.Tensor
+    constant: torch.Tensor  # (filters,) output of every filter for a zero kernel
+
+
+def _live_filters(block: nn.ModuleDict, reach: torch.Tensor) -> _LiveFilters:
+    """The filters of a front-end block whose output can vary by more than the tolerance.
 
     A filter's output after ReLU and batch norm is ``scale * relu(w . x + b) + shift``; it
-    stays within ``|scale| * |w|_1 * max|x|`` of ``scale * relu(b) + shift`` for every input;
-    ``reach`` is ``max|x| / tolerance``.
-    musicnn's training drove many batch-norm scales to ~1e-12 (181 of the 204 7x38 filters of
-    MSD_musicnn), so those filters are constants in disguise and are not computed.
-
-    Returns the live filter indices, their signed kernels and biases (negated where the scale
-    is negative, so that a max over frequency serves both signs), their batch-norm scale and
-    shift, and the constant output of every filter (used for the others).
+    stays within ``|scale| * |w|_1 * max|x|`` of ``scale * relu(b) + shift`` for every input
+    (``reach`` is ``max|x| / tolerance``). musicnn's training drove many batch-norm scales to
+    ~1e-12 (181 of the 204 7x38 filters of MSD_musicnn), so those filters are constants in
+    disguise and are not computed. Negating the kernels of negative-scale filters lets one max
+    over frequency serve both signs (see `_finish_block`).
     """
     conv = block["conv"]
     scale, shift = _bn_affine(block["bn"])
-    weight = conv.weight.flatten(1)
-    live = torch.nonzero(scale.abs() * weight.abs().sum(dim=1) * reach > 1.0).flatten()
+    live = torch.nonzero(scale.abs() * conv.weight.flatten(1).abs().sum(dim=1) * reach > 1.0).flatten()
     sign = torch.where(scale[live] < 0, -1.0, 1.0)
-    signed_weight = conv.weight[live] * sign.view(-1, *([1] * (conv.weight.ndim - 1)))
+    weight = conv.weight[live] * sign.view(-1, *([1] * (conv.weight.ndim - 1)))
     constant = scale * F.relu(conv.bias) + shift
-    return live, signed_weight, conv.bias[live] * sign, sign, scale[live], shift[live], constant
+    return _LiveFilters(live, weight, conv.bias[live] * sign, sign, scale[live], shift[live], constant)
 
 
-def _finish_block(pooled: torch.Tensor, block_filters, n_frames: int) -> torch.Tensor:
+def _finish_block(pooled: torch.Tensor, filters: _LiveFilters, n_frames: int) -> torch.Tensor:
     """From the signed per-frame max of the live filters to the block output ``(batch, C, T)``.
 
     ``max_f bn(relu(z_f + b))`` equals ``bn(relu(max_f z_f + b))`` when the batch-norm scale
     is positive, and uses ``min_f`` when it is negative; the kernels of the latter were
-    negated, so ``sign * max`` is that minimum.
+    negated, so ``sign * max`` of their outputs is that minimum.
     """
-    live, _, bias, sign, scale, shift, constant = block_filters
-    out = constant[None, :, None].expand(pooled.shape[0], -1, n_frames).clone()
-    values = F.relu((pooled + bias[:, None]) * sign[:, None]) * scale[:, None] + shift[:, None]
-    out[:, live] = values
+    out = filters.constant[None, :, None].expand(pooled.shape[0], -1, n_frames).clone()
+    selected = (pooled + filters.bias[:, None]) * filters.sign[:, None]
+    out[:, filters.index] = F.relu(selected) * filters.scale[:, None] + filters.shift[:, None]
     return out
 
 
 def _timbral_fast(x: torch.Tensor, block: nn.ModuleDict, reach: torch.Tensor) -> torch.Tensor:
     """Timbral block on normalised patches ``x`` (batch, frames, bands) -> (batch, 204, frames)."""
     filters = _live_filters(block, reach)
-    weight = filters[1]
     padded = F.pad(x, (0, 0, 3, 3)).unsqueeze(1)
-    if weight.shape[0]:
-        pooled = F.conv2d(padded, weight).amax(dim=3)
+    if len(filters.index):
+        pooled = F.conv2d(padded, filters.weight).amax(dim=3)
     else:
         pooled = x.new_zeros(x.shape[0], 0, x.shape[1])
     return _finish_block(pooled, filters, x.shape[1])
@@ -322,7 +330,7 @@ def _temporal_fast(x: torch.Tensor, block: nn.ModuleDict, reach: torch.Tensor) -
     one-input-channel convolution that libraries run poorly.
     """
     filters = _live_filters(block, reach)
-    weight = filters[1][:, 0, :, 0].t()  # (k, live)
+    weight = filters.weight[:, 0, :, 0].t()  # (k, live)
     batch, n_frames, n_bands = x.shape
     length, n_live, block_size = weight.shape[0], weight.shape[1], TOEPLITZ_BLOCK
     n_blocks = -(-n_frames // block_size)
