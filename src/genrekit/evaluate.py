@@ -439,6 +439,8 @@ def cross_validate(config, folds: int = 5, *, out_dir: str | Path | None = None)
 
     from .train import train_model
 
+    if folds < 2:
+        raise UsageError(f"cross-validation needs at least 2 folds, not {folds}")
     out_dir = Path(out_dir) if out_dir else Path(config.out).parent
     fold_metrics, histories, confusion = [], [], None
     for fold in range(folds):
