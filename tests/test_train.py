@@ -277,3 +277,14 @@ def test_feature_spec_is_completed_with_the_sample_rate():
     with pytest.raises(UsageError, match="works at 8000 Hz but sample_rate is 16000"):
         resolve_feature({"name": "logmel", "sr": 8000}, 16000)
     assert resolve_feature({"name": "summary"}, 8000)[0] == {"name": "summary", "sr": 8000}
+
+
+def test_raw_waveform_samplecnn_run(tones, tmp_path):
+    # overlapping windows (hop 1/4 window) give the raw-audio network enough steps to learn in
+    config = tiny_config(tones, tmp_path / "m", feature={"name": "waveform"},
+                         architecture={"name": "samplecnn", "channels": [8, 8, 8, 16, 16], "hidden": 16},
+                         segment={"window": 0.5, "hop": 0.125}, augment={"gain_db": 3}, epochs=6, batch_size=16)
+    result = train_model(config)
+    assert result.spec["feature"] == {"name": "waveform", "sr": SR}
+    assert result.spec["architecture"]["input_shape"] == [SR // 2]
+    assert result.metrics["test"]["track_accuracy"] > 1 / 3

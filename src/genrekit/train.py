@@ -760,17 +760,39 @@ def resolve_feature(spec: dict, sample_rate: int) -> tuple[dict, nn.Module]:
         return dict(spec), module
 
 
+class Waveform(nn.Module):
+    """The raw waveform as a feature (for ``samplecnn``): ``(batch, samples)`` unchanged.
+
+    Spec ``{"name": "waveform", "sr": 22050}``; ``sr`` only records the rate the network expects.
+    """
+
+    name = "waveform"
+
+    def __init__(self, sr: int = 22050):
+        super().__init__()
+        self.sr = int(sr)
+
+    def config(self) -> dict:
+        return {"sr": self.sr}
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        return samples
+
+
 def build_feature_module(spec: dict) -> nn.Module:
-    """:func:`genrekit.features.build_feature`, plus ``summary`` (GTZAN summary features)."""
+    """:func:`genrekit.features.build_feature`, plus ``summary`` (GTZAN summary features) and
+    ``waveform`` where that does not know them yet."""
     from .features import FEATURES, build_feature
 
-    if spec.get("name") == "summary" and "summary" not in FEATURES:
+    name = spec.get("name")
+    if name in ("summary", "waveform") and name not in FEATURES:
         from .baselines import SummaryFeatures
 
+        cls = SummaryFeatures if name == "summary" else Waveform
         try:
-            return SummaryFeatures(**{k: v for k, v in spec.items() if k != "name"})
+            return cls(**{k: v for k, v in spec.items() if k != "name"})
         except TypeError as exc:
-            raise UsageError(f"bad summary feature spec {spec}: {exc}") from None
+            raise UsageError(f"bad {name} feature spec {spec}: {exc}") from None
     return build_feature(spec)
 
 
