@@ -300,6 +300,23 @@ def feature_spec(module: nn.Module) -> dict:
     return {"name": module.name, **module.config()}
 
 
+#: Features defined in heavier modules, imported on first use: name -> (module, class name).
+#: musicnn loads pretrained weights, summary features need librosa, the raw waveform lives with
+#: the training code.
+LATE_FEATURES: dict[str, tuple[str, str]] = {
+    "musicnn": ("genrekit.musicnn", "MusicnnEmbedding"),
+    "summary": ("genrekit.baselines", "SummaryFeatures"),
+    "waveform": ("genrekit.train", "Waveform"),
+}
+
+
+def _register_late(name: str) -> None:
+    from importlib import import_module
+
+    module, cls_name = LATE_FEATURES[name]
+    FEATURES.setdefault(name, getattr(import_module(module), cls_name))
+
+
 def build_feature(spec: dict) -> nn.Module:
     """Feature module from a spec such as ``{"name": "mfcc", "n_mfcc": 20}``.
 
@@ -308,10 +325,11 @@ def build_feature(spec: dict) -> nn.Module:
     """
     options = dict(spec)
     name = options.pop("name", None)
-    if name == "musicnn" and name not in FEATURES:
-        from . import musicnn  # noqa: F401  registers MusicnnEmbedding; imported late, it loads weights
+    if name in LATE_FEATURES and name not in FEATURES:
+        _register_late(name)
     if name not in FEATURES:
-        raise UsageError(f"unknown feature {name!r}; expected one of {', '.join(FEATURES)}")
+        known = sorted({*FEATURES, *LATE_FEATURES})
+        raise UsageError(f"unknown feature {name!r}; expected one of {', '.join(known)}")
     cls = FEATURES[name]
     try:
         return cls(**options)
