@@ -71,3 +71,21 @@ def test_table_mentions_genre_and_error():
     text = out.getvalue()
     assert "genre: jazz" in text and "70.0%" in text
     assert "error: bad.mp3: not an audio file" in text
+
+
+def test_atomic_write_keeps_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from genrekit.utils import atomic_write_text
+
+    fresh = tmp_path / "fresh.txt"
+    atomic_write_text(fresh, "a")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+    existing = tmp_path / "existing.txt"
+    existing.write_text("old")
+    existing.chmod(0o640)
+    atomic_write_text(existing, "new")
+    assert existing.read_text() == "new" and stat.S_IMODE(existing.stat().st_mode) == 0o640

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from genrekit.audio import load_audio
 from genrekit.errors import AudioMissingError, UsageError
-from genrekit.segments import Segments, segment_samples, stream_segments
+from genrekit.segments import MIN_TAIL, Segments, segment_samples, stream_segments
 
 
 def reference_windows(n, width, step, last):
@@ -21,7 +21,8 @@ def reference_windows(n, width, step, last):
         if start + width <= n:
             windows.append((start, width))
         else:
-            if last == "pad" or not windows:
+            covered = windows[-1][0] + width if windows else 0
+            if not windows or (last == "pad" and n - covered >= MIN_TAIL * width):
                 windows.append((start, n - start))
             break
         start += step
@@ -62,6 +63,14 @@ def test_drop_discards_the_short_tail():
     segments = segment_samples(np.ones(700, np.float32), 100, last="drop")
     np.testing.assert_array_equal(segments.starts, [0.0, 3.0])
     assert not segments.padded.any()
+
+
+def test_a_sliver_after_the_last_window_is_not_padded_into_a_window():
+    # GTZAN clips last 30.01 s: the 0.01 s left over must not become a 99.7 % silent window
+    segments = segment_samples(np.ones(int(30.01 * 100), np.float32), 100, window=3.0)
+    assert len(segments) == 10 and not segments.padded.any()
+    kept = segment_samples(np.ones(int(30.9 * 100), np.float32), 100, window=3.0)
+    assert len(kept) == 11 and kept.padded[-1] and kept.ends[-1] == pytest.approx(30.9)
 
 
 def test_an_exact_multiple_has_no_padded_window():

@@ -26,7 +26,7 @@ from .errors import AudioMissingError
 from .utils import atomic_write, cache_root, warn
 
 #: Bump when a feature's output changes for the same spec, so that old entries are not reused.
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"
 
 _ENTRY = re.compile(r"^[0-9a-f]{64}\.npy$")
 _SHARD = re.compile(r"^[0-9a-f]{2}$")

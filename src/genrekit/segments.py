@@ -23,6 +23,10 @@ from .errors import UsageError
 __all__ = ["LAST_POLICIES", "Segments", "segment_samples", "stream_segments"]
 
 LAST_POLICIES = ("pad", "drop")
+#: With ``last="pad"``, audio left after the last full window becomes one more (zero-padded)
+#: window only if it holds at least this fraction of a window of audio not already covered:
+#: a 30.01 s clip should not end with a 0.01 s window that is 99.7 % silence.
+MIN_TAIL = 0.25
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ def segment_samples(
         longer than the window skips the audio in between.
     last : {"pad", "drop"}, default "pad"
         What to do with the audio after the last full window: zero-pad it into one more
-        window, or drop it. A clip shorter than one window is always padded into one window.
+        window (when it holds at least ``MIN_TAIL`` of a window of new audio), or drop it.
+        A clip shorter than one window is always padded into one window.
 
     Returns
     -------
@@ -181,7 +186,12 @@ class _SegmentCutter:
     def tail_start(self, full_windows: int, total: int) -> int | None:
         """Start of the padded window after ``full_windows`` full ones, or ``None``."""
         start = full_windows * self.step
-        if start < total and (self.last == "pad" or full_windows == 0):
+        if start >= total:
+            return None
+        if full_windows == 0:
+            return start  # a clip shorter than one window is always padded
+        new_audio = total - ((full_windows - 1) * self.step + self.width)
+        if self.last == "pad" and new_audio >= MIN_TAIL * self.width:
             return start
         return None
 
