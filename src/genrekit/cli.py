@@ -28,6 +28,8 @@ data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 cache_app = typer.Typer(help="Manage the on-disk feature cache.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")
+experiment_app = typer.Typer(help="Cross-validate many training recipes into one results table.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
 
 
 def _version_callback(value: bool) -> None:
@@ -381,6 +383,55 @@ def evaluate(
         written = write_report(result, report)
         info(f"wrote {', '.join(str(p) for p in written)}")
     typer.echo(json.dumps(dataclasses.asdict(result), indent=1) if as_json else "\n".join(lines))
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    return [item.strip() for item in text.split(",") if item.strip()] if text else None
+
+
+@experiment_app.command("run")
+def experiment_run(
+    configs: list[str] = typer.Argument(..., metavar="CONFIG.toml...", help="Experiment files; all their runs go into one table."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset folder or manifest instead of the files' own."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Dataset kind: auto, gtzan, fma, folder or manifest."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default runs/<name of the first experiment>)."),
+    split: Optional[str] = typer.Option(None, "--split", help="kfold, or a fixed split: gtzan-artist, official, auto, random."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="Number of folds for kfold."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated fold groupings: track, artist."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated variant names to run."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs for every network (quick runs)."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: the files' or the genrekit cache)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is fastest on a busy machine)."),
+    force: bool = typer.Option(False, "--force", help="Retrain folds whose results exist for the same recipe."),
+) -> None:
+    """Train and test every variant of the experiment files on every fold; print the results table."""
+    import shlex
+    from pathlib import Path
+
+    from .experiment import load_experiment, results_csv, run_experiments
+    from .utils import info
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    settings = {key: value for key, value in (("epochs", epochs), ("cache_dir", cache_dir), ("device", device))
+                if value is not None}
+    experiments = [
+        load_experiment(path, data=data, kind=kind, method=split, folds=folds, group_by=_comma_list(group_by),
+                        only=_comma_list(only), settings=settings)
+        for path in configs
+    ]
+    out_dir = Path(out) if out else Path("runs") / experiments[0].name
+    options = {"--data": data, "--kind": kind, "--out": out, "--split": split, "--folds": folds,
+               "--group-by": group_by, "--only": only, "--epochs": epochs, "--cache-dir": cache_dir,
+               "--device": device, "--threads": threads}
+    command = shlex.join(["genrekit", "experiment", "run", *configs,
+                          *[part for flag, value in options.items() if value is not None for part in (flag, str(value))]])
+    rows = run_experiments(experiments, out_dir, force=force, command=command)
+    typer.echo(results_csv(rows), nl=False)
+    info(f"wrote {out_dir / 'results.md'}, results.csv and per-run reports in {out_dir / 'runs'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -305,6 +305,7 @@ def feature_spec(module: nn.Module) -> dict:
 #: the training code.
 LATE_FEATURES: dict[str, tuple[str, str]] = {
     "musicnn": ("genrekit.musicnn", "MusicnnEmbedding"),
+    "musicnn-sequence": ("genrekit.sequences", "MusicnnSequence"),
     "summary": ("genrekit.baselines", "SummaryFeatures"),
     "waveform": ("genrekit.train", "Waveform"),
 }

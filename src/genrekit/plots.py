@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_training_curves", "plot_confusion_matrix"]
+__all__ = ["plot_training_curves", "plot_confusion_matrix", "plot_experiment_results"]
 
 
 def _figure(*args, **kwargs):
@@ -96,4 +96,42 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if shares[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    return _save(fig, path)
+
+
+def plot_experiment_results(rows: Sequence[dict], path: str | Path, *, metric: str = "track_accuracy",
+                            chance: float | None = None) -> Path:
+    """Horizontal bars of a metric's mean (± std over folds) per run, one colour per protocol.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`genrekit.experiment.run_experiments`: ``input``, ``model``, ``protocol``,
+        ``<metric>_mean`` and ``<metric>_std`` (NaN: no error bar).
+    path : path
+        PNG file to write.
+    metric : str
+        ``track_accuracy``, ``segment_accuracy``, ``track_macro_f1``, ...
+    chance : float, optional
+        Draws a dashed line at this value (uniform guessing).
+    """
+    variants = list(dict.fromkeys((row["input"], row["model"]) for row in rows))
+    protocols = list(dict.fromkeys(row["protocol"] for row in rows))
+    height = 0.8 / len(protocols)
+    fig, ax = _figure(figsize=(8, 1.2 + 0.42 * len(variants) * max(1, len(protocols) / 1.5)))
+    for k, protocol in enumerate(protocols):
+        chosen = {(row["input"], row["model"]): row for row in rows if row["protocol"] == protocol}
+        positions = [i + (k - (len(protocols) - 1) / 2) * height for i, v in enumerate(variants) if v in chosen]
+        means = [chosen[v][f"{metric}_mean"] for v in variants if v in chosen]
+        stds = [chosen[v][f"{metric}_std"] for v in variants if v in chosen]
+        errors = [0.0 if s is None or np.isnan(s) else s for s in stds]
+        ax.barh(positions, means, height=height * 0.92, xerr=errors, capsize=2, color=f"C{k}", label=protocol,
+                error_kw={"elinewidth": 0.8, "alpha": 0.7})
+    if chance:
+        ax.axvline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:.0%})")
+    ax.set_yticks(range(len(variants)), [f"{model} on {feature}" for feature, model in variants])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel=metric.replace("_", " ") + " (mean ± std over folds)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)

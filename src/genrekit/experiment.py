@@ -1,0 +1,652 @@
+"""Experiments: several training recipes cross-validated on one dataset, summed up in one table.
+
+An experiment file (TOML) holds a dataset, an evaluation protocol, shared training settings and
+a list of variants (feature x model)::
+
+    name = "classic"
+    dataset = "../data/gtzan"         # relative to this file; `--data` on the command line wins
+
+    [protocol]
+    method = "kfold"                  # k-fold cross-validation at track level, or a fixed split:
+                                      # "gtzan-artist", "official" (FMA), "auto", "random"
+    folds = 4
+    group_by = ["track", "artist"]    # one table row per variant and grouping (k-fold only)
+    valid_size = 0.15                 # validation tracks drawn from the training folds
+
+    [base]                            # genrekit.train.TrainConfig settings shared by all variants
+    epochs = 8
+    segment = { window = 3.0, hop = 3.0, last = "pad" }
+
+    [[variant]]
+    name = "mfcc-cnn"
+    input = "MFCC"                    # the table's "input" and "model" columns
+    model = "CNN"
+    feature = { name = "mfcc", n_mfcc = 20 }
+    architecture = { name = "cnn2d", channels = [16, 32, 64] }
+
+``group_by = "track"`` keeps the segments of a track on one side of every split (the minimum
+against leakage); ``"artist"`` keeps every artist on one side as well, which is what a model
+meeting new music faces (see ``docs/results.md``).
+
+:func:`run_experiments` trains every fold of every run with :func:`genrekit.train.train_model`
+(features come from the feature cache after the first run) and writes, under ``out``:
+``results.md``, ``results.csv`` and ``results.json`` (the table; mean and standard deviation
+over folds), ``results.png``, one cross-validation report per run (``runs/<run>/report.md``
+with confusion matrix and training curves), each fold's record (``runs/<run>/fold<i>.json``,
+reused by the next invocation when the recipe is unchanged) and model (``models/<run>/``).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import os
+import platform
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import UsageError
+from .utils import atomic_write_text, info, warn
+
+__all__ = [
+    "Variant",
+    "Experiment",
+    "Run",
+    "load_experiment",
+    "plan_runs",
+    "run_experiments",
+    "summarize_folds",
+    "results_markdown",
+    "results_csv",
+    "COLUMNS",
+]
+
+#: Evaluation methods: ``kfold`` (grouped cross-validation) or a fixed split of
+#: :func:`genrekit.splits.split_dataset`.
+METHODS = ("kfold", "auto", "random", "group", "official", "gtzan-artist")
+GROUPINGS = ("track", "artist", "auto")
+#: Metrics averaged over folds (track level is what a user gets; see genrekit.evaluate).
+METRICS = ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macro_f1")
+#: Columns of ``results.csv``.
+COLUMNS = (
+    "experiment", "run", "variant", "input", "model", "protocol", "folds",
+    *[f"{metric}_{stat}" for metric in METRICS for stat in ("mean", "std")],
+    "test_tracks", "train_seconds_per_fold", "features_seconds", "wall_seconds", "cpu_seconds",
+    "parameters", "parameter_kind", "labels_missing_from_training",
+)
+#: TrainConfig settings an experiment sets itself (so [base] and variants may not).
+_OWN_SETTINGS = ("dataset", "dataset_kind", "out", "name", "split")
+#: Settings that change where or how fast a fold runs, not what it computes.
+_RUNTIME_SETTINGS = ("out", "name", "cache_dir", "device", "checkpoint")
+
+
+@dataclass
+class Variant:
+    """One recipe of an experiment: TrainConfig ``settings`` over the experiment's base."""
+
+    name: str
+    input: str
+    model: str
+    settings: dict
+
+
+@dataclass
+class Experiment:
+    """A parsed experiment file (see the module docstring)."""
+
+    name: str
+    dataset: str
+    dataset_kind: str
+    protocol: dict
+    base: dict
+    variants: list[Variant]
+    description: str = ""
+    source: str | None = None
+
+
+@dataclass
+class Run:
+    """One table row: a variant under one protocol (k-fold grouping, or fixed split)."""
+
+    experiment: Experiment
+    variant: Variant
+    grouping: str | None  # "track" / "artist" / "auto" for k-fold, None for a fixed split
+
+    @property
+    def protocol(self) -> str:
+        method = self.experiment.protocol["method"]
+        return f"{self.grouping}-grouped" if method == "kfold" else method
+
+    @property
+    def id(self) -> str:
+        return f"{self.variant.name}-{self.grouping or self.experiment.protocol['method']}"
+
+    @property
+    def folds(self) -> int:
+        """Number of folds; 1 for a fixed split."""
+        return int(self.experiment.protocol["folds"]) if self.grouping else 1
+
+    def config(self, fold: int, out: Path):
+        """The :class:`~genrekit.train.TrainConfig` of fold ``fold`` (models under ``out/models``)."""
+        from .train import TrainConfig
+
+        protocol = self.experiment.protocol
+        split = {"method": protocol["method"], "valid_size": protocol["valid_size"]}
+        if self.grouping:
+            split.update(folds=self.folds, fold=fold, group_by=self.grouping)
+        else:
+            split["test_size"] = protocol["test_size"]
+        values = {
+            **copy.deepcopy(self.experiment.base),
+            **copy.deepcopy(self.variant.settings),
+            "dataset": self.experiment.dataset,
+            "dataset_kind": self.experiment.dataset_kind,
+            "split": split,
+            "out": str(out / "models" / self.id / f"fold{fold}"),
+            "name": f"{self.experiment.name}-{self.id}-fold{fold}",
+        }
+        values.setdefault("checkpoint", False)
+        return TrainConfig.from_dict(values, where=f"{self.experiment.source or self.experiment.name}: "
+                                                   f"variant {self.variant.name!r}")
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def load_experiment(
+    path: str | Path,
+    *,
+    data: str | None = None,
+    kind: str | None = None,
+    method: str | None = None,
+    folds: int | None = None,
+    group_by: Sequence[str] | None = None,
+    only: Sequence[str] | None = None,
+    settings: dict | None = None,
+) -> Experiment:
+    """Read an experiment file; keyword arguments (not None) override it.
+
+    Parameters
+    ----------
+    path : path
+        TOML file (see the module docstring). ``dataset`` may name environment variables
+        (``"$GTZAN"``) and is taken relative to the file.
+    data : str, optional
+        Dataset path instead of the file's (relative to the current directory).
+    kind : str, optional
+        Dataset kind (``auto``, ``gtzan``, ``fma``, ``folder``, ``manifest``).
+    method, folds, group_by :
+        Protocol overrides: e.g. ``method="gtzan-artist"`` for GTZAN's fixed artist-filtered
+        split or ``"official"`` for FMA's.
+    only : sequence of str, optional
+        Keep these variants only (by name).
+    settings : dict, optional
+        TrainConfig settings applied to every variant (``{"epochs": 2}``); ``epochs`` and
+        ``patience`` leave scikit-learn baselines alone, which have none.
+
+    Raises
+    ------
+    UsageError
+        Unreadable file, unknown keys or variants, a dataset path that names an unset variable.
+    """
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: experiment file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    _refuse_unknown(values, {"name", "description", "dataset", "dataset_kind", "protocol", "base", "variant"}, path)
+    dataset = data or values.get("dataset")
+    if not dataset:
+        raise UsageError(f"{path}: no dataset; set 'dataset' in the file or pass --data")
+    if not data:
+        dataset = _resolve_path(dataset, path)
+    protocol = _protocol(values.get("protocol", {}), path, method=method, folds=folds, group_by=group_by)
+    base = dict(values.get("base", {}))
+    _refuse_own_settings(base, f"{path} [base]")
+    if base.get("cache_dir"):
+        base["cache_dir"] = _resolve_path(base["cache_dir"], path)
+    variants = [_variant(entry, path) for entry in values.get("variant", [])]
+    if not variants:
+        raise UsageError(f"{path}: no [[variant]] tables")
+    names = [v.name for v in variants]
+    duplicate = next((name for name in names if names.count(name) > 1), None)
+    if duplicate:
+        raise UsageError(f"{path}: variant name {duplicate!r} is used twice")
+    if only:
+        missing = sorted(set(only) - set(names))
+        if missing:
+            raise UsageError(f"{path}: no variant named {missing[0]!r} (known: {', '.join(names)})")
+        variants = [v for v in variants if v.name in only]
+    experiment = Experiment(
+        name=str(values.get("name") or path.stem), dataset=str(dataset),
+        dataset_kind=kind or values.get("dataset_kind", "auto"), protocol=protocol, base=base,
+        variants=variants, description=str(values.get("description", "")).strip(), source=str(path),
+    )
+    if settings:
+        _apply_settings(experiment, settings)
+    for run in plan_runs(experiment):
+        run.config(0, Path("."))  # check every recipe now rather than after an hour of training
+    return experiment
+
+
+def _resolve_path(value: str, where: Path) -> str:
+    expanded = os.path.expanduser(os.path.expandvars(str(value)))
+    if "$" in expanded:
+        raise UsageError(f"{where}: path {value!r} names an unset environment variable; set it or pass --data")
+    return expanded if Path(expanded).is_absolute() else str(where.parent / expanded)
+
+
+def _refuse_unknown(values: dict, known: set, where) -> None:
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _refuse_own_settings(values: dict, where: str) -> None:
+    own = sorted(set(values) & set(_OWN_SETTINGS))
+    if own:
+        raise UsageError(f"{where}: {own[0]!r} is set by the experiment (top-level dataset, [protocol])")
+
+
+def _protocol(values: dict, where: Path, **overrides) -> dict:
+    _refuse_unknown(values, {"method", "folds", "group_by", "valid_size", "test_size"}, f"{where} [protocol]")
+    protocol = {"method": "kfold", "folds": 5, "group_by": ["artist"], "valid_size": 0.15, "test_size": 0.2,
+                **values, **{k: v for k, v in overrides.items() if v is not None}}
+    if isinstance(protocol["group_by"], str):
+        protocol["group_by"] = [protocol["group_by"]]
+    protocol["group_by"] = list(dict.fromkeys(protocol["group_by"]))
+    if protocol["method"] not in METHODS:
+        raise UsageError(f"{where}: protocol method must be one of {', '.join(METHODS)}, not {protocol['method']!r}")
+    bad = [g for g in protocol["group_by"] if g not in GROUPINGS]
+    if bad or not protocol["group_by"]:
+        raise UsageError(f"{where}: group_by must list {', '.join(GROUPINGS)}, not {bad[0] if bad else 'nothing'!r}")
+    if protocol["method"] == "kfold" and not (isinstance(protocol["folds"], int) and protocol["folds"] >= 2):
+        raise UsageError(f"{where}: k-fold needs folds >= 2, not {protocol['folds']!r}")
+    return protocol
+
+
+def _variant(entry: dict, where: Path) -> Variant:
+    entry = dict(entry)
+    name = entry.pop("name", None)
+    if not name or not isinstance(name, str) or "/" in name:
+        raise UsageError(f"{where}: every [[variant]] needs a 'name' usable as a file name")
+    _refuse_own_settings(entry, f"{where}: variant {name!r}")
+    input_name = str(entry.pop("input", _describe_feature(entry.get("feature"))))
+    model_name = str(entry.pop("model", (entry.get("architecture") or {}).get("name", "?")))
+    return Variant(name, input_name, model_name, entry)
+
+
+def _describe_feature(feature) -> str:
+    if isinstance(feature, list):
+        return " + ".join(_describe_feature(f) for f in feature)
+    return (feature or {}).get("name", "?")
+
+
+def _apply_settings(experiment: Experiment, settings: dict) -> None:
+    _refuse_own_settings(settings, "overrides")
+    for variant in experiment.variants:
+        baseline = (variant.settings.get("architecture") or experiment.base.get("architecture") or {}).get(
+            "name", "").startswith("sklearn-")
+        for key, value in settings.items():
+            if baseline and key in ("epochs", "patience", "augment"):
+                continue
+            variant.settings[key] = copy.deepcopy(value)
+
+
+def plan_runs(experiment: Experiment) -> list[Run]:
+    """The table rows in order: every variant under the first grouping, then the next grouping."""
+    if experiment.protocol["method"] != "kfold":
+        return [Run(experiment, variant, None) for variant in experiment.variants]
+    return [Run(experiment, variant, grouping)
+            for grouping in experiment.protocol["group_by"] for variant in experiment.variants]
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def run_experiments(
+    experiments: Sequence[Experiment],
+    out: str | Path,
+    *,
+    force: bool = False,
+    reports: bool = True,
+    command: str | None = None,
+) -> list[dict]:
+    """Train and test every fold of every run; write the table, reports and figures to ``out``.
+
+    Parameters
+    ----------
+    experiments : sequence of Experiment
+        Their runs all go into one table.
+    out : path
+        Output folder (see the module docstring).
+    force : bool
+        Retrain folds that have a record from an identical recipe (default: reuse it).
+    reports : bool
+        Write a cross-validation report per run (Markdown, confusion matrix, curves).
+    command : str, optional
+        The command line, recorded in ``results.md``.
+
+    Returns
+    -------
+    list of dict
+        One row per run (the keys of :data:`COLUMNS`, plus ``per_fold``).
+    """
+    out = Path(out)
+    started, load_before = time.perf_counter(), _load_average()
+    rows, reused = [], 0
+    for experiment in experiments:
+        check_dataset(experiment)
+    runs = [run for experiment in experiments for run in plan_runs(experiment)]
+    for number, run in enumerate(runs, start=1):
+        info(f"[{number}/{len(runs)}] {run.experiment.name}: {run.id} ({run.folds} fold{'s' * (run.folds > 1)})")
+        records = [_fold_record(run, fold, out, force) for fold in range(run.folds)]
+        reused += sum(record.pop("reused", False) for record in records)
+        row = summarize_folds(run, records)
+        rows.append(row)
+        info(f"[{number}/{len(runs)}] {run.id}: track accuracy {_mean_std(row, 'track_accuracy')}")
+        if reports:
+            _write_run_report(run, records, out / "runs" / run.id / "report.md")
+    environment = _environment(time.perf_counter() - started, load_before, command)
+    environment["folds_trained"] = sum(row["folds"] for row in rows) - reused
+    environment["folds_reused"] = reused
+    write_results(rows, out, experiments, environment)
+    return rows
+
+
+def check_dataset(experiment: Experiment) -> None:
+    """Refuse, before any training, a protocol the dataset cannot support.
+
+    Raises
+    ------
+    DatasetError
+        Artist grouping on tracks without artists, or fewer artists than folds.
+    """
+    from .datasets import open_dataset
+    from .errors import DatasetError
+
+    protocol = experiment.protocol
+    if protocol["method"] != "kfold" or "artist" not in protocol["group_by"]:
+        return
+    dataset = open_dataset(experiment.dataset, experiment.dataset_kind)
+    unknown = sum(t.group is None for t in dataset.tracks)
+    if unknown:
+        raise DatasetError(f"{experiment.dataset}: {unknown} of {len(dataset.tracks)} tracks name no artist, so "
+                           "folds cannot be grouped by artist (use group_by = \"track\")")
+    artists = len({t.group for t in dataset.tracks})
+    if artists < protocol["folds"]:
+        raise DatasetError(f"{experiment.dataset}: {artists} artists cannot fill {protocol['folds']} artist-disjoint folds")
+
+
+def _fold_record(run: Run, fold: int, out: Path, force: bool) -> dict:
+    """Train fold ``fold`` (or reuse the record of an identical earlier recipe) and return its record."""
+    config = run.config(fold, out)
+    path = out / "runs" / run.id / f"fold{fold}.json"
+    recipe = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_SETTINGS}
+    if not force and path.is_file():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            record = None
+        if record and record.get("recipe") == recipe:
+            info(f"  fold {fold}: reusing {path}")
+            return {**record, "reused": True}
+    record = {"fold": fold, "recipe": recipe, **train_fold(config)}
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    m = record["metrics"]
+    info(f"  fold {fold}: track accuracy {m['track_accuracy']:.3f} on {m['n_tracks']} tracks, "
+         f"{record['timings']['training']:.1f} s training")
+    return record
+
+
+def train_fold(config) -> dict:
+    """Train one configuration and return what the table needs from it (JSON-able)."""
+    from .models import count_parameters
+    from .train import train_model
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = train_model(config)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    test = result.metrics.get("test")
+    if test is None:
+        raise UsageError(f"{config.dataset}: the {config.split['method']} split has no test tracks")
+    parameters, kind = count_parameters(result.network), "trainable"
+    if parameters == 0:  # a scikit-learn baseline: its size is its fitted arrays
+        parameters, kind = sum(t.numel() for t in result.network.state_dict().values()), "fitted values"
+    split = result.spec["split"]
+    return {
+        "metrics": {key: test[key] for key in (*METRICS, "n_tracks", "n_segments", "nll")},
+        "labels": result.spec["labels"],
+        "confusion": test["tracks"]["confusion"],
+        "per_class_f1": {label: v["f1"] for label, v in test["tracks"]["per_class"].items()},
+        "timings": result.timings,
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "parameters": int(parameters),
+        "parameter_kind": kind,
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "counts": split.get("counts", {}),
+        "labels_not_in_train": split.get("labels_not_in_train", []),
+        "model": str(result.model_path),
+    }
+
+
+def summarize_folds(run: Run, records: Sequence[dict]) -> dict:
+    """A table row from fold records: mean and sample standard deviation of each metric."""
+    row = {
+        "experiment": run.experiment.name, "run": run.id, "variant": run.variant.name,
+        "input": run.variant.input, "model": run.variant.model, "protocol": run.protocol,
+        "folds": len(records), "n_labels": len(records[0]["labels"]),
+    }
+    for metric in METRICS:
+        values = np.array([r["metrics"][metric] for r in records], dtype=np.float64)
+        row[f"{metric}_mean"] = float(np.nanmean(values))
+        row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    missing = sorted({label for r in records for label in r["labels_not_in_train"]})
+    row.update(
+        test_tracks=int(sum(r["metrics"]["n_tracks"] for r in records)),
+        train_seconds_per_fold=float(np.mean([r["timings"]["training"] for r in records])),
+        features_seconds=float(sum(r["timings"]["features"] for r in records)),
+        wall_seconds=float(sum(r["wall_seconds"] for r in records)),
+        cpu_seconds=float(sum(r["cpu_seconds"] for r in records)),
+        parameters=int(round(np.mean([r["parameters"] for r in records]))),
+        parameter_kind=records[0]["parameter_kind"],
+        labels_missing_from_training=" ".join(missing),
+        per_fold=[{"fold": r["fold"], **r["metrics"], "labels_not_in_train": r["labels_not_in_train"]}
+                  for r in records],
+    )
+    return row
+
+
+def _write_run_report(run: Run, records: Sequence[dict], path: Path) -> None:
+    from .evaluate import CrossValidation, write_report
+
+    labels = records[0]["labels"]
+    confusion = np.sum([np.array(r["confusion"]) for r in records], axis=0)
+    summary = {metric: {"mean": float(np.mean([r["metrics"][metric] for r in records])),
+                        "std": float(np.std([r["metrics"][metric] for r in records], ddof=1))
+                        if len(records) > 1 else math.nan}
+               for metric in METRICS}
+    notes = [_protocol_note(run)]
+    for r in records:
+        if r["labels_not_in_train"]:
+            notes.append(f"Fold {r['fold']}: no training tracks of {', '.join(r['labels_not_in_train'])}; "
+                         "its test tracks of these genres cannot be right.")
+    result = CrossValidation(
+        model_name=f"{run.experiment.name} {run.id}", dataset=run.experiment.dataset, folds=len(records),
+        labels=labels, fold_metrics=[{**r["metrics"]} for r in records], summary=summary,
+        confusion=confusion.tolist(), notes=notes, histories=[r["history"] for r in records],
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_report(result, path)
+
+
+def _protocol_note(run: Run) -> str:
+    protocol = run.experiment.protocol
+    if run.grouping == "track":
+        return (f"{run.folds}-fold cross-validation, genre-stratified, grouped by track: the segments of a "
+                "track are never on both sides, but an artist's other tracks may be.")
+    if run.grouping == "artist":
+        return (f"{run.folds}-fold cross-validation grouped by artist: no artist has tracks on both sides "
+                "(stratified by genre where every genre has enough artists).")
+    if run.grouping == "auto":
+        return f"{run.folds}-fold cross-validation grouped by artist where known, else by track."
+    return f"Fixed {protocol['method']} split; one training run, so no standard deviation."
+
+
+def _mean_std(row: dict, metric: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _environment(seconds: float, load_before, command: str | None) -> dict:
+    import torch
+
+    return {
+        "command": command,
+        "wall_seconds": round(seconds, 1),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_before": load_before,
+        "load_average_after": _load_average(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def write_results(rows: Sequence[dict], out: str | Path, experiments: Sequence[Experiment] = (),
+                  environment: dict | None = None) -> list[Path]:
+    """``results.md``, ``results.csv``, ``results.json`` and ``results.png`` in ``out``."""
+    from .plots import plot_experiment_results
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / name for name in ("results.md", "results.csv", "results.json", "results.png")]
+    chance = _chance(rows)
+    atomic_write_text(paths[0], results_markdown(rows, experiments, environment, figure=paths[3].name))
+    atomic_write_text(paths[1], results_csv(rows))
+    record = {"environment": environment or {}, "experiments": [_experiment_record(e) for e in experiments],
+              "rows": rows}
+    atomic_write_text(paths[2], json.dumps(_finite(record), indent=1) + "\n")
+    plot_experiment_results(rows, paths[3], chance=chance)
+    return paths
+
+
+def results_csv(rows: Sequence[dict]) -> str:
+    """The table as CSV (:data:`COLUMNS`), numbers rounded to 4 decimals, NaN as empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else round(v, 4) if isinstance(v, float)
+                             else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def results_markdown(rows: Sequence[dict], experiments: Sequence[Experiment] = (),
+                     environment: dict | None = None, figure: str | None = None) -> str:
+    """The table as Markdown, one section per protocol, with how it was made."""
+    lines = ["# Results", ""]
+    for experiment in experiments:
+        lines += [f"Experiment **{experiment.name}** (`{experiment.source}`) on `{experiment.dataset}`."
+                  + (f" {experiment.description}" if experiment.description else ""), ""]
+    chance = _chance(rows)
+    for protocol in dict.fromkeys(row["protocol"] for row in rows):
+        chosen = [row for row in rows if row["protocol"] == protocol]
+        folds = chosen[0]["folds"]
+        title = f"{folds}-fold cross-validation, {protocol}" if folds > 1 else f"{protocol} split"
+        lines += [f"## {title}", "", *_table(chosen), ""]
+        missing = sorted({label for row in chosen for label in row["labels_missing_from_training"].split()})
+        if missing:
+            lines += [f"Some folds had no training track of: {', '.join(missing)} (those test tracks cannot be "
+                      "classified correctly).", ""]
+    lines += [
+        "Accuracy and macro-F1 are means ± sample standard deviation over the held-out folds. *Track*: the "
+        "mean of a track's segment probabilities decides (what `genrekit predict` does); *segment*: each "
+        "segment on its own." + (f" Chance is {chance:.0%}." if chance else ""),
+        "Train s/fold: seconds of training per fold (features come from the cache); *parameters*: trainable "
+        "parameters of the network (frozen pretrained front ends such as musicnn not counted), or, marked "
+        "\\*, the values in a scikit-learn baseline's fitted arrays.",
+        "",
+    ]
+    if figure:
+        lines += [f"![track accuracy per run]({figure})", ""]
+    if environment:
+        load = environment.get("load_average_before"), environment.get("load_average_after")
+        lines += [
+            "## How this table was made", "",
+            *([f"```sh\n{environment['command']}\n```", ""] if environment.get("command") else []),
+            f"- {environment['wall_seconds'] / 60:.1f} min wall clock, {environment.get('date', '')}, "
+            f"{environment.get('folds_trained', '?')} folds trained"
+            + (f" and {environment['folds_reused']} reused from an earlier run" if environment.get("folds_reused") else "")
+            + f"; {sum(row['cpu_seconds'] for row in rows) / 60:.1f} min CPU time in all training runs",
+            f"- {environment['cpu_count']} CPUs, {environment['torch_threads']} torch thread(s); load average "
+            f"{load[0]} before, {load[1]} after (other processes share the machine: timings are indicative)",
+            f"- Python {environment['python']}, torch {environment['torch']}, {environment['platform']}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _table(rows: Sequence[dict]) -> list[str]:
+    lines = ["| input | model | track accuracy | segment accuracy | track macro-F1 | train s/fold | parameters |",
+             "|---|---|---|---|---|---:|---:|"]
+    best = max(row["track_accuracy_mean"] for row in rows)
+    for row in rows:
+        accuracy = _pct(row, "track_accuracy")
+        if row["track_accuracy_mean"] == best:
+            accuracy = f"**{accuracy}**"
+        size = f"{row['parameters']:,}" + ("\\*" if row["parameter_kind"] != "trainable" else "")
+        lines.append(f"| {row['input']} | {row['model']} | {accuracy} | {_pct(row, 'segment_accuracy')} "
+                     f"| {_pct(row, 'track_macro_f1')} | {row['train_seconds_per_fold']:.1f} | {size} |")
+    return lines
+
+
+def _pct(row: dict, metric: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    return f"{100 * mean:.1f}" + ("" if math.isnan(std) else f" ± {100 * std:.1f}") + " %"
+
+
+def _chance(rows: Sequence[dict]) -> float | None:
+    """Accuracy of uniform guessing, ``1 / n_labels``, when every run has the same labels."""
+    counts = {row.get("n_labels") for row in rows} - {None}
+    return 1.0 / counts.pop() if len(counts) == 1 else None
+
+
+def _experiment_record(experiment: Experiment) -> dict:
+    return {"name": experiment.name, "source": experiment.source, "dataset": experiment.dataset,
+            "dataset_kind": experiment.dataset_kind, "protocol": experiment.protocol, "base": experiment.base,
+            "variants": [vars(v) for v in experiment.variants]}
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
