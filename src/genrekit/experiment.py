@@ -72,7 +72,7 @@ __all__ = [
 #: Evaluation methods: ``kfold`` (grouped cross-validation) or a fixed split of
 #: :func:`genrekit.splits.split_dataset`.
 METHODS = ("kfold", "auto", "random", "group", "official", "gtzan-artist")
-GROUPINGS = ("track", "artist", "auto")
+GROUPINGS = ("track", "artist")
 #: Metrics averaged over folds (track level is what a user gets; see genrekit.evaluate).
 METRICS = ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macro_f1")
 #: Columns of ``results.csv``.
@@ -118,7 +118,7 @@ class Run:
 
     experiment: Experiment
     variant: Variant
-    grouping: str | None  # "track" / "artist" / "auto" for k-fold, None for a fixed split
+    grouping: str | None  # "track" or "artist" for k-fold, None for a fixed split
 
     @property
     def protocol(self) -> str:
@@ -380,12 +380,15 @@ def check_dataset(experiment: Experiment) -> None:
         return
     dataset = open_dataset(experiment.dataset, experiment.dataset_kind)
     unknown = sum(t.group is None for t in dataset.tracks)
+    if unknown == len(dataset.tracks):
+        raise DatasetError(f"{experiment.dataset}: no track names its artist, so folds cannot be grouped by "
+                           "artist (use group_by = \"track\")")
     if unknown:
-        raise DatasetError(f"{experiment.dataset}: {unknown} of {len(dataset.tracks)} tracks name no artist, so "
-                           "folds cannot be grouped by artist (use group_by = \"track\")")
-    artists = len({t.group for t in dataset.tracks})
-    if artists < protocol["folds"]:
-        raise DatasetError(f"{experiment.dataset}: {artists} artists cannot fill {protocol['folds']} artist-disjoint folds")
+        warn(f"{experiment.dataset}: {unknown} of {len(dataset.tracks)} tracks name no artist; in artist-grouped "
+             "folds each of them is a group of its own")
+    groups = len({t.group or t.track_id for t in dataset.tracks})
+    if groups < protocol["folds"]:
+        raise DatasetError(f"{experiment.dataset}: {groups} artists cannot fill {protocol['folds']} artist-disjoint folds")
 
 
 def _fold_record(run: Run, fold: int, out: Path, force: bool) -> dict:
@@ -499,9 +502,8 @@ def _protocol_note(run: Run) -> str:
                 "track are never on both sides, but an artist's other tracks may be.")
     if run.grouping == "artist":
         return (f"{run.folds}-fold cross-validation grouped by artist: no artist has tracks on both sides "
-                "(stratified by genre where every genre has enough artists).")
-    if run.grouping == "auto":
-        return f"{run.folds}-fold cross-validation grouped by artist where known, else by track."
+                "(a track of unknown artist is a group of its own; stratified by genre where every genre "
+                "has enough artists).")
     return f"Fixed {protocol['method']} split; one training run, so no standard deviation."
 
 

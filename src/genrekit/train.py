@@ -500,7 +500,7 @@ def build_augmentations(options: dict) -> tuple[WaveAugment, SpecAugment]:
 
 
 #: Values of ``split["group_by"]``: what stays on one side of a split.
-GROUP_BY = ("auto", "artist", "track")
+GROUP_BY = ("artist", "track")
 
 
 def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
@@ -510,36 +510,32 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
     side and draws ``valid_size`` of the rest (track level, stratified, group-aware) for
     validation. Other methods go to :func:`genrekit.splits.split_dataset`. ``split["seed"]``,
     when given, seeds the split instead of ``seed`` (same split, another initialisation).
-    ``split["group_by"]`` says what must not straddle two sides: ``"auto"`` (default: the artist
-    when tracks name one, else the track), ``"artist"`` (every track must name one) or
-    ``"track"`` (artists ignored: only the segments of a track stay together).
+    ``split["group_by"]`` says what must not straddle two sides: ``"artist"`` (default; a track
+    whose artist is unknown is a group of its own) or ``"track"`` (artists ignored: only the
+    segments of a track stay together).
     """
     from .splits import Split, check_no_leakage, holdout_split, kfold_splits, split_dataset, take
 
     options = {"method": "auto", "valid_size": 0.1, "test_size": 0.2, **split}
     method = options["method"]
     seed = int(options.pop("seed", seed))
-    group_by = options.get("group_by", "auto")
+    group_by = options.get("group_by", "artist")
     if group_by not in GROUP_BY:
         raise UsageError(f"split group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
     if group_by == "track":
         # deliberately artist-blind (to measure what artist-disjoint splits cost): forget the groups
         dataset = dataclasses.replace(dataset, tracks=[dataclasses.replace(t, group=None) for t in dataset.tracks])
-    groups = True if group_by == "artist" else "auto"
     if method == "kfold":
         folds, fold = int(options.get("folds", 5)), int(options.get("fold", 0))
         if not 0 <= fold < folds:
             raise UsageError(f"split fold must be in 0..{folds - 1}, not {fold}")
-        train_index, test_index = kfold_splits(dataset.tracks, folds, seed=seed, groups=groups)[fold]
+        train_index, test_index = kfold_splits(dataset.tracks, folds, seed=seed)[fold]
         rest, test = take(dataset.tracks, train_index), take(dataset.tracks, test_index)
         valid_size = float(options["valid_size"])
-        train, valid = (holdout_split(rest, test_size=valid_size, seed=seed, groups=groups)
-                        if valid_size > 0 else (rest, []))
+        train, valid = holdout_split(rest, test_size=valid_size, seed=seed) if valid_size > 0 else (rest, [])
         parts = Split(train, valid, test)
         check_no_leakage(*parts)
     else:
-        if group_by == "artist" and method == "random":
-            method = "group"
         parts = split_dataset(
             dataset, method, valid_size=float(options["valid_size"]),
             test_size=float(options["test_size"]), seed=seed,
