@@ -339,6 +339,13 @@ def test_front_end_follows_musicnn_recipe():
     assert error.max() < 2e-3  # a float16 rounding flip: 1 ulp of 2**-10 relative -> ~4e-4
 
 
+def test_front_end_clips_overloaded_audio_instead_of_inf():
+    loud = 200.0 * torch.sin(torch.arange(48000) * 0.05)[None]  # far beyond full scale
+    patches = MusicnnFrontEnd()(loud)
+    assert torch.isfinite(patches).all()
+    assert float(patches.max()) == pytest.approx(musicnn.LOGMEL_MAX, abs=1e-4)
+
+
 def test_front_end_rejects_short_rows():
     with pytest.raises(ValueError, match="47616 samples"):
         MusicnnFrontEnd()(torch.zeros(2, 40000))

@@ -61,7 +61,7 @@ INSTALL_HINT = "pip install --no-deps musicnn==0.1.0"
 
 # Largest finite input: log10(10000 * x + 1) of the largest float16 (the front end rounds the
 # mel power to float16, as musicnn does). Bounds how much a filter can ever vary.
-LOGMEL_MAX = math.log10(10000.0 * 65504.0 + 1.0)
+LOGMEL_MAX = math.log10(10000.0 * 65504.0 + 1.0)  # 65504: largest float16
 # Front-end filters whose output provably varies by less than this (absolute, any finite
 # input) are computed as constants: about 1/100 of float32 round-off on these layers.
 CONSTANT_FILTER_TOLERANCE = 1e-7
@@ -133,7 +133,8 @@ class Musicnn(nn.Module):
         Model name, e.g. ``"MSD_musicnn"``.
     tolerance : float
         `forward` computes a front-end filter as a constant when its output provably stays
-        within ``tolerance`` (absolute) of that constant for every finite input. The default
+        within ``tolerance`` (absolute) of that constant for every patch `MusicnnFrontEnd`
+        can produce (log-mel values in [0, `LOGMEL_MAX`] = [0, 8.82]). The default
         1e-7 is below float32 round-off (the result equals `reference` to ~1e-6 relative);
         1e-2 is a cheaper approximation (MTT_musicnn: about 40 % less work, taggram within
         ~1e-5, pooled features within ~4e-3 on music). Not a parameter of `reference`.
@@ -282,7 +283,7 @@ def _live_filters(block: nn.ModuleDict, reach: torch.Tensor) -> _LiveFilters:
 
     A filter's output after ReLU and batch norm is ``scale * relu(w . x + b) + shift``; it
     stays within ``|scale| * |w|_1 * max|x|`` of ``scale * relu(b) + shift`` for every input
-    (``reach`` is ``max|x| / tolerance``). musicnn's training drove many batch-norm scales to
+    (``reach`` is ``max|x| / tolerance``, ``x`` the normalised log-mel in [0, `LOGMEL_MAX`]). musicnn's training drove many batch-norm scales to
     ~1e-12 (181 of the 204 7x38 filters of MSD_musicnn), so those filters are constants in
     disguise and are not computed. Negating the kernels of negative-scale filters lets one max
     over frequency serve both signs (see `_finish_block`).
@@ -572,13 +573,23 @@ def load_musicnn(
 # front end: audio -> log-mel patches
 
 
+FLOAT16_MAX = 65504.0
+
+
 class MusicnnFrontEnd(nn.Module):
     """musicnn's input: 16 kHz audio to log-compressed mel frames, one 3 s patch per row.
 
     Mel power spectrogram (``n_fft`` 512, hop 256, 96 Slaney mel bands, ``center=True``
     with zero padding, as librosa 0.11), rounded to float16 exactly as musicnn does, then
     ``log10(10000 x + 1)`` computed in float32 (musicnn computes it in float16, which
-    overflows to inf, hence NaN tags, for loud music).
+    overflows to inf, hence NaN tags, for loud music). Powers beyond the float16 range, which
+    audio within [-1, 1] never reaches, are clipped to it instead of becoming inf.
+
+    Parameters
+    ----------
+    center : bool
+        Frames centred on multiples of the hop (musicnn); False is for callers that pad the
+        signal themselves (`file_logmel`).
 
     Input ``(batch, samples)`` float32 at 16 kHz, at least 47 616 samples (2.976 s); output
     ``(batch, 187, 96)``: the first 187 frames of each row, as musicnn takes them. A genrekit
@@ -587,15 +598,15 @@ class MusicnnFrontEnd(nn.Module):
 
     sr = SAMPLE_RATE
 
-    def __init__(self):
+    def __init__(self, center: bool = True):
         super().__init__()
         from .features import MelSpectrogram
 
-        self.mel = MelSpectrogram(sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS)
+        self.mel = MelSpectrogram(sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS, center=center)
 
     def logmel(self, samples: torch.Tensor) -> torch.Tensor:
         """All frames: ``(..., samples)`` -> ``(..., frames, 96)`` log-compressed mel."""
-        power = self.mel(samples).transpose(-1, -2)
+        power = self.mel(samples).transpose(-1, -2).clamp(max=FLOAT16_MAX)
         return torch.log10(10000.0 * power.to(torch.float16).to(torch.float32) + 1.0)
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
@@ -748,9 +759,8 @@ def file_logmel(samples: np.ndarray | torch.Tensor, *, chunk_frames: int = 8192)
     samples = torch.as_tensor(np.asarray(samples, dtype=np.float32))
     if samples.ndim != 1:
         raise ValueError(f"expected mono audio of shape (samples,), got {tuple(samples.shape)}")
-    frontend = MusicnnFrontEnd()
-    frontend.mel.center = False  # the centring padding is done here, once for the file
-    padded = F.pad(samples, (N_FFT // 2, N_FFT // 2))
+    frontend = MusicnnFrontEnd(center=False)
+    padded = F.pad(samples, (N_FFT // 2, N_FFT // 2))  # the centring, once for the whole file
     n_frames = 1 + samples.shape[0] // HOP_LENGTH
     chunks = []
     for first in range(0, n_frames, chunk_frames):
