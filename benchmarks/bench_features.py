@@ -11,7 +11,9 @@ own STFT (n_fft 2048, hop 512):
   all segments of ``--batch-clips`` clips run through `LogMel` and `MFCC` as one batch.
 
 Both pipelines are warmed up first (librosa's first call compiles numba code). Each repeat
-times every clip; the per-clip figure is the median over repeats of (total time / clips).
+times one pass over the clips per pipeline, the pipelines taking turns; the per-clip figure
+is the median over repeats of (pass time / clips). "cpu" is the process CPU time (all threads)
+per clip, which depends less on other jobs than wall time does.
 
 Usage, from the repository root::
 
@@ -111,16 +113,27 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(pipeline, clips: list[Path], repeats: int) -> dict[str, float]:
-    """Median over repeats of seconds per clip: per stage, wall total and process CPU."""
-    passes = []
+def time_pass(pipeline, clips: list[Path]) -> dict[str, float]:
+    """Seconds per clip of one pass: per stage, wall total and process CPU (all threads)."""
+    watch = Stopwatch()
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    pipeline(clips, watch)
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    seconds = {**watch.seconds, "total": wall, "cpu": cpu}
+    return {key: value / len(clips) for key, value in seconds.items()}
+
+
+def measure(pipelines: dict, clips: list[Path], repeats: int) -> dict[str, dict[str, float]]:
+    """Median over repeats per pipeline; the pipelines take turns within each repeat so that
+    a change in the machine's load affects them alike."""
+    passes = {name: [] for name in pipelines}
     for _ in range(repeats):
-        watch = Stopwatch()
-        wall, cpu = time.perf_counter(), cpu_seconds()
-        pipeline(clips, watch)
-        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-        passes.append({**watch.seconds, "total": wall, "cpu": cpu})
-    return {key: statistics.median(p[key] for p in passes) / len(clips) for key in passes[0]}
+        for name, pipeline in pipelines.items():
+            passes[name].append(time_pass(pipeline, clips))
+    return {
+        name: {key: statistics.median(p[key] for p in runs) for key in runs[0]}
+        for name, runs in passes.items()
+    }
 
 
 def main() -> None:
@@ -146,7 +159,7 @@ def main() -> None:
     }
     for pipeline in pipelines.values():  # warm-up: numba JIT, torch kernels, allocator
         pipeline(clips[: max(2, args.batch_clips)], Stopwatch())
-    results = {name: measure(pipeline, clips, args.repeats) for name, pipeline in pipelines.items()}
+    results = measure(pipelines, clips, args.repeats)
     print_table(results, args, len(clips))
 
 
