@@ -434,6 +434,39 @@ def experiment_run(
     info(f"wrote {out_dir / 'results.md'}, results.csv and per-run reports in {out_dir / 'runs'}")
 
 
+@app.command()
+def tune(
+    config: str = typer.Argument(..., metavar="CONFIG.toml", help="Training config, optionally with a [search] table."),
+    trials: int = typer.Option(..., "--trials", "-n", min=0, help="Trials to add to the study (0: only write the best config)."),
+    study: Optional[str] = typer.Option(None, "--study", help="SQLite study file; resumed if it exists (default runs/tune/<config>.db)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Best config as TOML (default runs/tune/<config>-best.toml)."),
+    folds: int = typer.Option(3, "--folds", min=2, help="Inner cross-validation folds over the training tracks."),
+    group_by: str = typer.Option("artist", "--group-by", help="Inner folds grouped by artist or track."),
+    metric: str = typer.Option("track_accuracy", "--metric", help="track_accuracy, segment_accuracy, track_macro_f1 or nll."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset instead of the config's."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs per trial instead of the config's."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+) -> None:
+    """Search learning rate, dropout, width and augmentation by grouped CV inside the training data."""
+    import json
+    from pathlib import Path
+
+    from .tune import read_tune_config
+    from .tune import tune as run_tune
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    recipe, space = read_tune_config(config, dataset=data, epochs=epochs)
+    stem = Path(config).stem
+    result = run_tune(recipe, space, trials=trials, study=study or Path("runs") / "tune" / f"{stem}.db",
+                      out=out or Path("runs") / "tune" / f"{stem}-best.toml", folds=folds, group_by=group_by,
+                      metric=metric)
+    typer.echo(json.dumps({"study": result.study, "trials": result.n_trials, "best_value": round(result.best_value, 4),
+                           "best_params": result.best_params, "best_config": str(result.best_config)}, indent=1))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``genrekit`` script; exits with 0, 1 or 2."""
     command = typer.main.get_command(app)
