@@ -98,6 +98,7 @@ BACKEND_UNITS = 200
 FRONTEND_CHANNELS = len(TIMBRAL_WIDTHS) * TIMBRAL_FILTERS + len(TEMPORAL_LENGTHS) * TEMPORAL_FILTERS
 POOLED_CHANNELS = FRONTEND_CHANNELS + 3 * MIDEND_FILTERS  # 561 + 192 = 753
 TOEPLITZ_BLOCK = 16  # output frames per row of the temporal-convolution matrix product
+CHUNK_BYTES = 8 << 20  # largest front-end intermediate computed at once (see _in_chunks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,14 +311,29 @@ def _finish_block(pooled: torch.Tensor, filters: _LiveFilters, n_frames: int) ->
     return out
 
 
+def _in_chunks(function, x: torch.Tensor, bytes_per_item: int) -> torch.Tensor:
+    """``function(x)`` on slices of the batch whose intermediate results stay cache-sized.
+
+    A batch of 10 patches makes 55 MB of 7x38 convolution output for MTT_musicnn, which runs
+    30 % slower than the same work in slices that fit the last-level cache.
+    """
+    size = max(1, CHUNK_BYTES // max(1, bytes_per_item))
+    if x.shape[0] <= size:
+        return function(x)
+    return torch.cat([function(part) for part in x.split(size)])
+
+
 def _timbral_fast(x: torch.Tensor, block: nn.ModuleDict, reach: torch.Tensor) -> torch.Tensor:
     """Timbral block on normalised patches ``x`` (batch, frames, bands) -> (batch, 204, frames)."""
     filters = _live_filters(block, reach)
-    padded = F.pad(x, (0, 0, 3, 3)).unsqueeze(1)
-    if len(filters.index):
-        pooled = F.conv2d(padded, filters.weight).amax(dim=3)
-    else:
-        pooled = x.new_zeros(x.shape[0], 0, x.shape[1])
+    if not len(filters.index):
+        return _finish_block(x.new_zeros(x.shape[0], 0, x.shape[1]), filters, x.shape[1])
+    width = N_MELS - block["conv"].kernel_size[1] + 1
+
+    def conv_max(part: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(part, (0, 0, 3, 3)).unsqueeze(1), filters.weight).amax(dim=3)
+
+    pooled = _in_chunks(conv_max, x, 4 * len(filters.index) * x.shape[1] * width)
     return _finish_block(pooled, filters, x.shape[1])
 
 
@@ -332,19 +348,23 @@ def _temporal_fast(x: torch.Tensor, block: nn.ModuleDict, reach: torch.Tensor) -
     """
     filters = _live_filters(block, reach)
     weight = filters.weight[:, 0, :, 0].t()  # (k, live)
-    batch, n_frames, n_bands = x.shape
+    n_frames, n_bands = x.shape[1], x.shape[2]
     length, n_live, block_size = weight.shape[0], weight.shape[1], TOEPLITZ_BLOCK
     n_blocks = -(-n_frames // block_size)
     before = (length - 1) // 2  # TF "same": the odd padding sample goes at the end
     after = n_blocks * block_size + length - 1 - n_frames - before
-    bands = F.pad(x.transpose(1, 2), (before, after))  # (batch, bands, padded frames)
-    windows = bands.unfold(2, block_size + length - 1, block_size)
     toeplitz = torch.stack(
         [F.pad(weight, (0, 0, shift, block_size - 1 - shift)) for shift in range(block_size)], dim=1
     ).reshape(block_size + length - 1, block_size * n_live)
-    out = windows.reshape(-1, block_size + length - 1) @ toeplitz
-    out = out.view(batch, n_bands, n_blocks * block_size, n_live)[:, :, :n_frames]
-    pooled = out.amax(dim=1).transpose(1, 2)  # (batch, live, frames)
+
+    def conv_max(part: torch.Tensor) -> torch.Tensor:
+        bands = F.pad(part.transpose(1, 2), (before, after))  # (batch, bands, padded frames)
+        windows = bands.unfold(2, block_size + length - 1, block_size)
+        out = windows.reshape(-1, block_size + length - 1) @ toeplitz
+        out = out.view(part.shape[0], n_bands, n_blocks * block_size, n_live)[:, :, :n_frames]
+        return out.amax(dim=1).transpose(1, 2)  # (batch, live, frames)
+
+    pooled = _in_chunks(conv_max, x, 4 * n_bands * n_blocks * block_size * n_live)
     return _finish_block(pooled, filters, n_frames)
 
 
