@@ -243,6 +243,46 @@ def data_check(
         raise typer.Exit(1)
 
 
+@data_app.command("report")
+def data_report_command(
+    path: str = typer.Argument(..., metavar="DATASET", help="Dataset folder, FMA root, or CSV manifest."),
+    out: str = typer.Option("runs/data-report", "--out", "-o", help="Folder for data-report.md and images/."),
+    kind: str = typer.Option("auto", "--kind", help="auto, gtzan, fma, folder or manifest."),
+    limit_per_label: Optional[int] = typer.Option(None, "--limit-per-label", min=1, help="Look at no more than this many clips per genre."),
+    no_embeddings: bool = typer.Option(False, "--no-embeddings", help="Skip the musicnn embedding map (the slow part)."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache for the embeddings (default: the genrekit cache)."),
+) -> None:
+    """Write an exploratory Markdown page: clips, minutes, durations, levels, spectra and an embedding map."""
+    import shlex
+
+    from .report import data_report
+
+    command = ["genrekit", "data", "report", path, "--out", out]
+    command += (["--kind", kind] if kind != "auto" else []) + (["--no-embeddings"] if no_embeddings else [])
+    command += ["--limit-per-label", str(limit_per_label)] if limit_per_label else []
+    page = data_report(path, out, kind=kind, cache_dir=cache_dir, limit_per_label=limit_per_label,
+                       embeddings=not no_embeddings, command=shlex.join(command))
+    typer.echo(str(page))
+
+
+@app.command()
+def plot(
+    file: str = typer.Argument(..., metavar="FILE", help="Audio file."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="PNG to write (default FILE's name + .png here)."),
+    offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start at this many seconds."),
+    duration: Optional[float] = typer.Option(30.0, "--duration", min=0.1, help="Seconds to show (default 30)."),
+    no_tags: bool = typer.Option(False, "--no-tags", help="Leave out the musicnn taggram."),
+) -> None:
+    """Draw the waveform, log-mel spectrogram, MFCC and musicnn taggram of an audio file as one PNG."""
+    from pathlib import Path
+
+    from .plots import plot_file
+
+    target = Path(out) if out else Path(Path(file).name + ".png")
+    plot_file(file, target, offset=offset, duration=duration, musicnn=None if no_tags else "MSD_musicnn")
+    typer.echo(str(target))
+
+
 _CACHE_DIR_HELP = "Feature cache folder (default: features/ in $GENREKIT_CACHE_DIR, else in ~/.cache/genrekit)."
 
 
