@@ -34,3 +34,14 @@ def tiny_model_file(tmp_path_factory) -> Path:
             "metrics": {"note": "random weights, for tests"}}
     tensors = {f"network.{name}": t for name, t in network.state_dict().items()}
     return save_model(tmp_path_factory.mktemp("tiny-model") / "tiny", spec, tensors)
+
+
+def expected_segment_count(path, window: float = 3.0) -> int:
+    """How many windows genrekit cuts ``path`` into (the segmenter's own rule, from the header)."""
+    import numpy as np
+    import soundfile as sf
+
+    from genrekit.segments import segment_samples
+
+    info = sf.info(str(path))
+    return len(segment_samples(np.zeros(info.frames, np.float32), info.samplerate, window=window))

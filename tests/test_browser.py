@@ -6,7 +6,6 @@ Chromium must be installed (``apt-get install chromium``; ``./run test`` does it
 Set ``GENREKIT_SKIP_BROWSER=1`` to skip them on purpose. Screenshots go to ``test-artifacts/``.
 """
 
-import math
 import os
 import shutil
 import socket
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 import soundfile as sf
+from conftest import expected_segment_count
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -143,7 +143,7 @@ def test_upload_see_genre_timeline_and_seek(browser, server, gtzan_mini):
     assert first_bar.locator(".bar-value").text_content().endswith("%")
 
     segments = page.locator("#timeline button.segment")
-    assert segments.count() == math.ceil(sf.info(clip).duration / 3.0)
+    assert segments.count() == expected_segment_count(clip)
     legend = page.locator("#legend li").all_text_contents()
     assert legend and set(legend) <= set(labels)
     page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)

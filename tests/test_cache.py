@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from genrekit.cache import FeatureCache, default_cache_dir, file_identity
+from genrekit.cache import FEATURE_VERSION, FeatureCache, default_cache_dir, file_identity
 from genrekit.cli import main
 from genrekit.errors import AudioMissingError
 
@@ -59,7 +59,7 @@ def test_spec_key_order_does_not_matter_but_values_do(cache, audio):
 def test_feature_version_change_recomputes(tmp_path, audio):
     compute = Counting()
     FeatureCache(tmp_path / "c").get_or_compute(audio, SPEC, compute)
-    FeatureCache(tmp_path / "c", version="2").get_or_compute(audio, SPEC, compute)
+    FeatureCache(tmp_path / "c", version=FEATURE_VERSION + "-next").get_or_compute(audio, SPEC, compute)
     assert compute.calls == 2
 
 

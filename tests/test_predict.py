@@ -121,3 +121,13 @@ def test_workers_give_the_same_answers(band_model, tmp_path):
     serial = list(predict_files([tmp_path], band_model, segments=True))
     parallel = list(predict_files([tmp_path], band_model, segments=True, workers=2, batch_size=3))
     assert serial == parallel
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_duration_is_the_audio_not_the_windows(band_model, tmp_path, workers):
+    path = write(tmp_path / "sliver.wav", tone(200, 3.1))  # 0.1 s after the last window: dropped
+    direct = predict_audio(band_model, path, segments=True)
+    assert len(direct.segments) == 3 and direct.duration == pytest.approx(3.1)
+    [record] = predict_files([path], band_model, workers=workers, segments=True)
+    assert record["duration"] == pytest.approx(3.1) and len(record["segments"]) == 3
+    assert predict_audio(band_model, path, offset=1.0, max_duration=1.5).duration == pytest.approx(1.5)

@@ -130,6 +130,7 @@ def predict_audio(
     path = str(audio) if isinstance(audio, (str, os.PathLike)) else None
     return summarize(
         model, path,
+        duration=_audio_duration(audio, sr, offset, max_duration),
         starts=np.concatenate([p[0] for p in parts]),
         ends=np.concatenate([p[1] for p in parts]),
         probabilities=np.concatenate([p[2] for p in parts]),
@@ -160,9 +161,13 @@ def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggregate="mean",
-              segments=False) -> Prediction:
-    """Aggregate one file's segment probabilities into a :class:`Prediction`."""
-    duration = float(ends.max() - starts.min()) if len(ends) else 0.0
+              segments=False, duration: float | None = None) -> Prediction:
+    """Aggregate one file's segment probabilities into a :class:`Prediction`.
+
+    ``duration`` is the seconds of audio classified (default: the span the segments cover).
+    """
+    if duration is None:
+        duration = float(ends.max() - starts.min()) if len(ends) else 0.0
     short = duration < model.window - 1e-6
     timeline = _timeline(model.labels, starts, ends, probabilities, silent) if segments else None
     if silent.all():
@@ -188,6 +193,18 @@ def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggr
         agreement=agreement,
         model=model.name,
     )
+
+
+def _audio_duration(audio, sr, offset: float, max_duration: float | None) -> float:
+    """Seconds of ``audio`` in ``[offset, offset + max_duration)``."""
+    if isinstance(audio, (str, os.PathLike)):
+        from .audio import audio_info
+
+        total = audio_info(audio).duration
+    else:
+        total = np.shape(audio)[-1] / sr
+    available = max(total - offset, 0.0)
+    return available if max_duration is None else min(available, max_duration)
 
 
 def _segment_batches(model, audio, sr, *, offset, duration, batch_size):
@@ -342,7 +359,7 @@ def predict_found(
         last=model.spec["segment"].get("last", "pad"), offset=offset, duration=max_duration,
     )
     decoded = _decode_in_workers(found, decode, workers)
-    pending: list[tuple[str, object]] = []  # (path, Segments) waiting for the network
+    pending: list[tuple] = []  # (path, Segments, seconds) waiting for the network
     n_waiting = 0
     for path, result in decoded:
         if result == "stream":
@@ -356,8 +373,8 @@ def predict_found(
                 pending, n_waiting = [], 0
             yield error_record(path, result)
             continue
-        pending.append((path, result))
-        n_waiting += len(result.samples)
+        pending.append((path, *result))
+        n_waiting += len(result[0].samples)
         if n_waiting >= batch_size:
             yield from _run_pending(model, pending, options)
             pending, n_waiting = [], 0
@@ -365,7 +382,7 @@ def predict_found(
 
 
 def decode_segments(path, *, sr, window, hop, last, offset, duration):
-    """Worker job: decode ``path`` and cut it into windows; ``"stream"`` for very long files, or an error message."""
+    """Worker job: ``(Segments, seconds decoded)`` for ``path``; ``"stream"`` for very long files, or an error message."""
     from .audio import audio_info, load_audio
     from .segments import segment_samples
 
@@ -378,7 +395,7 @@ def decode_segments(path, *, sr, window, hop, last, offset, duration):
         if audio.samples.size == 0:
             return f"{path}: no audio in the requested range"
         segs = segment_samples(audio.samples, sr, window=window, hop=hop, last=last)
-        return dataclasses.replace(segs, starts=segs.starts + offset, ends=segs.ends + offset)
+        return dataclasses.replace(segs, starts=segs.starts + offset, ends=segs.ends + offset), audio.duration
     except GenrekitError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
@@ -433,12 +450,12 @@ def _run_pending(model, pending, options) -> Iterator[dict]:
     """Run the network once over all pending files' segments and yield their records."""
     if not pending:
         return
-    probabilities, silent = classify_segments(model, np.concatenate([segs.samples for _, segs in pending]))
+    probabilities, silent = classify_segments(model, np.concatenate([segs.samples for _, segs, _ in pending]))
     first = 0
-    for path, segs in pending:
+    for path, segs, duration in pending:
         part = slice(first, first + len(segs.samples))
         first = part.stop
-        yield summarize(model, str(path), starts=segs.starts, ends=segs.ends,
+        yield summarize(model, str(path), starts=segs.starts, ends=segs.ends, duration=duration,
                         probabilities=probabilities[part], silent=silent[part], **options).to_dict()
 
 
