@@ -63,6 +63,8 @@ def cross_validation_record(config, data: Path, folds: int, grouping: str, repor
                                         split={"method": "kfold", "valid_size": 0.15})
         cv = cross_validate(cv_config, folds, out_dir=folder)
         write_report(cv, report)
+    # the report names the temporary manifest; name the data instead
+    report.write_text(report.read_text().replace(str(manifest), f"gtzan-mini (80 clips), {grouping}-grouped folds"))
     for key, value in cv.summary.items():
         print(f"{grouping}-grouped {folds}-fold {key}: {value['mean']:.3f} +- {value['std']:.3f}")
     return {
