@@ -7,6 +7,7 @@ exactly.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,27 @@ def test_duration_is_the_audio_not_the_windows(band_model, tmp_path, workers):
     [record] = predict_files([path], band_model, workers=workers, segments=True)
     assert record["duration"] == pytest.approx(3.1) and len(record["segments"]) == 3
     assert predict_audio(band_model, path, offset=1.0, max_duration=1.5).duration == pytest.approx(1.5)
+
+
+@pytest.mark.slow
+def test_bundled_default_model_from_the_cli(gtzan_mini, capsys):
+    """The bundled model loads offline and answers in the documented JSON shape.
+
+    The clips are among the model's training data, so the accuracy bar only checks that the
+    shipped weights are the trained ones (held-out figures are in docs/model-card.md).
+    """
+    from genrekit.cli import main
+
+    clips = [sorted((gtzan_mini / genre).glob("*.flac"))[7] for genre in sorted(p.name for p in gtzan_mini.iterdir() if p.is_dir())]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quiet", "predict", "--format", "json", "--segments", "--top-k", "2", *map(str, clips)])
+    assert exit_info.value.code == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 10
+    for record in records:
+        assert {"path", "genre", "confidence", "top", "duration", "segments"} <= set(record)
+        assert len(record["top"]) == 2 and record["top"][0]["genre"] == record["genre"]
+        assert len(record["segments"]) == 10
+        assert sum(record["segments"][0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    correct = sum(r["genre"] == Path(r["path"]).parent.name for r in records)
+    assert correct >= 8
