@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -247,3 +248,26 @@ def test_command_line_prints_the_table(tone_experiment, tmp_path, capsys):
         main(["experiment", "run", str(tmp_path / "missing.toml")])
     assert exit_info.value.code == 2
     assert "experiment file not found" in capsys.readouterr().err
+
+
+def test_summary_of_folds_and_the_reachable_accuracy(tone_experiment):
+    run = plan_runs(load_experiment(tone_experiment))[0]
+
+    def record(fold, accuracy, confusion, missing):
+        metrics = {"track_accuracy": accuracy, "track_macro_f1": accuracy, "segment_accuracy": accuracy,
+                   "segment_macro_f1": accuracy, "n_tracks": int(np.sum(confusion)), "n_segments": 10, "nll": 1.0}
+        return {"fold": fold, "metrics": metrics, "labels": ["a", "b"], "confusion": confusion,
+                "labels_not_in_train": missing, "timings": {"training": 2.0, "features": 1.0},
+                "wall_seconds": 3.0, "cpu_seconds": 2.5, "parameters": 100, "parameter_kind": "trainable"}
+
+    rows = experiment_module.summarize_folds(run, [
+        record(0, 0.5, [[2, 0], [2, 0]], ["b"]),  # genre b untrainable in this fold: 2 of 4 tracks lost
+        record(1, 1.0, [[2, 0], [0, 2]], []),
+    ])
+    assert rows["track_accuracy_mean"] == 0.75
+    assert rows["track_accuracy_std"] == pytest.approx(np.std([0.5, 1.0], ddof=1))
+    assert rows["test_tracks"] == 8 and rows["reachable_track_accuracy"] == 0.75
+    assert rows["labels_missing_from_training"] == "b"
+    assert rows["wall_seconds"] == 6.0 and rows["train_seconds_per_fold"] == 2.0
+    text = experiment_module.results_markdown([rows])
+    assert "no model can exceed 75.0% track accuracy" in text
