@@ -271,3 +271,13 @@ def test_summary_of_folds_and_the_reachable_accuracy(tone_experiment):
     assert rows["wall_seconds"] == 6.0 and rows["train_seconds_per_fold"] == 2.0
     text = experiment_module.results_markdown([rows])
     assert "no model can exceed 75.0% track accuracy" in text
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_table(tone_experiment, finished, tmp_path):
+    rows, _ = finished
+    parallel = run_experiments([load_experiment(tone_experiment)], tmp_path / "parallel", jobs=2, threads=1)
+    for one, other in zip(rows, parallel):
+        for metric in ("track_accuracy_mean", "segment_accuracy_mean", "track_macro_f1_mean"):
+            assert one[metric] == pytest.approx(other[metric], abs=1e-9), (one["run"], metric)
+    assert json.loads((tmp_path / "parallel" / "results.json").read_text())["environment"]["jobs"] == 2

@@ -442,7 +442,8 @@ def experiment_run(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs for every network (quick runs)."),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: the files' or the genrekit cache)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is fastest on a busy machine)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per job; 1 is fastest on a busy machine)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes for features and folds."),
     force: bool = typer.Option(False, "--force", help="Retrain folds whose results exist for the same recipe."),
 ) -> None:
     """Train and test every variant of the experiment files on every fold; print the results table."""
@@ -466,10 +467,10 @@ def experiment_run(
     out_dir = Path(out) if out else Path("runs") / experiments[0].name
     options = {"--data": data, "--kind": kind, "--out": out, "--split": split, "--folds": folds,
                "--group-by": group_by, "--only": only, "--epochs": epochs, "--cache-dir": cache_dir,
-               "--device": device, "--threads": threads}
+               "--device": device, "--threads": threads, "--jobs": jobs if jobs > 1 else None}
     command = shlex.join(["genrekit", "experiment", "run", *configs,
                           *[part for flag, value in options.items() if value is not None for part in (flag, str(value))]])
-    rows = run_experiments(experiments, out_dir, force=force, command=command)
+    rows = run_experiments(experiments, out_dir, force=force, jobs=jobs, threads=threads, command=command)
     typer.echo(results_csv(rows), nl=False)
     info(f"wrote {out_dir / 'results.md'}, results.csv and per-run reports in {out_dir / 'runs'}")
 

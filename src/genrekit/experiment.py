@@ -320,9 +320,14 @@ def run_experiments(
     *,
     force: bool = False,
     reports: bool = True,
+    jobs: int = 1,
+    threads: int | None = None,
     command: str | None = None,
 ) -> list[dict]:
     """Train and test every fold of every run; write the table, reports and figures to ``out``.
+
+    Features are computed first, once per distinct feature and dataset, into the feature cache;
+    then the folds train, reading them back.
 
     Parameters
     ----------
@@ -334,6 +339,11 @@ def run_experiments(
         Retrain folds that have a record from an identical recipe (default: reuse it).
     reports : bool
         Write a cross-validation report per run (Markdown, confusion matrix, curves).
+    jobs : int
+        Worker processes for features and folds (1: everything in this process). Results do
+        not depend on it.
+    threads : int, optional
+        torch threads per worker process (default 1 when ``jobs > 1``).
     command : str, optional
         The command line, recorded in ``results.md``.
 
@@ -343,25 +353,150 @@ def run_experiments(
         One row per run (the keys of :data:`COLUMNS`, plus ``per_fold``).
     """
     out = Path(out)
+    if jobs < 1:
+        raise UsageError(f"jobs must be at least 1, not {jobs}")
     started, load_before = time.perf_counter(), _load_average()
-    rows, reused = [], 0
     for experiment in experiments:
         check_dataset(experiment)
     runs = [run for experiment in experiments for run in plan_runs(experiment)]
-    for number, run in enumerate(runs, start=1):
-        info(f"[{number}/{len(runs)}] {run.experiment.name}: {run.id} ({run.folds} fold{'s' * (run.folds > 1)})")
-        records = [_fold_record(run, fold, out, force) for fold in range(run.folds)]
-        reused += sum(record.pop("reused", False) for record in records)
-        row = summarize_folds(run, records)
-        rows.append(row)
-        info(f"[{number}/{len(runs)}] {run.id}: track accuracy {_mean_std(row, 'track_accuracy')}")
+    ids = [run.id for run in runs]
+    clash = next((i for i in ids if ids.count(i) > 1), None)
+    if clash:
+        raise UsageError(f"two experiments both have a run {clash!r}: rename a variant or run them separately")
+    records, pending = {}, []
+    for run in runs:
+        for fold in range(run.folds):
+            record = None if force else _reusable_record(run, fold, out)
+            if record is None:
+                pending.append((run, fold))
+            else:
+                records[run.id, fold] = record
+    reused = len(records)
+    if records:
+        info(f"reusing {len(records)} fold results of identical recipes in {out / 'runs'} (--force retrains)")
+    features_started = time.perf_counter()
+    prefetch_features([run for run, _ in pending], out, jobs=jobs, threads=threads)
+    features_seconds = time.perf_counter() - features_started
+    for number, (run, fold, record) in enumerate(_train(pending, out, jobs, threads), start=1):
+        atomic_write_text(out / "runs" / run.id / f"fold{fold}.json", json.dumps(record, indent=1) + "\n")
+        records[run.id, fold] = record
+        m = record["metrics"]
+        info(f"[{number}/{len(pending)}] {run.id} fold {fold}: track accuracy {m['track_accuracy']:.3f} on "
+             f"{m['n_tracks']} tracks, {record['timings']['training']:.1f} s training")
+    rows = []
+    for run in runs:
+        fold_records = [records[run.id, fold] for fold in range(run.folds)]
+        rows.append(summarize_folds(run, fold_records))
+        info(f"{run.id}: track accuracy {_mean_std(rows[-1], 'track_accuracy')}")
         if reports:
-            _write_run_report(run, records, out / "runs" / run.id / "report.md")
+            _write_run_report(run, fold_records, out / "runs" / run.id / "report.md")
     environment = _environment(time.perf_counter() - started, load_before, command)
-    environment["folds_trained"] = sum(row["folds"] for row in rows) - reused
-    environment["folds_reused"] = reused
+    environment.update(folds_trained=len(pending), folds_reused=reused, jobs=jobs,
+                       features_seconds=round(features_seconds, 1))
+    if jobs > 1:
+        environment["torch_threads"] = threads or 1
     write_results(rows, out, experiments, environment)
     return rows
+
+
+def _reusable_record(run: Run, fold: int, out: Path) -> dict | None:
+    """The saved record of this fold if it was made with the same recipe, else None."""
+    path = out / "runs" / run.id / f"fold{fold}.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("recipe") == _recipe(run.config(fold, out)) else None
+
+
+def _recipe(config) -> dict:
+    """What defines a fold's result: its config without output paths and runtime settings."""
+    return {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_SETTINGS}
+
+
+def _train(pending: Sequence[tuple[Run, int]], out: Path, jobs: int, threads: int | None):
+    """Yield ``(run, fold, record)`` for each pending fold as it finishes (in order when ``jobs == 1``)."""
+    configs = [run.config(fold, out) for run, fold in pending]
+    if jobs == 1 or len(pending) <= 1:
+        for (run, fold), config in zip(pending, configs):
+            yield run, fold, {"fold": fold, "recipe": _recipe(config), **train_fold(config)}
+        return
+    from concurrent.futures import as_completed
+
+    with _pool(jobs, threads) as pool:
+        futures = {pool.submit(train_fold, config): (run, fold, config)
+                   for (run, fold), config in zip(pending, configs)}
+        try:
+            for future in as_completed(futures):
+                run, fold, config = futures[future]
+                yield run, fold, {"fold": fold, "recipe": _recipe(config), **future.result()}
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _pool(jobs: int, threads: int | None):
+    """Worker processes (spawned: forking a process that already ran torch can hang OpenMP)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads or 1,))
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    from .utils import set_verbosity
+
+    torch.set_num_threads(threads)
+    # per-epoch lines of parallel folds would interleave; the parent reports each finished fold
+    set_verbosity(quiet=True)
+
+
+def prefetch_features(runs: Sequence[Run], out: Path, *, jobs: int = 1, threads: int | None = None) -> int:
+    """Compute every feature the runs need into the feature cache, each one once; returns how many.
+
+    Folds of one variant share their features, and variants often share a feature (the same
+    MFCC for a CNN and an LSTM): computing them up front, one worker per feature, keeps
+    parallel folds from computing the same features twice.
+    """
+    tasks = {}
+    for run in runs:
+        config = run.config(0, out)
+        if config.cache_dir == "":
+            continue  # no cache to fill: each fold computes its own
+        for spec in config.feature_specs:
+            task = (config.dataset, config.dataset_kind, config.limit_per_label, spec, config.sample_rate,
+                    config.segment, config.cache_dir)
+            tasks.setdefault(json.dumps(task, sort_keys=True, default=str), task)
+    if not tasks:
+        return 0
+    info(f"computing {len(tasks)} features (or reading them from the cache)")
+    if jobs == 1 or len(tasks) == 1:
+        for task in tasks.values():
+            cache_features(*task)
+    else:
+        with _pool(jobs, threads) as pool:
+            for future in [pool.submit(cache_features, *task) for task in tasks.values()]:
+                future.result()
+    return len(tasks)
+
+
+def cache_features(dataset: str, dataset_kind: str, limit_per_label: int | None, spec: dict, sample_rate: int,
+                   segment: dict, cache_dir: str | None) -> None:
+    """Make sure the cache holds ``spec`` for every track of the dataset (as training computes it)."""
+    from .datasets import open_dataset
+    from .train import extract_features, limit_tracks, open_cache, resolve_feature
+
+    tracks = limit_tracks(open_dataset(dataset, dataset_kind).tracks, limit_per_label)
+    resolved, module = resolve_feature(spec, sample_rate)
+    started = time.perf_counter()
+    extract_features(tracks, [resolved], sample_rate=sample_rate, segment=segment, cache=open_cache(cache_dir),
+                     modules=[module], description=f"{spec.get('name')} features")
+    info(f"{spec.get('name')} features of {len(tracks)} tracks ready ({time.perf_counter() - started:.1f} s)")
 
 
 def check_dataset(experiment: Experiment) -> None:
@@ -389,27 +524,6 @@ def check_dataset(experiment: Experiment) -> None:
     groups = len({t.group or t.track_id for t in dataset.tracks})
     if groups < protocol["folds"]:
         raise DatasetError(f"{experiment.dataset}: {groups} artists cannot fill {protocol['folds']} artist-disjoint folds")
-
-
-def _fold_record(run: Run, fold: int, out: Path, force: bool) -> dict:
-    """Train fold ``fold`` (or reuse the record of an identical earlier recipe) and return its record."""
-    config = run.config(fold, out)
-    path = out / "runs" / run.id / f"fold{fold}.json"
-    recipe = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_SETTINGS}
-    if not force and path.is_file():
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            record = None
-        if record and record.get("recipe") == recipe:
-            info(f"  fold {fold}: reusing {path}")
-            return {**record, "reused": True}
-    record = {"fold": fold, "recipe": recipe, **train_fold(config)}
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
-    m = record["metrics"]
-    info(f"  fold {fold}: track accuracy {m['track_accuracy']:.3f} on {m['n_tracks']} tracks, "
-         f"{record['timings']['training']:.1f} s training")
-    return record
 
 
 def train_fold(config) -> dict:
@@ -614,7 +728,10 @@ def results_markdown(rows: Sequence[dict], experiments: Sequence[Experiment] = (
             f"{environment.get('folds_trained', '?')} folds trained"
             + (f" and {environment['folds_reused']} reused from an earlier run" if environment.get("folds_reused") else "")
             + f"; {sum(row['cpu_seconds'] for row in rows) / 60:.1f} min CPU time in all training runs",
-            f"- {environment['cpu_count']} CPUs, {environment['torch_threads']} torch thread(s); load average "
+            f"- features: {environment.get('features_seconds', 0):.0f} s to compute (or read from the cache) "
+            "before training",
+            f"- {environment['cpu_count']} CPUs, {environment.get('jobs', 1)} worker process(es) with "
+            f"{environment['torch_threads']} torch thread(s) each; load average "
             f"{load[0]} before, {load[1]} after (other processes share the machine: timings are indicative)",
             f"- Python {environment['python']}, torch {environment['torch']}, {environment['platform']}",
             "",
