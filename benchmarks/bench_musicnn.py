@@ -12,7 +12,9 @@ timed separately); then, per 30 s clip (10 patches of 3 s, musicnn's default no-
   0.01 of a constant are skipped too.
 
 Per-clip seconds are the median over clips of the best of ``--repeats`` runs (warm: one
-untimed run first). Parity of each variant against the plain port is reported over all the
+untimed round first; the variants take turns clip by clip so that the load of a shared
+machine hits them alike). "cpu" is the process CPU time: with ``--threads 1`` it hardly
+depends on other processes, unlike wall time. Parity of each variant against the plain port is reported over all the
 clips' patches: taggram max abs difference, agreement of the top tag per patch and of the
 clip's top-5 tags (mean taggram).
 
@@ -43,7 +45,7 @@ CHEAP_TOLERANCE = 1e-2
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA, help="folder of audio clips (gtzan-mini)")
-    parser.add_argument("--model", action="append", choices=list(MODELS), help="repeatable; default: both")
+    parser.add_argument("--model", action="append", choices=list(MODELS), help="repeatable; default: MSD_musicnn and MTT_musicnn")
     parser.add_argument("--clips", type=int, default=10, help="clips to time, one genre after another")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per clip (best kept)")
@@ -57,16 +59,30 @@ def pick_clips(root: Path, count: int) -> list[Path]:
     return ordered[:count]
 
 
-def best_time(function, repeats: int) -> tuple[float, float]:
-    """Best wall-clock and process-CPU seconds of ``repeats`` calls, after one warm-up call."""
-    function()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        function()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus)
+def interleaved_best_times(variants: dict, inputs: list, repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """Best (wall, process CPU) seconds of each variant on each input.
+
+    The variants take turns on every input, ``repeats`` rounds after one warm-up round, so
+    that a change in the load of a shared machine hits them alike.
+    """
+    best = {label: [] for label in variants}
+    for item in inputs:
+        times = {label: [] for label in variants}
+        for round_index in range(repeats + 1):
+            for label, variant in variants.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                variant(item)
+                if round_index:  # round 0 warms up
+                    times[label].append((time.perf_counter() - wall, time.process_time() - cpu))
+        for label, pairs in times.items():
+            best[label].append((min(p[0] for p in pairs), min(p[1] for p in pairs)))
+    return best
+
+
+def taggram(output) -> np.ndarray:
+    if isinstance(output, list):  # one output per patch
+        return np.concatenate([o["taggram"].numpy() for o in output])
+    return output["taggram"].numpy()
 
 
 def load_average() -> str:
@@ -80,11 +96,11 @@ def main() -> None:
     print(f"{len(clips)} clips from {args.data}, {args.threads} threads, load average {load_average()}")
 
     audio = [load_audio(clip, sr=16000).samples for clip in clips]
-    front_times = [best_time(lambda a=a: file_logmel(a), args.repeats)[0] for a in audio]
+    front = interleaved_best_times({"front": file_logmel}, audio, args.repeats)["front"]
     patches = [logmel_patches(file_logmel(a))[0] for a in audio]
-    print(f"front end (16 kHz samples -> log-mel patches): {statistics.median(front_times):.3f} s per clip")
+    print(f"front end (16 kHz samples -> log-mel patches): {statistics.median(t[0] for t in front):.3f} s per clip")
 
-    for name in args.model or list(MODELS):
+    for name in args.model or ["MSD_musicnn", "MTT_musicnn"]:
         exact, cheap = load_musicnn(name), load_musicnn(name, tolerance=CHEAP_TOLERANCE)
         variants = {
             "plain (reference, batch 1)": lambda p: [exact.reference(row[None]) for row in p],
@@ -93,17 +109,16 @@ def main() -> None:
         }
         with torch.inference_mode():
             plain = [exact.reference(p)["taggram"].numpy() for p in patches]
+            timings = interleaved_best_times(variants, patches, args.repeats)
             print(f"\n{name}: seconds per 30 s clip (network only; median over clips, best of {args.repeats})")
             print(f"{'variant':38s} {'wall':>7s} {'cpu':>7s}  {'taggram max|diff|':>17s} {'top-1 agree':>11s} {'top-5 same':>10s}")
             for label, variant in variants.items():
-                timings = [best_time(lambda p=p: variant(p), args.repeats) for p in patches]
-                outputs = [variant(p) for p in patches]
-                tags = [np.concatenate([o["taggram"].numpy() for o in out]) if isinstance(out, list) else out["taggram"].numpy() for out in outputs]
+                tags = [taggram(variant(p)) for p in patches]
                 difference = max(float(np.abs(t - r).max()) for t, r in zip(tags, plain))
                 top1 = np.mean(np.concatenate([t.argmax(1) == r.argmax(1) for t, r in zip(tags, plain)]))
                 top5 = np.mean([set(np.argsort(-t.mean(0))[:5]) == set(np.argsort(-r.mean(0))[:5]) for t, r in zip(tags, plain)])
-                wall = statistics.median(t[0] for t in timings)
-                cpu = statistics.median(t[1] for t in timings)
+                wall = statistics.median(t[0] for t in timings[label])
+                cpu = statistics.median(t[1] for t in timings[label])
                 print(f"{label:38s} {wall:7.3f} {cpu:7.3f}  {difference:17.2e} {top1:11.1%} {top5:10.1%}")
     print(f"\nload average at the end: {load_average()}")
 
