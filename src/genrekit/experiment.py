@@ -476,18 +476,31 @@ def prefetch_features(runs: Sequence[Run], out: Path, *, jobs: int = 1, threads:
         return 0
     info(f"computing {len(tasks)} features (or reading them from the cache)")
     if jobs == 1 or len(tasks) == 1:
-        for task in tasks.values():
-            cache_features(*task)
+        done = ((task, cache_features(*task)) for task in tasks.values())
+        for task, seconds in done:
+            _features_line(task, seconds)
     else:
+        from concurrent.futures import as_completed
+
         with _pool(jobs, threads) as pool:
-            for future in [pool.submit(cache_features, *task) for task in tasks.values()]:
-                future.result()
+            futures = {pool.submit(cache_features, *task): task for task in tasks.values()}
+            for future in as_completed(futures):
+                _features_line(futures[future], future.result())
     return len(tasks)
 
 
+def _features_line(task: tuple, seconds: float) -> None:
+    spec, sample_rate = task[3], task[4]
+    details = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
+    info(f"  {spec.get('name')} ({details}{', ' if details else ''}{sample_rate} Hz) ready in {seconds:.1f} s")
+
+
 def cache_features(dataset: str, dataset_kind: str, limit_per_label: int | None, spec: dict, sample_rate: int,
-                   segment: dict, cache_dir: str | None) -> None:
-    """Make sure the cache holds ``spec`` for every track of the dataset (as training computes it)."""
+                   segment: dict, cache_dir: str | None) -> float:
+    """Make sure the cache holds ``spec`` for every track of the dataset (as training computes it).
+
+    Returns the seconds it took (reading what is cached already, computing the rest).
+    """
     from .datasets import open_dataset
     from .train import extract_features, limit_tracks, open_cache, resolve_feature
 
@@ -496,7 +509,7 @@ def cache_features(dataset: str, dataset_kind: str, limit_per_label: int | None,
     started = time.perf_counter()
     extract_features(tracks, [resolved], sample_rate=sample_rate, segment=segment, cache=open_cache(cache_dir),
                      modules=[module], description=f"{spec.get('name')} features")
-    info(f"{spec.get('name')} features of {len(tracks)} tracks ready ({time.perf_counter() - started:.1f} s)")
+    return time.perf_counter() - started
 
 
 def check_dataset(experiment: Experiment) -> None:
