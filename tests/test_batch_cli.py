@@ -276,3 +276,19 @@ def test_trained_temperature_reaches_predict(tmp_path, one_thread):
     uncalibrated = torch.softmax(logits, -1).mean(0).numpy()
     assert prediction.confidence == pytest.approx(expected.max(), abs=1e-6)
     assert abs(expected.max() - uncalibrated.max()) > 1e-4  # the check above can tell T from 1
+
+
+def test_bundled_fast_model(tmp_path):
+    """The shipped ``fast`` model loads by name, is small, calibrated, and says what it was measured at."""
+    from genrekit.classifier import model_paths
+
+    model = load_model("fast")
+    json_path, weights_path = model_paths(model.source)
+    assert json_path.stat().st_size + weights_path.stat().st_size < 2_000_000
+    assert model.labels == ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+    assert model.spec["calibration"]["method"] == "temperature-scaling"
+    assert model.spec["metrics"]["cross_validation"]["grouping"].startswith("artist-disjoint")
+    path = tmp_path / "clip.wav"
+    sf.write(path, np.concatenate([tone(220, 3.0), tone(660, 4.5)]), SR)  # 2 windows + a 1.5-s tail
+    record = genrekit.predict.predict_audio(model, path, segments=True).to_dict()
+    assert record["genre"] in model.labels and len(record["segments"]) == 3

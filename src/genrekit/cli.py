@@ -63,6 +63,7 @@ def predict(
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively, or take only the files directly in them."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Processes decoding audio while the network runs (0: none). Default: 1 per core beyond the first, at most 2; none for a single file."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Segments gathered across files per network batch."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads running the network. Default: the cores the decoding workers leave, at least 1."),
     db: Optional[str] = typer.Option(None, "--db", "--library-db", help="Library database (SQLite, shared with genrekit tag): files already predicted with this model and unchanged are answered from it, new results are stored."),
     force: bool = typer.Option(False, "--force", help="With --db: predict again even files with a stored result."),
 ) -> None:
@@ -83,14 +84,18 @@ def predict(
 
     from .classifier import load_model
     from .outputs import write_records
-    from .predict import collect_audio_files, default_workers, predict_found, predict_with_library
+    import torch
+
+    from .predict import collect_audio_files, default_threads, default_workers, predict_found, predict_with_library
     from .utils import atomic_write, is_quiet, stdout, track
 
     loaded = load_model(model)
     started = time.perf_counter()
     found = list(collect_audio_files(inputs, recursive=recursive))
-    options = dict(workers=default_workers(len(found)) if workers is None else workers, batch_size=batch_size,
-                   top_k=top_k, segments=segments, aggregate=aggregate, offset=offset, max_duration=max_duration)
+    workers = default_workers(len(found)) if workers is None else workers
+    torch.set_num_threads(threads or default_threads(workers))
+    options = dict(workers=workers, batch_size=batch_size, top_k=top_k, segments=segments,
+                   aggregate=aggregate, offset=offset, max_duration=max_duration)
     stats: dict = {}
     with contextlib.ExitStack() as stack:
         if db:

@@ -475,11 +475,24 @@ def default_workers(n_files: int) -> int:
     """
     if n_files <= 1:
         return 0
+    return max(1, min(2, available_cores() - 1))
+
+
+def default_threads(workers: int) -> int:
+    """Threads for the network while ``workers`` processes decode: the cores they leave, at least 1.
+
+    More threads than free cores make PyTorch's thread pool wait on the decoders (and on any
+    other busy process): on a loaded machine that is several times slower than one thread.
+    """
+    return max(1, available_cores() - workers)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(2, cores - 1))
+        return os.cpu_count() or 1
 
 
 #: The :func:`predict_files` options of ``genrekit tag``: results made with them are stored in
