@@ -41,11 +41,11 @@ def captured(monkeypatch):
     figures = []
     real_save = plots._save
 
-    def keep(fig, path):
+    def keep(fig, path, **options):
         figures.append({"axes": [(ax.get_ylabel(), [t.get_text() for t in ax.get_yticklabels()])
                                  for ax in fig.axes if ax.get_visible()],
                         "title": fig.axes[0].get_title()})
-        return real_save(fig, path)
+        return real_save(fig, path, **options)
 
     monkeypatch.setattr(plots, "_save", keep)
     return figures

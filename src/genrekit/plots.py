@@ -34,13 +34,13 @@ def _figure(*args, **kwargs):
     return plt.subplots(*args, **kwargs)
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, dpi: int = 120) -> Path:
     import matplotlib.pyplot as plt
 
     from .utils import atomic_write_bytes
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
@@ -232,7 +232,7 @@ def plot_audio(
         fig.colorbar(image, ax=axes[3], pad=0.01, label="probability")
     fig.colorbar(image, ax=axes[0], pad=0.01).ax.set_visible(False)  # as wide as the panels below
     axes[-1].set(xlabel="time (s)", xlim=(offset, offset + duration))
-    return _save(fig, path)
+    return _save(fig, path, dpi=90)  # spectrograms compress poorly: keep the file small
 
 
 def plot_file(
