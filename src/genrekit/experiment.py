@@ -47,7 +47,7 @@ import os
 import platform
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -79,8 +79,8 @@ METRICS = ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macr
 COLUMNS = (
     "experiment", "run", "variant", "input", "model", "protocol", "folds",
     *[f"{metric}_{stat}" for metric in METRICS for stat in ("mean", "std")],
-    "test_tracks", "reachable_track_accuracy", "train_seconds_per_fold", "features_seconds", "wall_seconds", "cpu_seconds",
-    "parameters", "parameter_kind", "labels_missing_from_training",
+    "test_tracks", "reachable_track_accuracy", "train_seconds_per_fold", "features_seconds", "wall_seconds",
+    "cpu_seconds", "parameters", "parameter_kind", "labels_missing_from_training",
 )
 #: TrainConfig settings an experiment sets itself (so [base] and variants may not).
 _OWN_SETTINGS = ("dataset", "dataset_kind", "out", "name", "split")
@@ -536,7 +536,8 @@ def check_dataset(experiment: Experiment) -> None:
              "folds each of them is a group of its own")
     groups = len({t.group or t.track_id for t in dataset.tracks})
     if groups < protocol["folds"]:
-        raise DatasetError(f"{experiment.dataset}: {groups} artists cannot fill {protocol['folds']} artist-disjoint folds")
+        raise DatasetError(f"{experiment.dataset}: {groups} artists cannot fill {protocol['folds']} "
+                           "artist-disjoint folds")
 
 
 def train_fold(config) -> dict:
@@ -739,7 +740,8 @@ def results_markdown(rows: Sequence[dict], experiments: Sequence[Experiment] = (
             *([f"```sh\n{environment['command']}\n```", ""] if environment.get("command") else []),
             f"- {environment['wall_seconds'] / 60:.1f} min wall clock, {environment.get('date', '')}, "
             f"{environment.get('folds_trained', '?')} folds trained"
-            + (f" and {environment['folds_reused']} reused from an earlier run" if environment.get("folds_reused") else "")
+            + (f" and {environment['folds_reused']} reused from an earlier run"
+               if environment.get("folds_reused") else "")
             + f"; {sum(row['cpu_seconds'] for row in rows) / 60:.1f} min CPU time in all training runs",
             f"- features: {environment.get('features_seconds', 0):.0f} s to compute (or read from the cache) "
             "before training",
