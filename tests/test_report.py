@@ -13,6 +13,19 @@ from genrekit.report import clip_statistics, data_report, embedding_maps, neighb
 from tones import GENRES, SR, make_tone_dataset, tone_track
 
 
+def _musicnn_installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("musicnn")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+needs_musicnn = pytest.mark.skipif(not _musicnn_installed(), reason="musicnn weights not installed")
+
+
 @pytest.fixture(autouse=True)
 def _quiet_single_thread():
     from genrekit.utils import set_verbosity
@@ -83,6 +96,7 @@ def test_plot_file_command_draws_a_png(tmp_path, captured):
 
 
 @pytest.mark.slow
+@needs_musicnn
 def test_plot_file_with_taggram(tmp_path, captured):
     clip = tmp_path / "tone.wav"
     sf.write(clip, tone_track(300.0, 4.0, np.random.default_rng(2)), SR)
@@ -139,6 +153,7 @@ def test_data_report_without_embeddings(tones, tmp_path):
 
 
 @pytest.mark.slow
+@needs_musicnn
 def test_data_report_with_embedding_map(tones, tmp_path):
     page = data_report(tones, tmp_path, cache_dir="")
     text = page.read_text()
