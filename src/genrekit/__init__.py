@@ -5,7 +5,15 @@ The data flow follows the modules: ``audio`` (decode) -> ``segments`` (fixed win
 track) -> ``outputs`` (table, JSON, CSV).
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# OpenMP threads that spin while waiting make torch's small operations many times slower as soon
+# as another process wants the cores (docs/benchmarks.md, feature extraction). Sleeping threads
+# cost little on an idle machine. Takes effect only if torch is imported after genrekit; a
+# user's own setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .errors import (  # noqa: E402
     AudioError,
