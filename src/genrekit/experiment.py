@@ -749,9 +749,8 @@ def results_markdown(rows: Sequence[dict], experiments: Sequence[Experiment] = (
             f"{environment['torch_threads']} torch thread(s) each; load average "
             f"{load[0]} before, {load[1]} after (other processes share the machine: timings are indicative)",
             f"- Python {environment['python']}, torch {environment['torch']}, {environment['platform']}",
-            "",
         ]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def _table(rows: Sequence[dict]) -> list[str]:

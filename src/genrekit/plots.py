@@ -124,6 +124,9 @@ def plot_experiment_results(rows: Sequence[dict], path: str | Path, *, metric: s
         ``track_accuracy``, ``segment_accuracy``, ``track_macro_f1``, ...
     chance : float, optional
         Draws a dashed line at this value (uniform guessing).
+
+    A dotted line per protocol marks ``reachable_track_accuracy`` when below 1: the share of
+    test tracks whose genre had training tracks in their fold.
     """
     variants = list(dict.fromkeys((row["input"], row["model"]) for row in rows))
     protocols = list(dict.fromkeys(row["protocol"] for row in rows))
@@ -139,11 +142,19 @@ def plot_experiment_results(rows: Sequence[dict], path: str | Path, *, metric: s
                 error_kw={"elinewidth": 0.8, "alpha": 0.7})
     if chance:
         ax.axvline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:.0%})")
+    for k, protocol in enumerate(protocols):
+        # test tracks of a genre absent from a fold's training side cannot be right
+        ceiling = min((row.get("reachable_track_accuracy", 1.0) for row in rows if row["protocol"] == protocol),
+                      default=1.0)
+        if metric == "track_accuracy" and ceiling < 1.0:
+            ax.axvline(ceiling, color=f"C{k}", linestyle=":", linewidth=1.2,
+                       label=f"{protocol}: reachable ({ceiling:.0%})")
     ax.set_yticks(range(len(variants)), [f"{model} on {feature}" for feature, model in variants])
     ax.invert_yaxis()
     ax.set(xlim=(0, 1), xlabel=metric.replace("_", " ") + " (mean ± std over folds)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.6 / fig.get_figheight()), ncol=2,
+              frameon=False)
     return _save(fig, path)
 
 
