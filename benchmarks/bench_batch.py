@@ -11,7 +11,8 @@ For each model:
   processes (0: in this process), the network in this process, results in input order.
 
 Threads: pure inference is timed with 1 thread and with every core; batches use the cores the
-workers leave (at least 1), as ``genrekit predict`` does.
+workers leave (at least 1), and OpenMP threads sleep when idle (``OMP_WAIT_POLICY=PASSIVE``
+unless set), as ``genrekit predict`` does.
 
 Figures: files/s, real-time speed (seconds of audio per second of wall time), CPU time of this
 process per file (decoding is included only with 0 workers) and the batch's overhead over the
@@ -113,6 +114,7 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     args = parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as genrekit predict sets it, before torch loads
     import torch
 
     from genrekit.classifier import load_model, model_paths
@@ -122,16 +124,21 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     paths = clips_in(args.data, args.clips)
     cores = len(os.sched_getaffinity(0))
-    print(f"{len(paths)} clips from {args.data}; {cores} cores, torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} at start")
+    print(f"{len(paths)} clips from {args.data}; {cores} cores, torch {torch.__version__}, "
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; load average {os.getloadavg()[0]:.1f} at start")
     for name in args.model or ["fast"]:
         model = load_model(name)
         json_path, weights_path = model_paths(model.source)
         size = json_path.stat().st_size + weights_path.stat().st_size
+        decoded_windows(model, paths[:3])  # warm the page cache and the decoders
+        before, started = cpu_seconds(), time.perf_counter()
         windows, seconds = decoded_windows(model, paths)
+        decode_cpu, decode_wall = cpu_seconds() - before, time.perf_counter() - started
         n = len(paths)
         print(f"\nmodel {name} ({model.name}, {size / 1e6:.2f} MB, {model.sample_rate} Hz, "
               f"{model.window:g}-s windows): {len(windows)} windows, {seconds:.0f} s of audio")
+        print(f"  {'decoding alone':<24} {decode_wall:7.2f} s  {n / decode_wall:6.1f} files/s  "
+              f"{seconds / decode_wall:6.0f}x real time  CPU {1000 * decode_cpu / n:5.1f} ms/file  (one process)")
         pure = None
         for threads in sorted({args.threads or 1, args.threads or cores}):
             torch.set_num_threads(threads)

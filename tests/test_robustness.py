@@ -310,3 +310,25 @@ def test_hour_long_file_in_bounded_memory(model_path, tmp_path):
     decoded_whole = 3600 * SR * 4
     assert peak - baseline < 0.5 * decoded_whole, (
         f"peak RSS {peak / 2**20:.0f} MiB vs {baseline / 2**20:.0f} MiB for a 4 s file")
+
+
+def test_a_crashing_file_costs_only_itself():
+    """A worker that dies takes its pool down; every other file is decoded again, the culprit named."""
+    from decoder_crash import decode_or_die
+
+    from genrekit.predict import _DecoderPool
+
+    names = ["a.wav", "b.wav", "poison.wav", "c.wav", "d.wav", "poison2.wav", "e.wav"]
+    pool = _DecoderPool(decode_or_die, workers=2)
+    try:
+        jobs = [(name, pool.submit(name)) for name in names]
+        results = [pool.resolve(name, job) for name, job in jobs]
+        after = pool.resolve("f.wav", pool.submit("f.wav"))  # the pool still works afterwards
+    finally:
+        pool.close()
+    assert [path for path, _ in results] == names
+    assert [outcome for _, outcome in results] == [
+        "a.wav", "b.wav", "poison.wav: the audio decoder crashed on this file", "c.wav", "d.wav",
+        "poison2.wav: the audio decoder crashed on this file", "e.wav"]
+    assert after == ("f.wav", "f.wav")
+

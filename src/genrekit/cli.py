@@ -91,13 +91,16 @@ def predict(
     from .outputs import write_records
     import torch
 
-    from .predict import collect_audio_files, default_threads, default_workers, predict_found, predict_with_library
+    from .predict import (collect_audio_files, default_threads, default_workers, predict_found,
+                          predict_with_library, start_decoders)
     from .utils import atomic_write, is_quiet, stdout, track
 
-    loaded = load_model(model)
     started = time.perf_counter()
     found = list(collect_audio_files(inputs, recursive=recursive))
     workers = default_workers(len(found)) if workers is None else workers
+    if workers:
+        start_decoders()  # the decoders' start-up overlaps loading the model
+    loaded = load_model(model)
     torch.set_num_threads(threads or default_threads(workers))
     options = dict(workers=workers, batch_size=batch_size, top_k=top_k, segments=segments,
                    aggregate=aggregate, offset=offset, max_duration=max_duration)

@@ -402,27 +402,118 @@ def decode_segments(path, *, sr, window, hop, last, offset, duration):
         return f"{path}: cannot decode ({type(exc).__name__}: {exc})"
 
 
+#: Decoded files waiting for the network, beyond two per worker: a batch of 32 windows is about
+#: 4 clips of 30 s. Worst case 6 files of 10 min (38 MB each at 16 kHz) with one worker.
+DECODE_AHEAD = 4
+
+
 def _decode_in_workers(jobs, decode, workers: int):
     """Yield ``(path, decode(path) or problem)`` in input order, decoding ahead in worker processes."""
     if workers <= 0:
         for path, problem in jobs:
             yield path, (f"{path}: {problem}" if problem else decode(path))
         return
-    import multiprocessing
     from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
+
+    pool = _DecoderPool(decode, workers)
+    ahead = deque()
+    try:
+        for path, problem in jobs:
+            ahead.append((path, problem if problem else pool.submit(path)))
+            # a bounded look-ahead keeps memory flat on libraries of thousands of files; it must
+            # exceed one network batch of files, or workers idle while the network runs
+            while len(ahead) > 2 * workers + DECODE_AHEAD:
+                yield pool.resolve(*ahead.popleft())
+        while ahead:
+            yield pool.resolve(*ahead.popleft())
+    finally:
+        pool.close()
+
+
+#: Modules the decoding workers need. The fork server imports them once, so a worker starts in
+#: milliseconds instead of importing them itself (a second or more on a busy machine).
+WORKER_MODULES = ["genrekit.predict", "genrekit.audio", "genrekit.segments"]
+
+
+def start_decoders() -> None:
+    """Start the fork server that decoding workers are forked from, with their modules loaded.
+
+    Calling it early (``genrekit predict`` does, before loading the model) overlaps the server's
+    start-up with other work; :func:`predict_files` starts it anyway when it has workers.
+    """
+    import multiprocessing
+    from multiprocessing import forkserver
 
     # forkserver: workers must not inherit this process's torch threads
-    context = multiprocessing.get_context("forkserver")
-    ahead = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_quiet_stderr) as pool:
-        for path, problem in jobs:
-            ahead.append((path, problem if problem else pool.submit(decode, path)))
-            # a bounded look-ahead keeps memory flat on libraries of thousands of files
-            while len(ahead) > 2 * workers:
-                yield _resolve(*ahead.popleft())
-        while ahead:
-            yield _resolve(*ahead.popleft())
+    multiprocessing.get_context("forkserver").set_forkserver_preload(WORKER_MODULES)
+    forkserver.ensure_running()
+
+
+class _DecoderPool:
+    """Worker processes running ``decode``; a pool broken by a crashed worker is replaced.
+
+    When a worker dies (a decoder crashing on a damaged file, the out-of-memory killer), every
+    job still in that pool fails with ``BrokenProcessPool`` without saying which file was to
+    blame. Each such file is then decoded again, alone, in a fresh pool: the innocent ones
+    succeed, and a file that breaks a pool on its own is reported as crashing the decoder.
+    """
+
+    def __init__(self, decode, workers: int):
+        self.decode, self.workers = decode, workers
+        self.pool = self._start()
+
+    def _start(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        start_decoders()
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_quiet_stderr)
+
+    def _restart(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._start()
+
+    def submit(self, path):
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            job = self.pool.submit(self.decode, path)
+        except BrokenProcessPool:
+            self._restart()
+            job = self.pool.submit(self.decode, path)
+        job.pool = self.pool
+        return job
+
+    def resolve(self, path, job):
+        """``(path, decoded segments or one-line problem)`` for a job from :meth:`submit`."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        if isinstance(job, str):
+            return path, f"{path}: {job}"
+        try:
+            return path, job.result()
+        except BrokenProcessPool:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a failed job is reported per file
+            return path, f"{path}: cannot decode ({type(exc).__name__}: {exc})"
+        if job.pool is self.pool:  # not replaced yet by an earlier job's failure
+            self._restart()
+        try:
+            return path, self._alone(path)
+        except BrokenProcessPool:
+            return path, f"{path}: the audio decoder crashed on this file"
+
+    def _alone(self, path):
+        """Decode ``path`` with no other job in the pool, so a crash can only be its own."""
+        alone = self._start()
+        try:
+            return alone.submit(self.decode, path).result()
+        finally:
+            alone.shutdown(wait=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _quiet_stderr() -> None:
@@ -435,15 +526,6 @@ def _quiet_stderr() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-
-
-def _resolve(path, job):
-    if isinstance(job, str):
-        return path, f"{path}: {job}"
-    try:
-        return path, job.result()
-    except Exception as exc:  # noqa: BLE001 - a crashed worker is reported per file
-        return path, f"{path}: cannot decode ({type(exc).__name__}: {exc})"
 
 
 def _run_pending(model, pending, options) -> Iterator[dict]:
