@@ -267,10 +267,12 @@ def test_summary_of_folds_and_the_reachable_accuracy(tone_experiment):
     assert rows["track_accuracy_mean"] == 0.75
     assert rows["track_accuracy_std"] == pytest.approx(np.std([0.5, 1.0], ddof=1))
     assert rows["test_tracks"] == 8 and rows["reachable_track_accuracy"] == 0.75
+    assert rows["learnable_track_accuracy"] == 1.0  # every track of a trained genre was right
     assert rows["labels_missing_from_training"] == "b"
     assert rows["wall_seconds"] == 6.0 and rows["train_seconds_per_fold"] == 2.0
     text = experiment_module.results_markdown([rows])
     assert "no model can exceed 75.0% track accuracy" in text
+    assert "| on learnable genres |" in text and "| 100.0 % |" in text
 
 
 @pytest.mark.slow

@@ -325,9 +325,17 @@ def _trial_config(config, params: dict, manifest: Path, folds: int, fold: int, g
 
 def _held_out_metric(config, metric: str) -> float:
     from .train import train_model
+    from .utils import is_quiet, set_verbosity
 
-    result = train_model(config)
-    return float(result.metrics["test"][metric])
+    quiet = is_quiet()
+    set_verbosity(quiet=True)  # one line per fold (below) instead of one per epoch
+    try:
+        result = train_model(config)
+    finally:
+        set_verbosity(quiet=quiet)
+    value = float(result.metrics["test"][metric])
+    info(f"  {config.name}: {metric} {value:.3f} on {result.metrics['test']['n_tracks']} held-out tracks")
+    return value
 
 
 def write_development_manifest(config, path: Path) -> tuple[Path, int, int]:
