@@ -1,8 +1,9 @@
 """Build the bundled ``fast`` model from ``experiments/fast-model.toml`` and measure it honestly.
 
 1. Writes ``experiments/fast-model-tracks.csv``: every gtzan-mini clip with its artist (group)
-   and a split column, ``valid`` for an artist-disjoint, genre-stratified 20 % (early stopping and
-   the softmax temperature) and ``train`` for the rest, so the model learns from all clips.
+   and a split column: ``valid`` for an artist-disjoint side (20 % asked; whole artists make it
+   10 clips) that picks the epoch and fits the softmax temperature, ``train`` for the rest, so
+   that no clip is left unused.
 2. Trains the recipe with :func:`genrekit.train.train_model` into ``src/genrekit/data/models/fast``.
 3. With ``--folds K`` (default 5), cross-validates the same recipe on gtzan-mini twice
    (:func:`genrekit.evaluate.cross_validate`; fold models go to a temporary folder): with
