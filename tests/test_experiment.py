@@ -283,3 +283,24 @@ def test_parallel_jobs_give_the_same_table(tone_experiment, finished, tmp_path):
         for metric in ("track_accuracy_mean", "segment_accuracy_mean", "track_macro_f1_mean"):
             assert one[metric] == pytest.approx(other[metric], abs=1e-9), (one["run"], metric)
     assert json.loads((tmp_path / "parallel" / "results.json").read_text())["environment"]["jobs"] == 2
+
+
+def test_a_training_config_is_an_experiment_of_one_recipe(tmp_path):
+    from genrekit.tune import to_toml
+
+    make_tone_dataset(tmp_path / "tones", tracks_per_genre=3, seconds=1.0)
+    recipe = {"dataset": "tones", "out": "models/x", "name": "tone-cnn", "sample_rate": SR, "segment": TINY_SEGMENT,
+              "feature": TINY_FEATURE, "architecture": TINY_CNN, "epochs": 2, "cache_dir": "",
+              "split": {"method": "kfold", "folds": 3, "group_by": "track", "valid_size": 0.0}}
+    path = tmp_path / "recipe.toml"
+    path.write_text(to_toml(recipe))
+    experiment = load_experiment(path)
+    assert experiment.name == "tone-cnn" and experiment.dataset == str(tmp_path / "tones")
+    assert experiment.protocol["method"] == "kfold" and experiment.protocol["group_by"] == ["track"]
+    (run,) = plan_runs(experiment)
+    assert run.id == "recipe-track" and run.variant.model == "cnn2d" and run.variant.input == "mfcc"
+    config = run.config(2, tmp_path / "out")
+    assert config.split == {"method": "kfold", "valid_size": 0.0, "folds": 3, "fold": 2, "group_by": "track"}
+    assert config.out == str(tmp_path / "out" / "models" / "recipe-track" / "fold2")
+    rows = run_experiments([experiment], tmp_path / "out")
+    assert rows[0]["folds"] == 3 and rows[0]["test_tracks"] == 9

@@ -24,6 +24,9 @@ a list of variants (feature x model)::
     feature = { name = "mfcc", n_mfcc = 20 }
     architecture = { name = "cnn2d", channels = [16, 32, 64] }
 
+A plain ``genrekit train`` config works too: it is an experiment of that one recipe, and its
+``split`` is the protocol (``--split``, ``--folds`` and ``--group-by`` override it).
+
 ``group_by = "track"`` keeps the segments of a track on one side of every split (the minimum
 against leakage); ``"artist"`` keeps every artist on one side as well, which is what a model
 meeting new music faces (see ``docs/results.md``).
@@ -178,7 +181,9 @@ def load_experiment(
     ----------
     path : path
         TOML file (see the module docstring). ``dataset`` may name environment variables
-        (``"$GTZAN"``) and is taken relative to the file.
+        (``"$GTZAN"``) and is taken relative to the file. A ``genrekit train`` config (no
+        ``[base]``, no ``[[variant]]``) is an experiment of that one recipe, its ``split``
+        the protocol.
     data : str, optional
         Dataset path instead of the file's (relative to the current directory).
     kind : str, optional
@@ -204,6 +209,8 @@ def load_experiment(
         raise UsageError(f"{path}: experiment file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    if "variant" not in values and "base" not in values:
+        values = _single_recipe(values, path)
     _refuse_unknown(values, {"name", "description", "dataset", "dataset_kind", "protocol", "base", "variant"}, path)
     dataset = data or values.get("dataset")
     if not dataset:
@@ -237,6 +244,26 @@ def load_experiment(
     for run in plan_runs(experiment):
         run.config(0, Path("."))  # check every recipe now rather than after an hour of training
     return experiment
+
+
+def _single_recipe(values: dict, where: Path) -> dict:
+    """An experiment of one variant from a ``genrekit train`` config (one recipe per file).
+
+    Its ``split`` becomes the protocol (k-fold settings, or the fixed split it names), its
+    ``out`` and ``name`` are dropped (the experiment writes to its own folder), everything else
+    is the recipe.
+    """
+    recipe = dict(values)
+    experiment = {key: recipe.pop(key) for key in ("dataset", "dataset_kind", "protocol", "description")
+                  if key in recipe}
+    split = recipe.pop("split", {})
+    recipe.pop("out", None)
+    recipe.pop("search", None)  # a genrekit tune config is a train config with a search space
+    name = recipe.pop("name", None) or where.stem
+    if "protocol" not in experiment and split:
+        protocol = {k: v for k, v in split.items() if k in ("method", "folds", "group_by", "valid_size", "test_size")}
+        experiment["protocol"] = protocol
+    return {**experiment, "name": name, "base": {}, "variant": [{"name": where.stem, **recipe}]}
 
 
 def _resolve_path(value: str, where: Path) -> str:
