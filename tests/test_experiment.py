@@ -290,13 +290,14 @@ def test_a_training_config_is_an_experiment_of_one_recipe(tmp_path):
 
     make_tone_dataset(tmp_path / "tones", tracks_per_genre=3, seconds=1.0)
     recipe = {"dataset": "tones", "out": "models/x", "name": "tone-cnn", "sample_rate": SR, "segment": TINY_SEGMENT,
-              "feature": TINY_FEATURE, "architecture": TINY_CNN, "epochs": 2, "cache_dir": "",
+              "feature": TINY_FEATURE, "architecture": TINY_CNN, "epochs": 2, "cache_dir": "cache",
               "split": {"method": "kfold", "folds": 3, "group_by": "track", "valid_size": 0.0}}
     path = tmp_path / "recipe.toml"
     path.write_text(to_toml(recipe))
     experiment = load_experiment(path)
     assert experiment.name == "tone-cnn" and experiment.dataset == str(tmp_path / "tones")
     assert experiment.protocol["method"] == "kfold" and experiment.protocol["group_by"] == ["track"]
+    assert experiment.base == {"cache_dir": str(tmp_path / "cache")}  # relative to the file, as in genrekit train
     (run,) = plan_runs(experiment)
     assert run.id == "recipe-track" and run.variant.model == "cnn2d" and run.variant.input == "mfcc"
     config = run.config(2, tmp_path / "out")

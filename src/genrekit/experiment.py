@@ -263,7 +263,8 @@ def _single_recipe(values: dict, where: Path) -> dict:
     if "protocol" not in experiment and split:
         protocol = {k: v for k, v in split.items() if k in ("method", "folds", "group_by", "valid_size", "test_size")}
         experiment["protocol"] = protocol
-    return {**experiment, "name": name, "base": {}, "variant": [{"name": where.stem, **recipe}]}
+    base = {"cache_dir": recipe.pop("cache_dir")} if "cache_dir" in recipe else {}  # resolved like [base]'s
+    return {**experiment, "name": name, "base": base, "variant": [{"name": where.stem, **recipe}]}
 
 
 def _resolve_path(value: str, where: Path) -> str:
