@@ -80,12 +80,7 @@ def predict(
     if force and not db:
         raise UsageError("--force goes with --db")
     import contextlib
-    import os
     import time
-
-    # before torch loads OpenMP: idle threads sleep instead of spinning, which on a busy machine
-    # (decoding workers, other programs) made two inference threads several times slower than one
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from .classifier import load_model
     from .outputs import write_records
