@@ -11,8 +11,8 @@ For each model:
   processes (0: in this process), the network in this process, results in input order.
 
 Threads: pure inference is timed with 1 thread and with every core; batches use the cores the
-workers leave (at least 1), and OpenMP threads sleep when idle (``OMP_WAIT_POLICY=PASSIVE``
-unless set), as ``genrekit predict`` does.
+workers leave (at least 1), as ``genrekit predict`` does, and OpenMP threads sleep when idle
+(``OMP_WAIT_POLICY=PASSIVE`` unless set, as ``import genrekit`` sets it).
 
 Figures: files/s, real-time speed (seconds of audio per second of wall time), CPU time of this
 process per file (decoding is included only with 0 workers) and the batch's overhead over the
@@ -114,7 +114,7 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     args = parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as genrekit predict sets it, before torch loads
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as importing genrekit does, before torch loads
     import torch
 
     from genrekit.classifier import load_model, model_paths
