@@ -45,3 +45,18 @@ def expected_segment_count(path, window: float = 3.0) -> int:
 
     info = sf.info(str(path))
     return len(segment_samples(np.zeros(info.frames, np.float32), info.samplerate, window=window))
+
+
+@pytest.fixture
+def quiet_single_thread():
+    """Training tests: one torch thread (tiny models gain nothing from two) and no progress output."""
+    import torch
+
+    from genrekit.utils import set_verbosity
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    set_verbosity(quiet=True)
+    yield
+    set_verbosity(quiet=False)
+    torch.set_num_threads(threads)

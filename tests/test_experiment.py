@@ -19,16 +19,7 @@ from genrekit.train import split_tracks
 from tones import GENRES, SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset
 
 
-@pytest.fixture(autouse=True)
-def _quiet_single_thread():
-    from genrekit.utils import set_verbosity
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    set_verbosity(quiet=True)
-    yield
-    set_verbosity(quiet=False)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("quiet_single_thread")
 
 
 def _toml(value) -> str:

@@ -11,16 +11,7 @@ from genrekit.train import TrainConfig, train_model
 from tones import GENRES, SR, TINY_SEGMENT, make_tone_dataset, tone_track
 
 
-@pytest.fixture(autouse=True)
-def _quiet_single_thread():
-    from genrekit.utils import set_verbosity
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    set_verbosity(quiet=True)
-    yield
-    set_verbosity(quiet=False)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("quiet_single_thread")
 
 
 @pytest.fixture(scope="module")

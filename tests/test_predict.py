@@ -89,6 +89,7 @@ def test_short_clip_is_padded_and_flagged(band_model, tmp_path):
     result = predict_audio(band_model, path).to_dict()
     assert result["genre"] == "low" and result["short"] is True
     assert result["duration"] == pytest.approx(0.3)
+    assert result["uncertain"] is True  # under half a window: too little audio to judge
 
 
 def test_offset_and_max_duration(band_model, tmp_path):

@@ -5,7 +5,6 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from genrekit import plots
 from genrekit.cli import main
@@ -26,16 +25,7 @@ def _musicnn_installed() -> bool:
 needs_musicnn = pytest.mark.skipif(not _musicnn_installed(), reason="musicnn weights not installed")
 
 
-@pytest.fixture(autouse=True)
-def _quiet_single_thread():
-    from genrekit.utils import set_verbosity
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    set_verbosity(quiet=True)
-    yield
-    set_verbosity(quiet=False)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("quiet_single_thread")
 
 
 @pytest.fixture(scope="module")

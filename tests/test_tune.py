@@ -5,7 +5,6 @@ import json
 import tomllib
 
 import pytest
-import torch
 
 from genrekit import train as train_module
 from genrekit.cli import main
@@ -16,16 +15,7 @@ from genrekit.tune import DEFAULT_SPACE, apply_params, read_tune_config, to_toml
 from tones import GENRES, SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset
 
 
-@pytest.fixture(autouse=True)
-def _quiet_single_thread():
-    from genrekit.utils import set_verbosity
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    set_verbosity(quiet=True)
-    yield
-    set_verbosity(quiet=False)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("quiet_single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -188,7 +188,9 @@ def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggr
         top=[(model.labels[i], float(track[i])) for i in order[:top_k]],
         duration=duration,
         segments=timeline,
-        uncertain=confidence < UNCERTAIN_CONFIDENCE or agreement < UNCERTAIN_AGREEMENT,
+        # under half a window of audio is too little to judge, however sure the network sounds
+        uncertain=(confidence < UNCERTAIN_CONFIDENCE or agreement < UNCERTAIN_AGREEMENT
+                   or duration < model.window / 2),
         short=short,
         agreement=agreement,
         model=model.name,

@@ -22,7 +22,7 @@ from rich.progress import (
 T = TypeVar("T")
 
 #: Messages and progress go to stderr so that stdout carries only data (JSON, CSV, tables).
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
 
 _settings = {"quiet": False, "debug": False}
