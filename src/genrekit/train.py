@@ -756,14 +756,14 @@ def resolve_feature(spec: dict, sample_rate: int) -> tuple[dict, nn.Module]:
     Writing out the defaults keeps the model file valid if a default changes later, and lets
     ``{"name": "mfcc"}`` and ``{"name": "mfcc", "n_mfcc": 20}`` share cache entries.
     """
-    from .features import feature_spec
+    from .features import build_feature, feature_spec
 
-    module = build_feature_module(spec)
+    module = build_feature(spec)
     arguments = module.config() if hasattr(module, "config") else {}
     rate = arguments.get("sr", getattr(module, "sr", None))
     if "sr" not in spec and "sr" in arguments and rate != sample_rate:
         spec = {**spec, "sr": sample_rate}
-        module, rate = build_feature_module(spec), sample_rate
+        module, rate = build_feature(spec), sample_rate
     if rate is not None and int(rate) != int(sample_rate):
         raise UsageError(f"feature {spec.get('name')!r} works at {rate} Hz but sample_rate is {sample_rate}: "
                          f"set sample_rate = {rate}")
@@ -790,23 +790,6 @@ class Waveform(nn.Module):
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
         return samples
-
-
-def build_feature_module(spec: dict) -> nn.Module:
-    """:func:`genrekit.features.build_feature`, plus ``summary`` (GTZAN summary features) and
-    ``waveform`` where that does not know them yet."""
-    from .features import FEATURES, build_feature
-
-    name = spec.get("name")
-    if name in ("summary", "waveform") and name not in FEATURES:
-        from .baselines import SummaryFeatures
-
-        cls = SummaryFeatures if name == "summary" else Waveform
-        try:
-            return cls(**{k: v for k, v in spec.items() if k != "name"})
-        except TypeError as exc:
-            raise UsageError(f"bad {name} feature spec {spec}: {exc}") from None
-    return build_feature(spec)
 
 
 def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData, training: dict,
