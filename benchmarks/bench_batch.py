@@ -52,7 +52,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def clips_in(folder: Path, limit: int | None) -> list[str]:
-    from genrekit.predict import collect_audio_files
+    from genrekit.inference.batch import collect_audio_files
 
     paths = [path for path, problem in collect_audio_files([folder]) if not problem]
     return paths[:limit] if limit else paths
@@ -62,8 +62,8 @@ def decoded_windows(model, paths):
     """All windows of all clips, ``(n_windows, window_samples)`` float32, and the audio seconds."""
     import numpy as np
 
-    from genrekit.audio import load_audio
-    from genrekit.segments import segment_samples
+    from genrekit.audio.decode import load_audio
+    from genrekit.audio.segments import segment_samples
 
     windows, seconds = [], 0.0
     for path in paths:
@@ -82,7 +82,7 @@ def time_inference(model, windows, batch_size: int) -> float:
 
 
 def time_batch(model, paths, workers: int, batch_size: int) -> float:
-    from genrekit.predict import predict_files
+    from genrekit.inference.batch import predict_files
 
     started = time.perf_counter()
     records = list(predict_files(paths, model, workers=workers, batch_size=batch_size))
@@ -117,8 +117,9 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as importing genrekit does, before torch loads
     import torch
 
-    from genrekit.classifier import load_model, model_paths
-    from genrekit.predict import default_threads
+    from genrekit.inference.batch import default_threads
+    from genrekit.inference.model import load_model
+    from genrekit.models.files import model_paths
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -23,8 +23,8 @@ Usage, from the repository root::
 from __future__ import annotations
 
 import argparse
-import statistics
 import resource
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,8 +80,8 @@ def run_librosa(clips: list[Path], sr: int, watch: Stopwatch) -> None:
 
 
 def decode_batch(paths: list[Path], sr: int, window: float) -> np.ndarray:
-    from genrekit.audio import load_audio
-    from genrekit.segments import segment_samples
+    from genrekit.audio.decode import load_audio
+    from genrekit.audio.segments import segment_samples
 
     clips = [load_audio(path, sr=sr).samples for path in paths]
     return np.concatenate([segment_samples(y, sr, window=window).samples for y in clips])
@@ -140,7 +140,7 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from genrekit.features import MFCC, LogMel
+    from genrekit.features.spectral import MFCC, LogMel
 
     torch.set_num_threads(args.threads)
     clips = find_clips(args.data, args.clips)

@@ -34,8 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrekit.audio import load_audio
-from genrekit.musicnn import MODELS, file_logmel, load_musicnn, logmel_patches
+from genrekit.audio.decode import load_audio
+from genrekit.features.musicnn.embedding import file_logmel, logmel_patches
+from genrekit.features.musicnn.network import MODELS
+from genrekit.features.musicnn.weights import load_musicnn
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "gtzan-mini"

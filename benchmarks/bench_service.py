@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,8 +56,8 @@ def parse_args() -> argparse.Namespace:
 def tiny_model(folder: Path) -> Path:
     import torch
 
-    from genrekit.classifier import save_model
-    from genrekit.models import build_model
+    from genrekit.models.files import save_model
+    from genrekit.models.registry import build_model
 
     genres = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
     torch.manual_seed(0)
@@ -71,7 +70,7 @@ def tiny_model(folder: Path) -> Path:
 
 
 def choose_model(requested: str | None, folder: Path) -> str:
-    from genrekit.classifier import default_model_path
+    from genrekit.models.files import default_model_path
 
     if requested:
         return requested

@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def timed_fold(config) -> dict:
-    from genrekit.train import train_model
+    from genrekit.training.loop import train_model
 
     wall, cpu = time.perf_counter(), time.process_time()
     result = train_model(config)
@@ -75,7 +75,7 @@ def main() -> None:
 
     import torch
 
-    from genrekit.experiment import load_experiment, plan_runs
+    from genrekit.experiments.experiment import load_experiment, plan_runs
     from genrekit.utils import set_verbosity
 
     torch.set_num_threads(args.threads)

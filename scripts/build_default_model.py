@@ -36,8 +36,8 @@ def write_manifest(data: Path, path: Path, *, groups: bool = True, valid_size: f
 
     ``groups=False`` leaves the group column empty, so every clip is its own group.
     """
-    from genrekit.datasets import open_dataset
-    from genrekit.splits import holdout_split
+    from genrekit.data.datasets import open_dataset
+    from genrekit.data.splits import holdout_split
 
     dataset = open_dataset(data, "gtzan")
     _, valid = holdout_split(dataset.tracks, test_size=valid_size, seed=seed, groups="auto")
@@ -55,7 +55,8 @@ def write_manifest(data: Path, path: Path, *, groups: bool = True, valid_size: f
 
 
 def cross_validation_record(config, data: Path, folds: int, grouping: str, report: Path) -> dict:
-    from genrekit.evaluate import cross_validate, write_report
+    from genrekit.evaluation.reports import write_report
+    from genrekit.experiments.crossval import cross_validate
 
     with tempfile.TemporaryDirectory() as folder:
         manifest = write_manifest(data, Path(folder) / "tracks.csv", groups=grouping == "artist")
@@ -86,8 +87,9 @@ def main() -> None:
 
     import torch
 
-    from genrekit.classifier import model_paths
-    from genrekit.train import load_config, train_model
+    from genrekit.models.files import model_paths
+    from genrekit.training.config import load_config
+    from genrekit.training.loop import train_model
     from genrekit.utils import atomic_write_text
 
     torch.set_num_threads(args.threads)

@@ -35,8 +35,8 @@ def write_manifest(data: Path, valid_size: float = 0.2, seed: int = 0) -> Path:
     """All tracks of ``data`` as ``path,label,group,split`` rows; paths relative to the manifest."""
     import os
 
-    from genrekit.datasets import open_dataset
-    from genrekit.splits import holdout_split
+    from genrekit.data.datasets import open_dataset
+    from genrekit.data.splits import holdout_split
 
     dataset = open_dataset(data, "gtzan")
     _, valid = holdout_split(dataset.tracks, test_size=valid_size, seed=seed, groups="auto")
@@ -64,9 +64,10 @@ def main() -> None:
 
     import torch
 
-    from genrekit.classifier import model_paths
-    from genrekit.evaluate import cross_validate
-    from genrekit.train import load_config, train_model
+    from genrekit.experiments.crossval import cross_validate
+    from genrekit.models.files import model_paths
+    from genrekit.training.config import load_config
+    from genrekit.training.loop import train_model
     from genrekit.utils import atomic_write_text
 
     torch.set_num_threads(args.threads)

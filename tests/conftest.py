@@ -22,8 +22,8 @@ def tiny_model_file(tmp_path_factory) -> Path:
     """A genuine but untrained GTZAN-labelled model (log-mel + 2-block CNN): fast, not accurate."""
     import torch
 
-    from genrekit.classifier import save_model
-    from genrekit.models import build_model
+    from genrekit.models.files import save_model
+    from genrekit.models.registry import build_model
 
     torch.manual_seed(0)
     network = build_model({"name": "cnn2d", "input_shape": [64, 130], "channels": [4, 8],
@@ -41,7 +41,7 @@ def expected_segment_count(path, window: float = 3.0) -> int:
     import numpy as np
     import soundfile as sf
 
-    from genrekit.segments import segment_samples
+    from genrekit.audio.segments import segment_samples
 
     info = sf.info(str(path))
     return len(segment_samples(np.zeros(info.frames, np.float32), info.samplerate, window=window))

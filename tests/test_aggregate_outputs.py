@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from genrekit.aggregate import aggregate_probabilities
-from genrekit.outputs import write_records
+from genrekit.inference.aggregate import aggregate_probabilities
+from genrekit.inference.writers import write_records
 
 
 def test_mean_aggregation_is_weighted_mean():

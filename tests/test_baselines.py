@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from genrekit.baselines import (
-    ABSENT_LOGIT,
-    ESTIMATORS,
-    SummaryFeatures,
-    make_estimator,
-    module_from_estimator,
-)
 from genrekit.errors import ModelError, UsageError
-from genrekit.models import build_model
+from genrekit.features.summary import SummaryFeatures
+from genrekit.models.classical import ABSENT_LOGIT, ESTIMATORS, make_estimator, module_from_estimator
+from genrekit.models.registry import build_model
 
 NAMES = sorted(ESTIMATORS)
 SMALL = {  # fast settings; the defaults are for real data
@@ -131,7 +126,7 @@ def test_summary_features_module():
     rng = np.random.default_rng(0)
     samples = (0.1 * rng.normal(size=(2, 8000))).astype(np.float32)
     out = SummaryFeatures(sr=8000)(torch.from_numpy(samples))
-    from genrekit.features import summary_vector
+    from genrekit.features.summary import summary_vector
 
     assert out.shape == (2, 57) and out.dtype == torch.float32
     np.testing.assert_allclose(out[1].numpy(), summary_vector(samples[1], 8000).astype(np.float32))
@@ -139,10 +134,12 @@ def test_summary_features_module():
 
 def test_baseline_trains_saves_and_loads(tmp_path):
     """Through ``train_model`` and ``load_model``: the file's model predicts like the fitted one."""
-    from genrekit.classifier import load_model
-    from genrekit.train import TrainConfig, train_model
-    from genrekit.utils import set_verbosity
     from tones import SR, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset, tone_track
+
+    from genrekit.inference.model import load_model
+    from genrekit.training.config import TrainConfig
+    from genrekit.training.loop import train_model
+    from genrekit.utils import set_verbosity
 
     set_verbosity(quiet=True)
     try:

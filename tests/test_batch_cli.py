@@ -12,10 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 
-import genrekit.predict
-from genrekit.classifier import load_model, resolve_model_path
-from genrekit.cli import main
+import genrekit.apps.library.results
+import genrekit.inference.batch
+from genrekit.apps.cli.main import main
 from genrekit.errors import ModelError
+from genrekit.inference.model import load_model
+from genrekit.models.files import resolve_model_path
 
 SR = 22050
 
@@ -52,13 +54,13 @@ def jsonl(text):
 def count_predict_calls(monkeypatch):
     """Record the paths each call of ``predict_files`` was given (it still runs)."""
     calls = []
-    real = genrekit.predict.predict_files
+    real = genrekit.apps.library.results.predict_files
 
     def spy(paths, model, **options):
         calls.append(sorted(Path(p).name for p in paths))
         return real(paths, model, **options)
 
-    monkeypatch.setattr(genrekit.predict, "predict_files", spy)
+    monkeypatch.setattr(genrekit.apps.library.results, "predict_files", spy)
     return calls
 
 
@@ -154,8 +156,8 @@ def test_force_needs_db(tiny_model_file, music_folder, capsys):
 
 
 def test_default_workers():
-    assert genrekit.predict.default_workers(1) == 0
-    assert 1 <= genrekit.predict.default_workers(100) <= 2
+    assert genrekit.inference.batch.default_workers(1) == 0
+    assert 1 <= genrekit.inference.batch.default_workers(100) <= 2
 
 
 # --- bundled model names ------------------------------------------------------------------------
@@ -163,18 +165,18 @@ def test_default_workers():
 
 @pytest.fixture
 def fake_package(tiny_model_file, tmp_path, monkeypatch):
-    """A package folder whose data/models holds a model named ``fast``."""
-    root = tmp_path / "package"
-    (root / "data" / "models").mkdir(parents=True)
+    """A bundled-models folder that holds a model named ``fast``."""
+    root = tmp_path / "package" / "models"
+    root.mkdir(parents=True)
     for suffix in (".json", ".safetensors"):
-        shutil.copy(tiny_model_file.with_suffix(suffix), root / "data" / "models" / f"fast{suffix}")
-    monkeypatch.setattr("genrekit.classifier.resources.files", lambda package: root)
+        shutil.copy(tiny_model_file.with_suffix(suffix), root / f"fast{suffix}")
+    monkeypatch.setattr("genrekit.models.files.bundled_models_dir", lambda: root)
     return root
 
 
 def test_bundled_model_by_name(fake_package, tmp_path, monkeypatch, music_folder, capsys):
     monkeypatch.chdir(tmp_path)
-    assert resolve_model_path("fast") == fake_package / "data" / "models" / "fast.json"
+    assert resolve_model_path("fast") == fake_package / "fast.json"
     assert load_model("fast").name == "tiny-test"
     code, out, _ = run(capsys, "predict", music_folder / "track 0.wav", "-m", "fast", "-f", "json")
     assert code == 0 and json.loads(out)["genre"]
@@ -211,8 +213,8 @@ def with_temperature(model_file: Path, temperature: float, folder: Path) -> Path
 
 def hand_probabilities(model, path, temperature):
     """Mean over the file's 3-s windows of softmax(logits / T), computed without genrekit.predict."""
-    from genrekit.audio import load_audio
-    from genrekit.segments import segment_samples
+    from genrekit.audio.decode import load_audio
+    from genrekit.audio.segments import segment_samples
 
     audio = load_audio(path, model.sample_rate)
     windows = segment_samples(audio.samples, model.sample_rate, window=model.window).samples
@@ -254,7 +256,8 @@ def test_trained_temperature_reaches_predict(tmp_path, one_thread):
     from tones import SR as TONE_SR
     from tones import TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset, tone_track
 
-    from genrekit.train import TrainConfig, train_model
+    from genrekit.training.config import TrainConfig
+    from genrekit.training.loop import train_model
 
     config = TrainConfig.from_dict(dict(
         dataset=str(make_tone_dataset(tmp_path / "tones")), out=str(tmp_path / "tones-model"),
@@ -280,7 +283,7 @@ def test_trained_temperature_reaches_predict(tmp_path, one_thread):
 
 def test_bundled_fast_model(tmp_path):
     """The shipped ``fast`` model loads by name, is small, calibrated, and says what it was measured at."""
-    from genrekit.classifier import model_paths
+    from genrekit.models.files import model_paths
 
     model = load_model("fast")
     json_path, weights_path = model_paths(model.source)
@@ -290,5 +293,5 @@ def test_bundled_fast_model(tmp_path):
     assert model.spec["metrics"]["cross_validation"]["grouping"].startswith("artist-disjoint")
     path = tmp_path / "clip.wav"
     sf.write(path, np.concatenate([tone(220, 3.0), tone(660, 4.5)]), SR)  # 2 windows + a 1.5-s tail
-    record = genrekit.predict.predict_audio(model, path, segments=True).to_dict()
+    record = genrekit.inference.predict.predict_audio(model, path, segments=True).to_dict()
     assert record["genre"] in model.labels and len(record["segments"]) == 3

@@ -249,7 +249,7 @@ def test_api_docs_render_offline(browser, server):
 
 
 def test_default_model_in_the_browser(browser, gtzan_mini, tmp_path):
-    from genrekit.classifier import default_model_path
+    from genrekit.models.files import default_model_path
 
     if not default_model_path().is_file():
         pytest.skip("no bundled default model yet (src/genrekit/data/models/default.json)")

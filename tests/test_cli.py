@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from genrekit import __version__
-from genrekit.cli import main
+from genrekit.apps.cli.main import main
 
 
 def run_cli(*args):

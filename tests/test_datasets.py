@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit.cli import main
-from genrekit.datasets import (
+from genrekit.apps.cli.main import main
+from genrekit.data.datasets import (
     GTZAN_GENRES,
     detect_kind,
     fma_audio_path,

@@ -5,23 +5,23 @@ import pytest
 import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import f1_score, precision_recall_fscore_support
+from tones import SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset
 
-from genrekit.classifier import load_model
-from genrekit.datasets import Track
+from genrekit.data.datasets import Track
 from genrekit.errors import DatasetError
-from genrekit.evaluate import (
-    check_against_training,
+from genrekit.evaluation.evaluate import check_against_training, evaluate_model
+from genrekit.evaluation.metrics import (
     classification_metrics,
     confusion_matrix,
-    cross_validate,
-    evaluate_model,
     summarize_predictions,
     track_probabilities,
     voiced_mask,
-    write_report,
 )
-from genrekit.train import TrainConfig, train_model
-from tones import SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset
+from genrekit.evaluation.reports import write_report
+from genrekit.experiments.crossval import cross_validate
+from genrekit.inference.model import load_model
+from genrekit.training.config import TrainConfig
+from genrekit.training.loop import train_model
 
 LABELS = ["blues", "jazz", "rock", "pop"]
 
@@ -110,7 +110,7 @@ def test_leakage_guard_refuses_training_tracks():
 
 def test_leakage_guard_recognises_files_under_other_ids(tmp_path):
     """The same file opened through a manifest has another track id than in its folder dataset."""
-    from genrekit.train import track_key
+    from genrekit.data.splits import track_key
 
     files = []
     for i, size in enumerate((100, 200)):
@@ -226,7 +226,7 @@ def test_cross_validation(tones, tmp_path):
 
 def run_cli(capsys, *args):
     """Run ``genrekit -q ARGS`` in this process (no second torch import); (exit code, stdout, stderr)."""
-    from genrekit.cli import main
+    from genrekit.apps.cli.main import main
     from genrekit.utils import set_verbosity
 
     capsys.readouterr()
@@ -280,8 +280,8 @@ def test_mfcc_cnn_on_gtzan_mini_one_fold(gtzan_mini, tmp_path):
     pipeline. The bound is loose (20 %) because that fold holds about a dozen tracks (one track
     is ~8 points); over three seeds this recipe scored 33 to 58 % (track level).
     """
-    from genrekit.datasets import open_dataset
-    from genrekit.splits import kfold_splits
+    from genrekit.data.datasets import open_dataset
+    from genrekit.data.splits import kfold_splits
 
     tracks = open_dataset(gtzan_mini).tracks
     folds = kfold_splits(tracks, 4, seed=0)

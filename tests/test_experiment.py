@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from genrekit import experiment as experiment_module
-from genrekit.cli import main
-from genrekit.datasets import open_dataset
-from genrekit.errors import DatasetError, UsageError
-from genrekit.experiment import COLUMNS, load_experiment, plan_runs, run_experiments
-from genrekit.train import split_tracks
 from tones import GENRES, SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset
 
+from genrekit.apps.cli.main import main
+from genrekit.data.datasets import open_dataset
+from genrekit.data.splits import split_tracks
+from genrekit.errors import DatasetError, UsageError
+from genrekit.experiments import experiment as experiment_module
+from genrekit.experiments import results as results_module
+from genrekit.experiments.experiment import load_experiment, plan_runs, run_experiments
+from genrekit.experiments.results import COLUMNS
 
 pytestmark = pytest.mark.usefixtures("quiet_single_thread")
 
@@ -251,7 +252,7 @@ def test_summary_of_folds_and_the_reachable_accuracy(tone_experiment):
                 "labels_not_in_train": missing, "timings": {"training": 2.0, "features": 1.0},
                 "wall_seconds": 3.0, "cpu_seconds": 2.5, "parameters": 100, "parameter_kind": "trainable"}
 
-    rows = experiment_module.summarize_folds(run, [
+    rows = results_module.summarize_folds(run, [
         record(0, 0.5, [[2, 0], [2, 0]], ["b"]),  # genre b untrainable in this fold: 2 of 4 tracks lost
         record(1, 1.0, [[2, 0], [0, 2]], []),
     ])
@@ -261,7 +262,7 @@ def test_summary_of_folds_and_the_reachable_accuracy(tone_experiment):
     assert rows["learnable_track_accuracy"] == 1.0  # every track of a trained genre was right
     assert rows["labels_missing_from_training"] == "b"
     assert rows["wall_seconds"] == 6.0 and rows["train_seconds_per_fold"] == 2.0
-    text = experiment_module.results_markdown([rows])
+    text = results_module.results_markdown([rows])
     assert "no model can exceed 75.0% track accuracy" in text
     assert "| on learnable genres |" in text and "| 100.0 % |" in text
 
@@ -277,7 +278,7 @@ def test_parallel_jobs_give_the_same_table(tone_experiment, finished, tmp_path):
 
 
 def test_a_training_config_is_an_experiment_of_one_recipe(tmp_path):
-    from genrekit.tune import to_toml
+    from genrekit.experiments.tune import to_toml
 
     make_tone_dataset(tmp_path / "tones", tracks_per_genre=3, seconds=1.0)
     recipe = {"dataset": "tones", "out": "models/x", "name": "tone-cnn", "sample_rate": SR, "segment": TINY_SEGMENT,

@@ -1,15 +1,15 @@
-"""Model files whose features live outside ``genrekit.features`` load with ``genrekit.load_model``."""
+"""Model files of every registered feature load with ``genrekit.load_model``: the registry is one literal table."""
 
 import numpy as np
 import pytest
 import torch
-
-from genrekit import features
-from genrekit.classifier import load_model
-from genrekit.errors import UsageError
-from genrekit.train import TrainConfig, train_model
 from tones import GENRES, SR, TINY_SEGMENT, make_tone_dataset, tone_track
 
+from genrekit.errors import UsageError
+from genrekit.features import registry
+from genrekit.inference.model import load_model
+from genrekit.training.config import TrainConfig
+from genrekit.training.loop import train_model
 
 pytestmark = pytest.mark.usefixtures("quiet_single_thread")
 
@@ -28,21 +28,13 @@ def _train(tones, out, feature, architecture, epochs=1):
     return train_model(config)
 
 
-def _fresh_registry(monkeypatch):
-    """Forget late-registered features, as in a process that never trained one."""
-    for name in ("summary", "waveform"):
-        if name in features.FEATURES:
-            monkeypatch.delitem(features.FEATURES, name)
-
-
 @pytest.mark.parametrize("feature, architecture", [
     # librosa's summary features take seconds (numba compiles on first use)
     pytest.param({"name": "summary"}, {"name": "sklearn-logreg"}, marks=pytest.mark.slow),
     ({"name": "waveform"}, {"name": "samplecnn", "channels": [4, 4, 4, 8], "hidden": 0, "dropout": 0.0}),
 ])
-def test_saved_model_with_late_feature_loads_and_predicts(tones, tmp_path, monkeypatch, feature, architecture):
+def test_saved_model_of_a_non_spectral_feature_loads_and_predicts(tones, tmp_path, feature, architecture):
     result = _train(tones, tmp_path / "model", feature, architecture)
-    _fresh_registry(monkeypatch)
     model = load_model(result.model_path)
     assert model.spec["feature"]["name"] == feature["name"]
     assert model.spec["feature"]["sr"] == SR
@@ -56,6 +48,6 @@ def test_saved_model_with_late_feature_loads_and_predicts(tones, tmp_path, monke
     torch.testing.assert_close(model.segment_logits(segment), expected)
 
 
-def test_build_feature_names_late_features_in_its_error():
+def test_build_feature_names_every_feature_in_its_error():
     with pytest.raises(UsageError, match="summary.*waveform"):
-        features.build_feature({"name": "no-such-feature"})
+        registry.build_feature({"name": "no-such-feature"})

@@ -1,6 +1,5 @@
 """The library state database: validity of stored results, reuse, crash safety."""
 
-import json
 import os
 import shutil
 import signal
@@ -11,7 +10,8 @@ import textwrap
 
 import pytest
 
-from genrekit.library import LibraryDB, LibraryDBError, default_db_path, file_sha256, predict_with_cache
+from genrekit.apps.library.db import LibraryDB, LibraryDBError, default_db_path, file_sha256
+from genrekit.apps.library.results import predict_with_cache
 
 MODEL = "model-a"
 
@@ -149,7 +149,7 @@ def test_newer_schema_is_refused(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from genrekit.library import LibraryDB
+    from genrekit.apps.library.db import LibraryDB
 
     db = LibraryDB(sys.argv[1])
     audio = sys.argv[2]

@@ -19,24 +19,20 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import GTZAN_MINI, MUSICNN_FIXTURES
-from genrekit import musicnn
+
 from genrekit.errors import ModelError, UsageError
-from genrekit.musicnn import (
-    LAYERS,
-    MODELS,
-    PATCH_FRAMES,
-    Musicnn,
+from genrekit.features.musicnn import network
+from genrekit.features.musicnn import weights as weight_files
+from genrekit.features.musicnn.embedding import (
     MusicnnEmbedding,
-    MusicnnVgg,
     MusicnnFrontEnd,
-    convert_checkpoint,
     file_logmel,
-    load_musicnn,
     logmel_patches,
     musicnn_embeddings,
 )
+from genrekit.features.musicnn.network import LAYERS, MODELS, PATCH_FRAMES, Musicnn, MusicnnVgg
+from genrekit.features.musicnn.weights import convert_checkpoint, load_musicnn
 
 MUSICNN_MODELS = ["MSD_musicnn", "MTT_musicnn"]  # the ones with TF reference outputs
 NETWORK_LAYERS = ["taggram", "penultimate", "mean_pool", "max_pool", "timbral", "temporal", "cnn1", "cnn2", "cnn3"]
@@ -126,7 +122,7 @@ def test_tags_are_musicnn_configuration_order(models):
 
 @pytest.fixture(scope="module")
 def clip_logmel():
-    from genrekit.audio import load_audio
+    from genrekit.audio.decode import load_audio
 
     cache = {}
 
@@ -141,7 +137,7 @@ def clip_logmel():
 
 
 E2E_CASES = [(clip, "no-overlap", PATCH_FRAMES) for clip in E2E_CLIPS] + [
-    (clip, "overlap-1s", musicnn.HOP_1S_FRAMES) for clip in ("synthetic", "blues.00000")
+    (clip, "overlap-1s", network.HOP_1S_FRAMES) for clip in ("synthetic", "blues.00000")
 ]
 
 
@@ -204,10 +200,10 @@ def test_fast_forward_equals_reference(frames):
 
 def test_dead_filters_are_constant_and_skipped():
     model = _random_musicnn(dead_fraction=0.5)
-    scale, shift = musicnn._bn_affine(model.input_bn)
-    reach = musicnn._input_bound(scale, shift) / model.tolerance
+    scale, shift = network._bn_affine(model.input_bn)
+    reach = network._input_bound(scale, shift) / model.tolerance
     with torch.no_grad():
-        live = musicnn._live_filters(model.timbral[0], reach)[0]
+        live = network._live_filters(model.timbral[0], reach)[0]
         dead_gamma = model.timbral[0]["bn"].weight.abs() < 1e-9
     assert 0 < len(live) < 204
     assert not dead_gamma[live].any()  # a filter whose batch norm scale is ~0 is never computed
@@ -236,7 +232,7 @@ def test_temporal_blocks_use_tensorflow_same_padding(path):
     with torch.inference_mode():
         temporal = getattr(model, path)(patches)["temporal"][0].numpy()
     for block_index, block in enumerate(model.temporal):
-        conv, (scale, shift) = block["conv"], musicnn._bn_affine(block["bn"])
+        conv, (scale, shift) = block["conv"], network._bn_affine(block["bn"])
         kernel, bias = conv.weight[0, 0, :, 0].detach().numpy(), float(conv.bias[0].detach())
         band_values = []
         for band_signal in (patches[0, :, 5].numpy(), np.zeros(187)):  # only band 5 is not silent
@@ -249,9 +245,9 @@ def test_temporal_blocks_use_tensorflow_same_padding(path):
 def _as_tf_checkpoint(model: torch.nn.Module, name: str) -> dict[str, np.ndarray]:
     """The TF variables musicnn's models.py would hold for these weights (HWIO kernels...)."""
     state, weights = model.state_dict(), {}
-    for tf, layer, kind in musicnn._tf_layers(name):
+    for tf, layer, kind in weight_files._tf_layers(name):
         if kind == "bn":
-            for tf_field, field in musicnn._TF_BN_FIELDS.items():
+            for tf_field, field in weight_files._TF_BN_FIELDS.items():
                 weights[f"{tf}/{tf_field}"] = state[f"{layer}.{field}"].numpy()
             continue
         kernel = state[f"{layer}.weight"].numpy()
@@ -319,7 +315,7 @@ def test_vgg_agrees_with_musicnn_reference(tmp_path, clip_logmel):
 
 
 def test_front_end_follows_musicnn_recipe():
-    from genrekit.features import mel_filterbank  # checked against librosa in test_features
+    from genrekit.features.spectral import mel_filterbank
 
     t = np.arange(48000) / 16000
     rng = np.random.default_rng(0)
@@ -343,7 +339,7 @@ def test_front_end_clips_overloaded_audio_instead_of_inf():
     loud = 200.0 * torch.sin(torch.arange(48000) * 0.05)[None]  # far beyond full scale
     patches = MusicnnFrontEnd()(loud)
     assert torch.isfinite(patches).all()
-    assert float(patches.max()) == pytest.approx(musicnn.LOGMEL_MAX, abs=1e-4)
+    assert float(patches.max()) == pytest.approx(network.LOGMEL_MAX, abs=1e-4)
 
 
 def test_front_end_rejects_short_rows():
@@ -379,7 +375,7 @@ def test_unknown_model_name():
 
 
 def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(musicnn, "_checkpoint_prefix", lambda name: None)
+    monkeypatch.setattr(weight_files, "_checkpoint_prefix", lambda name: None)
     with pytest.raises(ModelError, match=r"pip install --no-deps musicnn==0\.1\.0"):
         load_musicnn("MSD_musicnn", cache_dir=tmp_path)
 
@@ -396,10 +392,10 @@ def test_conversion_is_cached_and_refreshed(tmp_path, monkeypatch):
         raise AssertionError("converted again although the cache is current")
 
     with monkeypatch.context() as patch:
-        patch.setattr(musicnn, "_convert_to_cache", no_conversion)
+        patch.setattr(weight_files, "_convert_to_cache", no_conversion)
         again = load_musicnn("MTT_musicnn", cache_dir=tmp_path)
         # usable without the package once converted
-        patch.setattr(musicnn, "_checkpoint_prefix", lambda name: None)
+        patch.setattr(weight_files, "_checkpoint_prefix", lambda name: None)
         load_musicnn("MTT_musicnn", cache_dir=tmp_path)
     for key, value in model.state_dict().items():
         assert torch.equal(again.state_dict()[key], value)
@@ -424,8 +420,8 @@ def test_corrupt_cached_weights_are_reported(tmp_path, monkeypatch):
 @pytest.fixture
 def cached_models(models, monkeypatch):
     """Make the module-level model cache use this test module's converted models."""
-    monkeypatch.setattr(musicnn, "_MODELS_IN_USE", dict(models))
-    monkeypatch.setattr(musicnn, "load_musicnn", lambda name, **kw: models[name])
+    monkeypatch.setattr(weight_files, "_MODELS_IN_USE", dict(models))
+    monkeypatch.setattr(weight_files, "load_musicnn", lambda name, **kw: models[name])
 
 
 @needs_weights
@@ -449,7 +445,7 @@ def test_embeddings_from_audio_and_from_patches(cached_models, models):
 
 @needs_weights
 def test_embedding_module_is_a_frozen_feature(cached_models):
-    from genrekit.features import build_feature, feature_spec
+    from genrekit.features.registry import build_feature, feature_spec
 
     module = build_feature({"name": "musicnn", "model": "MSD_musicnn", "layer": "mean_pool"})
     assert isinstance(module, MusicnnEmbedding) and module.sr == 16000 and module.dim == 753
@@ -467,7 +463,7 @@ def test_embedding_module_is_a_frozen_feature(cached_models):
 
 
 def _run_tags(capsys, *args) -> tuple[int, str, str]:
-    from genrekit.cli import main
+    from genrekit.apps.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["tags", *map(str, args)])
@@ -480,7 +476,7 @@ def _run_tags(capsys, *args) -> tuple[int, str, str]:
 @pytest.mark.slow
 def test_tags_command(cache_dir, monkeypatch, capsys):
     monkeypatch.setenv("GENREKIT_CACHE_DIR", str(cache_dir.parent / "cli-cache"))
-    monkeypatch.setattr(musicnn, "_MODELS_IN_USE", {})
+    monkeypatch.setattr(weight_files, "_MODELS_IN_USE", {})
     clip = MUSICNN_FIXTURES / "synthetic.flac"
     code, out, err = _run_tags(capsys, clip, "--model", "MTT_musicnn", "--top", "3", "--json")
     assert code == 0, err

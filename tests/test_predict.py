@@ -15,8 +15,9 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from genrekit.classifier import GenreModel
-from genrekit.predict import predict_audio, predict_files
+from genrekit.inference.batch import predict_files
+from genrekit.inference.model import GenreModel
+from genrekit.inference.predict import predict_audio
 
 SR = 8000
 
@@ -142,7 +143,7 @@ def test_bundled_default_model_from_the_cli(gtzan_mini, capsys):
     The clips are among the model's training data, so the accuracy bar only checks that the
     shipped weights are the trained ones (held-out figures are in docs/model-card.md).
     """
-    from genrekit.cli import main
+    from genrekit.apps.cli.main import main
 
     clips = [sorted((gtzan_mini / genre).glob("*.flac"))[7] for genre in sorted(p.name for p in gtzan_mini.iterdir() if p.is_dir())]
     with pytest.raises(SystemExit) as exit_info:

@@ -5,11 +5,11 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-
-from genrekit import plots
-from genrekit.cli import main
-from genrekit.report import clip_statistics, data_report, embedding_maps, neighbour_agreement
 from tones import GENRES, SR, make_tone_dataset, tone_track
+
+from genrekit.apps.cli.main import main
+from genrekit.evaluation import plots
+from genrekit.experiments.data_report import clip_statistics, data_report, embedding_maps, neighbour_agreement
 
 
 def _musicnn_installed() -> bool:
@@ -96,7 +96,7 @@ def test_plot_file_with_taggram(tmp_path, captured):
 
 
 def test_clip_statistics_measure_duration_and_level(tmp_path):
-    from genrekit.datasets import Track
+    from genrekit.data.datasets import Track
 
     path = tmp_path / "sine.wav"
     t = np.arange(int(1.5 * 22050)) / 22050

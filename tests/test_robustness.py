@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit.classifier import load_model
-from genrekit.predict import predict_files
+from genrekit.inference.batch import predict_files
+from genrekit.inference.model import load_model
 
 SR = 16000
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
@@ -25,8 +25,8 @@ def save_tiny_model(path, sample_rate=SR, temperature=1.0):
     """A 16 kHz log-mel + one-block CNN model with seeded random weights; returns its JSON path."""
     import torch
 
-    from genrekit.classifier import save_model
-    from genrekit.models import build_model
+    from genrekit.models.files import save_model
+    from genrekit.models.registry import build_model
 
     torch.manual_seed(0)
     network = build_model({"name": "cnn2d", "input_shape": [32, 188], "channels": [4], "hidden": 0,
@@ -316,7 +316,7 @@ def test_a_crashing_file_costs_only_itself():
     """A worker that dies takes its pool down; every other file is decoded again, the culprit named."""
     from decoder_crash import decode_or_die
 
-    from genrekit.predict import _DecoderPool
+    from genrekit.inference.batch import _DecoderPool
 
     names = ["a.wav", "b.wav", "poison.wav", "c.wav", "d.wav", "poison2.wav", "e.wav"]
     pool = _DecoderPool(decode_or_die, workers=2)

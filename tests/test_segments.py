@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit.audio import load_audio
+from genrekit.audio.decode import load_audio
+from genrekit.audio.segments import MIN_TAIL, Segments, segment_samples, stream_segments
 from genrekit.errors import AudioMissingError, UsageError
-from genrekit.segments import MIN_TAIL, Segments, segment_samples, stream_segments
 
 
 def reference_windows(n, width, step, last):
@@ -213,7 +213,7 @@ def test_an_hour_of_stereo_streams_in_bounded_memory(tmp_path):
     script = textwrap.dedent(f"""
         import json, resource
         import numpy as np
-        from genrekit.segments import stream_segments
+        from genrekit.audio.segments import stream_segments
 
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         count, loud, last_end = 0, [], None

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from genrekit.features import build_feature, feature_spec
-from genrekit.musicnn import HOP_1S_FRAMES, file_logmel, logmel_patches, musicnn_embeddings
+from genrekit.features.musicnn.embedding import file_logmel, logmel_patches, musicnn_embeddings
+from genrekit.features.musicnn.network import HOP_1S_FRAMES
+from genrekit.features.registry import build_feature, feature_spec
 
 
 def _musicnn_installed() -> bool:

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import expected_segment_count
 from fastapi.testclient import TestClient
 from torch import nn
 
-from genrekit.classifier import GenreModel, load_model
-from genrekit.cli import main
-from genrekit.serve import clean_filename, create_app
-from conftest import expected_segment_count
+from genrekit.apps.cli.main import main
+from genrekit.apps.service.app import clean_filename, create_app
+from genrekit.inference.model import GenreModel, load_model
 
 SR = 22050
 
@@ -383,7 +383,7 @@ def test_openapi_describes_the_api(make_client):
 def test_serve_command_lists_its_options():
     from typer.testing import CliRunner
 
-    from genrekit.cli import app
+    from genrekit.apps.cli.main import app
 
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
@@ -392,9 +392,9 @@ def test_serve_command_lists_its_options():
 
 
 def test_docs_without_swagger_ui_fall_back_to_a_plain_page(make_client, monkeypatch):
-    import genrekit.serve
+    import genrekit.apps.service.app
 
-    monkeypatch.setattr(genrekit.serve, "_swagger_dir", lambda: None)
+    monkeypatch.setattr(genrekit.apps.service.app, "_swagger_dir", lambda: None)
     client = make_client()
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/openapi.json" in docs.text and "SwaggerUIBundle" not in docs.text

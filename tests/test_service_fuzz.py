@@ -11,8 +11,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from genrekit.classifier import load_model
-from genrekit.serve import create_app
+from genrekit.apps.service.app import create_app
+from genrekit.inference.model import load_model
 
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 UPLOADS = [("POST", "/v1/predict"), ("POST", "/v1/spectrogram")]

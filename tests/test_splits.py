@@ -5,13 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED
-from genrekit.datasets import GTZAN_GENRES, Dataset, Track, load_gtzan_artists, open_dataset
-from genrekit.errors import DatasetError, UsageError
-from genrekit.splits import (
+from genrekit.data.datasets import GTZAN_GENRES, Dataset, Track, load_gtzan_artists, open_dataset
+from genrekit.data.splits import (
     check_no_leakage,
     gtzan_artist_split,
     holdout_split,
@@ -23,6 +22,7 @@ from genrekit.splits import (
     take,
     train_valid_test_split,
 )
+from genrekit.errors import DatasetError, UsageError
 
 SIDES = ("train", "valid", "test")
 

@@ -20,11 +20,9 @@ import torch
 from mutagen.id3 import ID3, TCON, TIT2, TPE1
 from torch import nn
 
-from genrekit.classifier import GenreModel
-from genrekit.cli import main
-from genrekit.library import LibraryDB, default_db_path
-from genrekit.tagging import (
-    TagChange,
+from genrekit.apps.cli.main import main
+from genrekit.apps.library.db import LibraryDB, default_db_path
+from genrekit.apps.library.genre_tags import (
     TagConflictError,
     TagError,
     TaggingNotSupportedError,
@@ -35,6 +33,7 @@ from genrekit.tagging import (
     undo_tag_batch,
     write_genres,
 )
+from genrekit.inference.model import GenreModel
 
 SR = 16000
 LOW, HIGH = 200.0, 3000.0  # the test model says "low" / "high" for these tones
@@ -310,7 +309,7 @@ def test_undo_leaves_files_edited_since_alone(library):
 
 def test_undo_after_a_crash_between_write_and_record(library, monkeypatch):
     """The intent is recorded before the write, so a kill right after the write is undoable."""
-    import genrekit.tagging as tagging
+    import genrekit.apps.library.genre_tags as tagging
 
     path = library / "aac track.m4a"
     real_apply = tagging.apply_tag_change
@@ -354,21 +353,21 @@ class Compare(nn.Module):
 @pytest.fixture
 def band_model(monkeypatch):
     """A model that hears "low" or "high" tones, installed as the model the CLI loads."""
-    import genrekit.classifier
-    import genrekit.predict
+    import genrekit.apps.library.results
+    import genrekit.inference.model
 
     spec = {"name": "band-test", "model_id": "band-test-1", "labels": ["low", "high"], "sample_rate": SR,
             "segment": {"window": 1.0, "hop": 1.0, "last": "pad"}, "calibration": {"temperature": 1.0}}
     model = GenreModel(spec=spec, feature=BandEnergy(), network=Compare())
-    monkeypatch.setattr(genrekit.classifier, "load_model", lambda path=None: model)
+    monkeypatch.setattr(genrekit.inference.model, "load_model", lambda path=None: model)
     calls = []
-    real_predict_files = genrekit.predict.predict_files
+    real_predict_files = genrekit.apps.library.results.predict_files
 
     def counting_predict_files(paths, model, **options):
         calls.append(len(paths))
         return real_predict_files(paths, model, **options)
 
-    monkeypatch.setattr(genrekit.predict, "predict_files", counting_predict_files)
+    monkeypatch.setattr(genrekit.apps.library.results, "predict_files", counting_predict_files)
     return calls
 
 

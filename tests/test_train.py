@@ -3,21 +3,16 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from genrekit.classifier import load_model
-from genrekit.errors import UsageError
-from genrekit.train import (
-    SpecAugment,
-    TrainConfig,
-    WaveAugment,
-    checkpoint_paths,
-    data_fingerprint,
-    fit_temperature,
-    load_config,
-    train_model,
-)
 from tones import GENRES, SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset, tone_track
 
+from genrekit.data.splits import data_fingerprint
+from genrekit.errors import UsageError
+from genrekit.inference.model import load_model
+from genrekit.training.augment import SpecAugment, WaveAugment
+from genrekit.training.calibration import fit_temperature
+from genrekit.training.checkpoints import checkpoint_paths
+from genrekit.training.config import TrainConfig, load_config
+from genrekit.training.loop import train_model
 
 pytestmark = pytest.mark.usefixtures("quiet_single_thread")
 
@@ -166,7 +161,7 @@ def test_second_run_reads_features_from_the_cache(tones, tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("audio decoded although the features are cached")
 
-    monkeypatch.setattr("genrekit.audio.load_audio", no_decoding)
+    monkeypatch.setattr("genrekit.audio.decode.load_audio", no_decoding)
     train_model(config)
 
 
@@ -250,7 +245,7 @@ def test_fit_temperature_recovers_the_true_temperature():
 
 
 def test_data_fingerprint_changes_with_the_data(tones, tmp_path):
-    from genrekit.datasets import open_dataset
+    from genrekit.data.datasets import open_dataset
 
     tracks = open_dataset(tones).tracks
     first = data_fingerprint(tracks)
@@ -259,7 +254,7 @@ def test_data_fingerprint_changes_with_the_data(tones, tmp_path):
 
 
 def test_feature_spec_is_completed_with_the_sample_rate():
-    from genrekit.train import resolve_feature
+    from genrekit.features.registry import resolve_feature
 
     spec, module = resolve_feature({"name": "mfcc", "n_mfcc": 13}, 16000)
     assert spec["sr"] == 16000 and spec["n_mfcc"] == 13 and spec["n_mels"] == 128

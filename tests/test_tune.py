@@ -5,15 +5,15 @@ import json
 import tomllib
 
 import pytest
-
-from genrekit import train as train_module
-from genrekit.cli import main
-from genrekit.datasets import open_dataset
-from genrekit.errors import UsageError
-from genrekit.train import TrainConfig, load_config, split_tracks
-from genrekit.tune import DEFAULT_SPACE, apply_params, read_tune_config, to_toml, tune
 from tones import GENRES, SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset
 
+from genrekit.apps.cli.main import main
+from genrekit.data.datasets import open_dataset
+from genrekit.data.splits import split_tracks
+from genrekit.errors import UsageError
+from genrekit.experiments.tune import DEFAULT_SPACE, apply_params, read_tune_config, to_toml, tune
+from genrekit.training import loop as train_module
+from genrekit.training.config import TrainConfig, load_config
 
 pytestmark = pytest.mark.usefixtures("quiet_single_thread")
 

@@ -1,13 +1,13 @@
 """genrekit: tell the genre of a piece of music, and train, evaluate and serve genre models.
 
-The data flow follows the modules: ``audio`` (decode) -> ``segments`` (fixed windows) ->
-``features`` (log-mel, MFCC, musicnn embeddings) -> ``models`` -> ``aggregate`` (segments to
-track) -> ``outputs`` (table, JSON, CSV).
+The data flow follows the subpackages, and imports point one way, from top to bottom:
+``apps`` (cli, service, library) -> ``experiments`` -> ``training`` -> ``evaluation`` -> ``data``
+-> ``inference`` (segments to track, writers) -> ``models`` -> ``features`` -> ``audio``
+(decode, segments, levels). ``errors`` and ``utils`` are used by all. The public API is here:
+``load_model``, ``save_model``, ``GenreModel``, ``Prediction`` and the errors.
 """
 
 import os as _os
-
-__version__ = "0.1.0"
 
 # OpenMP threads that spin while waiting make torch's small operations many times slower as soon
 # as another process wants the cores (docs/benchmarks.md, feature extraction). Sleeping threads
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # user's own setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .errors import (  # noqa: E402
+from genrekit.errors import (  # noqa: E402
     AudioError,
     AudioMissingError,
     CorruptAudioError,
@@ -24,11 +24,14 @@ from .errors import (  # noqa: E402
     NotAudioError,
     UnsupportedAudioError,
 )
+from genrekit.version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",
     "load_model",
     "save_model",
+    "GenreModel",
+    "Prediction",
     "AudioError",
     "AudioMissingError",
     "CorruptAudioError",
@@ -40,9 +43,17 @@ __all__ = [
 
 
 def __getattr__(name):
-    # load_model/save_model import torch; keep ``import genrekit`` (and ``genrekit --help``) light
-    if name in ("load_model", "save_model"):
-        from . import classifier
+    # these import torch: keep ``import genrekit`` (and ``genrekit --help``) light
+    if name in ("load_model", "GenreModel"):
+        from genrekit.inference import model
 
-        return getattr(classifier, name)
+        return getattr(model, name)
+    if name == "save_model":
+        from genrekit.models.files import save_model
+
+        return save_model
+    if name == "Prediction":
+        from genrekit.inference.predict import Prediction
+
+        return Prediction
     raise AttributeError(f"module 'genrekit' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from .cli import main
+from genrekit.apps.cli import main
 
 main()

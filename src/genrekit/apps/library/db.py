@@ -1,0 +1,378 @@
+"""TODO docstring (library)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from genrekit.errors import GenrekitError
+
+DEFAULT_DB_NAME = ".genrekit.sqlite"
+
+
+SCHEMA_VERSION = 1
+
+
+HASH_CHUNK = 1 << 20  # 1 MiB
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path        TEXT NOT NULL,      -- relative to the database's folder when inside it
+    model_id    TEXT NOT NULL,
+    size        INTEGER NOT NULL,   -- bytes
+    mtime_ns    INTEGER NOT NULL,
+    sha256      TEXT,               -- of the file bytes; NULL when hashing is off
+    status      TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    result      TEXT,               -- prediction as JSON (status ok)
+    error       TEXT,               -- one-line message (status error)
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (path, model_id)
+);
+CREATE INDEX IF NOT EXISTS files_by_content ON files (model_id, size, sha256);
+CREATE TABLE IF NOT EXISTS tag_batches (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at  TEXT NOT NULL,
+    model_id    TEXT,
+    undone_at   TEXT
+);
+CREATE TABLE IF NOT EXISTS tag_changes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id    INTEGER NOT NULL REFERENCES tag_batches (id),
+    path        TEXT NOT NULL,
+    previous    TEXT,               -- JSON list of the genre values before, NULL if there was no tag
+    new         TEXT,               -- JSON list written, NULL if the tag was removed
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'failed', 'undone')),
+    error       TEXT,
+    changed_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tag_changes_by_batch ON tag_changes (batch_id);
+"""
+
+
+class LibraryDBError(GenrekitError):
+    """The library database cannot be opened or is not a genrekit database."""
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    """One stored row of the ``files`` table, as found on disk at lookup time."""
+
+    path: Path
+    model_id: str
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    status: str  # "ok" or "error"
+    result: dict | None
+    error: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    """One file's entry in a tag batch. ``previous``/``new`` are ``None`` where the tag is absent."""
+
+    id: int
+    batch_id: int
+    path: Path
+    previous: list[str] | None
+    new: list[str] | None
+    state: str  # pending, applied, failed, undone
+    error: str | None
+    changed_at: str
+
+
+def default_db_path(library: str | os.PathLike) -> Path:
+    """``<library>/.genrekit.sqlite`` for a folder, or beside the file for a single file."""
+    library = Path(library)
+    folder = library if library.is_dir() else library.parent
+    return folder / DEFAULT_DB_NAME
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of the file bytes, read in 1 MiB chunks (bounded memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class LibraryDB:
+    """Prediction results and tag history of one music library.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The SQLite file; created (with its folder) if missing.
+    hash_files : bool
+        Record the SHA-256 of each file when storing a result (default True). The hash lets a
+        renamed or touched file reuse its result; it costs one extra read of the file, which is
+        small next to decoding it. Lookups of unchanged files never hash.
+    timeout : float
+        Seconds to wait for another process holding the write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, hash_files: bool = True, timeout: float = 30.0):
+        self.path = Path(path)
+        self.root = Path(os.path.abspath(self.path.parent))
+        self.hash_files = hash_files
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit mode: every statement outside an explicit BEGIN commits at once
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._setup()
+        except sqlite3.OperationalError as exc:  # read-only folder, locked, no space
+            raise LibraryDBError(
+                f"{self.path}: cannot use library database ({exc}); --db PATH puts it elsewhere"
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            raise LibraryDBError(f"{self.path}: not a usable genrekit library database ({exc})") from exc
+        except OSError as exc:
+            raise LibraryDBError(
+                f"{self.path}: cannot use library database ({exc.strerror}); --db PATH puts it elsewhere"
+            ) from exc
+
+    def _setup(self) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed result survives a power cut too, not only a killed process
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise LibraryDBError(
+                f"{self.path}: written by a newer genrekit (schema {version} > {SCHEMA_VERSION})"
+            )
+        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> LibraryDB:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def _key(self, path: str | os.PathLike) -> str:
+        absolute = Path(os.path.abspath(path))
+        try:
+            return absolute.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(absolute)
+
+    def _resolve(self, key: str) -> Path:
+        return Path(key) if os.path.isabs(key) else self.root / key
+
+    # -- predictions ------------------------------------------------------------------------
+
+    def entry(self, path: str | os.PathLike, model_id: str) -> LibraryEntry | None:
+        """The stored row for ``path`` and ``model_id`` whether or not it is still valid."""
+        row = self._conn.execute(
+            "SELECT * FROM files WHERE path = ? AND model_id = ?", (self._key(path), model_id)
+        ).fetchone()
+        return None if row is None else self._entry(row)
+
+    def _entry(self, row: sqlite3.Row) -> LibraryEntry:
+        return LibraryEntry(
+            path=self._resolve(row["path"]),
+            model_id=row["model_id"],
+            size=row["size"],
+            mtime_ns=row["mtime_ns"],
+            sha256=row["sha256"],
+            status=row["status"],
+            result=None if row["result"] is None else json.loads(row["result"]),
+            error=row["error"],
+            updated_at=row["updated_at"],
+        )
+
+    def lookup(self, path: str | os.PathLike, model_id: str) -> dict | None:
+        """The stored prediction of ``path`` by ``model_id``, or None if it must be (re)computed.
+
+        A result is valid while the file's size and mtime match what was stored. When they do
+        not, or when the path is unknown, the file is hashed once and a stored result for the
+        same bytes (a touched, renamed or moved file) is reused and re-keyed to the file as it is
+        now. Errors are not returned, so failed files are retried.
+        """
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        entry = self.entry(path, model_id)
+        if entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            return self._as_result(entry, path)
+        return self._lookup_by_content(path, model_id, stat, entry)
+
+    def _lookup_by_content(self, path, model_id, stat, entry) -> dict | None:
+        if entry is not None and entry.sha256 is None:
+            return None
+        candidates = self._conn.execute(
+            "SELECT * FROM files WHERE model_id = ? AND size = ? AND sha256 IS NOT NULL"
+            " AND status = 'ok'",
+            (model_id, stat.st_size),
+        ).fetchall()
+        if not candidates:
+            return None
+        sha256 = file_sha256(path)
+        for row in candidates:
+            if row["sha256"] == sha256:
+                found = self._entry(row)
+                result = self._as_result(found, path)
+                self._upsert(path, model_id, stat, sha256, "ok", result, None)
+                return result
+        return None
+
+    @staticmethod
+    def _as_result(entry: LibraryEntry, path) -> dict | None:
+        if entry.status != "ok" or entry.result is None:
+            return None
+        return {**entry.result, "path": str(path)}
+
+    def store(self, path: str | os.PathLike, model_id: str, result: dict) -> None:
+        """Record ``result`` (a JSON-able prediction dict) for ``path`` as it is on disk now."""
+        stat = os.stat(path)
+        self._upsert(path, model_id, stat, self._hash(path), "ok", result, None)
+
+    def store_error(self, path: str | os.PathLike, model_id: str, message: str) -> None:
+        """Record that predicting ``path`` failed with ``message`` (kept for reports; retried)."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return  # a vanished file has no identity to record
+        self._upsert(path, model_id, stat, None, "error", None, message)
+
+    def _hash(self, path) -> str | None:
+        return file_sha256(path) if self.hash_files else None
+
+    def _upsert(self, path, model_id, stat, sha256, status, result, error) -> None:
+        now = _now()
+        self._conn.execute(
+            "INSERT INTO files (path, model_id, size, mtime_ns, sha256, status, result, error,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (path, model_id) DO UPDATE SET size = excluded.size,"
+            " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, status = excluded.status,"
+            " result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
+            (
+                self._key(path), model_id, stat.st_size, stat.st_mtime_ns, sha256, status,
+                None if result is None else json.dumps(result, ensure_ascii=False),
+                error, now, now,
+            ),
+        )
+
+    def refresh_identity(self, path: str | os.PathLike, before: os.stat_result) -> int:
+        """Re-key stored results of ``path`` after a change that kept its audio (a tag write).
+
+        Only rows that were valid for the file as it was (``before``, its stat before the change)
+        are updated, so a result that was already stale stays stale. Returns the number of rows.
+        """
+        stat = os.stat(path)
+        cursor = self._conn.execute(
+            "UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, updated_at = ?"
+            " WHERE path = ? AND size = ? AND mtime_ns = ?",
+            (
+                stat.st_size, stat.st_mtime_ns, self._hash(path), _now(),
+                self._key(path), before.st_size, before.st_mtime_ns,
+            ),
+        )
+        return cursor.rowcount
+
+    def entries(self, model_id: str | None = None) -> list[LibraryEntry]:
+        """All stored rows (of one model if given), ordered by path."""
+        if model_id is None:
+            rows = self._conn.execute("SELECT * FROM files ORDER BY path, model_id")
+        else:
+            rows = self._conn.execute(
+                "SELECT * FROM files WHERE model_id = ? ORDER BY path", (model_id,)
+            )
+        return [self._entry(row) for row in rows]
+
+    # -- tag history ------------------------------------------------------------------------
+
+    def begin_tag_batch(self, model_id: str | None = None) -> int:
+        """Start a batch of tag writes; returns its id (1, 2, ...)."""
+        cursor = self._conn.execute(
+            "INSERT INTO tag_batches (created_at, model_id) VALUES (?, ?)", (_now(), model_id)
+        )
+        return cursor.lastrowid
+
+    def record_tag_intent(
+        self, batch_id: int, path: str | os.PathLike, previous: list[str] | None, new: list[str] | None
+    ) -> int:
+        """Record a tag change BEFORE the file is touched; returns the change id.
+
+        Writing the intent first means a crash between the file write and
+        :meth:`finish_tag_change` still leaves what is needed to undo it.
+        """
+        cursor = self._conn.execute(
+            "INSERT INTO tag_changes (batch_id, path, previous, new, state, changed_at)"
+            " VALUES (?, ?, ?, ?, 'pending', ?)",
+            (batch_id, self._key(path), _json_or_null(previous), _json_or_null(new), _now()),
+        )
+        return cursor.lastrowid
+
+    def finish_tag_change(self, change_id: int, state: str, error: str | None = None) -> None:
+        """Mark a recorded change ``applied``, ``failed`` (with ``error``) or ``undone``."""
+        self._conn.execute(
+            "UPDATE tag_changes SET state = ?, error = ?, changed_at = ? WHERE id = ?",
+            (state, error, _now(), change_id),
+        )
+
+    def last_tag_batch(self) -> int | None:
+        """Id of the most recent batch that changed files and is not undone yet, or None."""
+        row = self._conn.execute(
+            "SELECT b.id FROM tag_batches b WHERE b.undone_at IS NULL AND EXISTS ("
+            " SELECT 1 FROM tag_changes c WHERE c.batch_id = b.id"
+            " AND c.state IN ('pending', 'applied')) ORDER BY b.id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def tag_batch_exists(self, batch_id: int) -> bool:
+        query = "SELECT 1 FROM tag_batches WHERE id = ?"
+        return self._conn.execute(query, (batch_id,)).fetchone() is not None
+
+    def tag_changes(self, batch_id: int) -> list[TagRecord]:
+        """The changes of one batch in the order they were made."""
+        rows = self._conn.execute(
+            "SELECT * FROM tag_changes WHERE batch_id = ? ORDER BY id", (batch_id,)
+        )
+        return [
+            TagRecord(
+                id=row["id"], batch_id=row["batch_id"], path=self._resolve(row["path"]),
+                previous=_list_or_none(row["previous"]), new=_list_or_none(row["new"]),
+                state=row["state"], error=row["error"], changed_at=row["changed_at"],
+            )
+            for row in rows
+        ]
+
+    def mark_batch_undone(self, batch_id: int) -> None:
+        self._conn.execute("UPDATE tag_batches SET undone_at = ? WHERE id = ?", (_now(), batch_id))
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for a sound database."""
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _json_or_null(values: list[str] | None) -> str | None:
+    return None if values is None else json.dumps(list(values), ensure_ascii=False)
+
+
+def _list_or_none(text: str | None) -> list[str] | None:
+    return None if text is None else json.loads(text)

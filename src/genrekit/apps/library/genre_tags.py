@@ -1,0 +1,473 @@
+"""Genre tags in audio files: read them, plan changes from predictions, write them safely, undo.
+
+The genre lives in ID3 ``TCON`` (MP3, WAV, AIFF), the Vorbis comment ``GENRE`` (FLAC, Ogg
+Vorbis, Opus) or the MP4 ``\xa9gen`` atom (M4A). Writing never edits a file in place: the file
+is copied beside itself, the copy is tagged with mutagen, flushed to disk and moved over the
+original with ``os.replace``, so a crash or a full disk leaves either the old file or the new
+one, never a broken one. Other tags and the audio data are untouched.
+
+A write batch records each file's previous genre values in the library database *before*
+touching it (see :class:`genrekit.library.LibraryDB`), which is what :func:`undo_tag_batch`
+restores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+import mutagen
+from mutagen.aiff import AIFF
+from mutagen.flac import FLAC
+from mutagen.id3 import ID3, TCON
+from mutagen.mp3 import MP3
+from mutagen.mp4 import MP4
+from mutagen.oggopus import OggOpus
+from mutagen.oggvorbis import OggVorbis
+from mutagen.wave import WAVE
+
+from genrekit.apps.library.db import LibraryDB
+from genrekit.errors import AudioError, AudioMissingError, CorruptAudioError, GenrekitError, UsageError
+
+_ID3_TYPES = (MP3, WAVE, AIFF)
+
+
+_VORBIS_TYPES = (FLAC, OggVorbis, OggOpus)
+
+
+_MP4_TYPES = (MP4,)
+
+
+_VORBIS_KEY = "genre"
+
+
+_MP4_KEY = "\xa9gen"
+
+
+#: Conventional tag spellings of GTZAN's lower-case labels; other labels are used as they are
+#: (with a capital first letter when all lower-case).
+#: Plan actions. Only ``write`` changes a file; the others say why a file is left alone.
+WRITE, UNCHANGED, KEEP_EXISTING, LOW_CONFIDENCE, FAILED, UNSUPPORTED = (
+    "write", "unchanged", "keep-existing", "low-confidence", "failed", "unsupported",
+)
+
+#: Outcomes after applying or undoing.
+WRITTEN, RESTORED, CHANGED_SINCE = "written", "restored", "changed-since"
+
+GENRE_NAMES = {
+    "blues": "Blues", "classical": "Classical", "country": "Country", "disco": "Disco",
+    "hiphop": "Hip-Hop", "jazz": "Jazz", "metal": "Metal", "pop": "Pop", "reggae": "Reggae",
+    "rock": "Rock",
+}
+
+
+class TagError(AudioError):
+    """A file's tags could not be read or written."""
+
+    cause = "cannot write tags"
+
+
+class TaggingNotSupportedError(TagError):
+    def __init__(self, path):
+        super().__init__(path)
+        suffix = Path(path).suffix.lower() or "this file type"
+        self.args = (f"{self.path}: tagging not supported for {suffix}",)
+
+
+class ReadOnlyFileError(TagError):
+    cause = "file is read-only; not tagged"
+
+
+class TagConflictError(TagError):
+    cause = "genre tag changed since the changes were planned; not tagged"
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """What happens (or happened) to one file's genre tag.
+
+    ``old`` is the genre values in the file (``[]`` when there is no genre tag), ``new`` the
+    values to write (``None`` removes the tag). ``action`` is one of the plan actions
+    (``write``, ``unchanged``, ``keep-existing``, ``low-confidence``, ``failed``,
+    ``unsupported``) or an outcome (``written``, ``restored``, ``changed-since``, ``failed``);
+    ``reason`` explains a failure or skip.
+    """
+
+    path: Path
+    old: list[str]
+    new: list[str] | None
+    action: str
+    label: str | None = None
+    confidence: float | None = None
+    reason: str | None = None
+
+
+def genre_tag_value(label: str) -> str:
+    """The tag text for a model label: ``"hiphop"`` -> ``"Hip-Hop"``, ``"jazz"`` -> ``"Jazz"``."""
+    if label in GENRE_NAMES:
+        return GENRE_NAMES[label]
+    return label[:1].upper() + label[1:] if label.islower() else label
+
+
+def _open(path) -> mutagen.FileType:
+    """The file parsed by mutagen; raises a :class:`TagError` family error if it cannot be tagged."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioMissingError(path)
+    try:
+        audio = mutagen.File(path)
+    except mutagen.MutagenError as exc:
+        raise CorruptAudioError(path, f"cannot read its tags: {exc}") from None
+    if audio is None or not isinstance(audio, _ID3_TYPES + _VORBIS_TYPES + _MP4_TYPES):
+        raise TaggingNotSupportedError(path)
+    return audio
+
+
+def _get_genres(audio: mutagen.FileType) -> list[str]:
+    tags = audio.tags
+    if tags is None:
+        return []
+    if isinstance(tags, ID3):
+        frame = tags.get("TCON")
+        return [] if frame is None else [str(text) for text in frame.text]
+    key = _MP4_KEY if isinstance(audio, _MP4_TYPES) else _VORBIS_KEY
+    return [str(value) for value in tags.get(key, [])]
+
+
+def read_genres(path: str | os.PathLike) -> list[str]:
+    """The genre values stored in ``path``, ``[]`` when it has no genre tag.
+
+    ID3 values are returned as stored (a legacy ``"(17)"`` stays ``"(17)"``) so that an undo can
+    put back exactly what was there. Raises :class:`TaggingNotSupportedError` for formats
+    without genre tag support and an :class:`~genrekit.errors.AudioError` for missing or
+    unreadable files.
+    """
+    return _get_genres(_open(path))
+
+
+def plan_tag_changes(
+    predictions: Iterable[dict],
+    *,
+    min_confidence: float = 0.5,
+    keep_existing: bool = True,
+    tag_value: Callable[[str], str] = genre_tag_value,
+) -> list[TagChange]:
+    """Decide, for each prediction, whether and how to change the file's genre tag.
+
+    Parameters
+    ----------
+    predictions : iterable of dict
+        Prediction records ``{"path", "genre", "confidence", ...}`` or ``{"path", "error"}``.
+    min_confidence : float
+        Files predicted with a lower calibrated confidence (0..1) are left alone. Default 0.5.
+    keep_existing : bool
+        Leave files that already have a genre tag alone (default). With False their genre
+        values are replaced by the prediction.
+    tag_value : callable
+        Maps a model label to the text written (default :func:`genre_tag_value`).
+
+    Returns
+    -------
+    list of TagChange
+        One per prediction, in input order; only those with ``action == "write"`` change a file.
+        Reading the current tags is the only file access; nothing is written.
+    """
+    return [
+        _plan_one(prediction, min_confidence=min_confidence, keep_existing=keep_existing, tag_value=tag_value)
+        for prediction in predictions
+    ]
+
+
+def _plan_one(prediction: dict, *, min_confidence, keep_existing, tag_value) -> TagChange:
+    path = Path(prediction["path"])
+    if "error" in prediction:
+        return TagChange(path, [], None, FAILED, reason=str(prediction["error"]))
+    label, confidence = prediction.get("genre"), prediction.get("confidence")
+    try:
+        old = read_genres(path)
+    except TaggingNotSupportedError as exc:
+        return TagChange(path, [], None, UNSUPPORTED, label, confidence, reason=str(exc))
+    except AudioError as exc:
+        return TagChange(path, [], None, FAILED, label, confidence, reason=str(exc))
+    if label is None:  # a silent file has no genre to write
+        return TagChange(path, old, None, LOW_CONFIDENCE, label, confidence, reason="no genre (silent)")
+    new = [tag_value(label)]
+    if old == new:
+        action = UNCHANGED
+    elif confidence is None or confidence < min_confidence:
+        action = LOW_CONFIDENCE
+    elif old and keep_existing:
+        action = KEEP_EXISTING
+    else:
+        action = WRITE
+    return TagChange(path, old, new, action, label, confidence)
+
+
+def write_genres(path: str | os.PathLike, genres: list[str] | None, *, expected: list[str] | None = None) -> None:
+    """Set the genre tag of ``path`` to ``genres`` (``None`` or ``[]`` removes it), atomically.
+
+    The file is copied to a hidden temporary file in its folder, the copy is tagged, flushed
+    and moved over the original (through a symbolic link, to its target), keeping the
+    permission bits. Other tags and the audio bytes are left as they are; the modification time
+    changes, so music players notice the new tag.
+
+    Parameters
+    ----------
+    expected : list of str, optional
+        The genre values the file must still hold; if they differ (someone edited the file
+        after the changes were planned) :class:`TagConflictError` is raised and nothing is written.
+
+    Raises
+    ------
+    ReadOnlyFileError
+        The file has no write permission (it is never forced, not even as root).
+    TagError
+        Hard-linked files, folders that are not writable, full disks and mutagen failures.
+    """
+    target = Path(os.path.realpath(path))
+    info = _check_writable(path, target)
+    kind = type(_open(target))
+    fd, tmp = _temp_file_beside(path, target)
+    try:
+        with os.fdopen(fd, "wb") as out, open(target, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        copy = kind(tmp)
+        if expected is not None and _get_genres(copy) != list(expected):
+            raise TagConflictError(path, f"it now has {_get_genres(copy)!r}")
+        _set_genres(copy, genres or None)
+        _save(copy)
+        _fsync(tmp)
+        _copy_ownership(tmp, info)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise TagError(path, exc.strerror or str(exc)) from None
+        if isinstance(exc, mutagen.MutagenError):
+            raise TagError(path, str(exc)) from None
+        raise
+    _fsync_folder(target.parent)
+
+
+def _check_writable(path, target: Path) -> os.stat_result:
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        raise AudioMissingError(path) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise TagError(path, "not a regular file")
+    # a file without any write bit was made read-only on purpose: respect it even as root
+    if not info.st_mode & 0o222 or not os.access(target, os.W_OK):
+        raise ReadOnlyFileError(path)
+    if info.st_nlink > 1:
+        raise TagError(path, f"it has {info.st_nlink} hard links, which a safe rewrite would split")
+    return info
+
+
+def _temp_file_beside(path, target: Path) -> tuple[int, str]:
+    try:
+        # hidden (folder scans skip it) and short enough for a 255-byte name limit
+        prefix = f".{target.stem[:40]}."
+        return tempfile.mkstemp(prefix=prefix, suffix=f".genrekit-tmp{target.suffix}", dir=target.parent)
+    except OSError as exc:
+        raise TagError(path, f"cannot create a file in its folder ({exc.strerror})") from None
+
+
+def _set_genres(audio: mutagen.FileType, genres: list[str] | None) -> None:
+    if audio.tags is None:
+        if genres is None:
+            return
+        audio.add_tags()
+    tags = audio.tags
+    if isinstance(tags, ID3):
+        if genres is None:
+            tags.delall("TCON")
+        else:
+            tags.setall("TCON", [TCON(encoding=3, text=list(genres))])
+        return
+    key = _MP4_KEY if isinstance(audio, _MP4_TYPES) else _VORBIS_KEY
+    if genres is not None:
+        tags[key] = list(genres)
+    elif key in tags:
+        del tags[key]
+
+
+def _save(audio: mutagen.FileType) -> None:
+    if isinstance(audio.tags, ID3):
+        # Keep the file's ID3 version (rewriting v2.3 as v2.4 hides tags from old players), and
+        # in v2.3 join multiple values with NUL as they were read, not with mutagen's "/",
+        # so other multi-valued frames and restored genres come back exactly as they were.
+        version = 3 if audio.tags.version[:2] == (2, 3) else 4
+        audio.save(v2_version=version, v23_sep=None)
+    else:
+        audio.save()
+
+
+def _fsync(path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _copy_ownership(tmp: str, info: os.stat_result) -> None:
+    os.chmod(tmp, stat.S_IMODE(info.st_mode))
+    if hasattr(os, "chown") and (os.stat(tmp).st_uid, os.stat(tmp).st_gid) != (info.st_uid, info.st_gid):
+        try:
+            os.chown(tmp, info.st_uid, info.st_gid)
+        except PermissionError:
+            pass  # only root can give a file away; the content matters more than the owner
+
+
+def apply_tag_change(change: TagChange) -> None:
+    """Write one planned change (``action == "write"``) to its file; see :func:`write_genres`."""
+    if change.action != WRITE:
+        raise ValueError(f"{change.path}: planned action is {change.action!r}, not {WRITE!r}")
+    write_genres(change.path, change.new, expected=change.old)
+
+
+def apply_tag_changes(
+    changes: Iterable[TagChange],
+    db: LibraryDB | None = None,
+    *,
+    model_id: str | None = None,
+    progress: Callable[[Iterable, str, int], Iterable] | None = None,
+) -> tuple[int | None, list[TagChange]]:
+    """Write every ``write`` change, one file at a time; a failing file does not stop the batch.
+
+    With ``db``, each file's previous genre values are recorded as a tag batch before the file
+    is touched (for :func:`undo_tag_batch`), and the stored predictions of a tagged file are
+    re-keyed to its new size and mtime so the next run does not recompute them.
+
+    Returns
+    -------
+    batch_id : int or None
+        The batch recorded in ``db`` (None without ``db`` or when nothing was to be written).
+    outcomes : list of TagChange
+        The written changes with action ``written`` or ``failed`` (and ``reason``).
+    """
+    to_write = [change for change in changes if change.action == WRITE]
+    batch_id = db.begin_tag_batch(model_id) if db is not None and to_write else None
+    items = progress(to_write, "tagging", len(to_write)) if progress else to_write
+    outcomes = []
+    for change in items:
+        outcomes.append(_apply_recorded(change, db, batch_id))
+    return batch_id, outcomes
+
+
+def _apply_recorded(change: TagChange, db: LibraryDB | None, batch_id: int | None) -> TagChange:
+    record_id = None
+    try:
+        before = os.stat(change.path)
+        if db is not None:
+            record_id = db.record_tag_intent(batch_id, change.path, change.old or None, change.new)
+        apply_tag_change(change)
+    except (GenrekitError, OSError) as exc:
+        if record_id is not None:
+            db.finish_tag_change(record_id, "failed", str(exc))
+        return replace(change, action=FAILED, reason=_message(change.path, exc))
+    if db is not None:
+        db.finish_tag_change(record_id, "applied")
+        db.refresh_identity(change.path, before)
+    return replace(change, action=WRITTEN)
+
+
+def undo_tag_batch(
+    db: LibraryDB,
+    batch_id: int | None = None,
+    *,
+    progress: Callable[[Iterable, str, int], Iterable] | None = None,
+) -> tuple[int, list[TagChange]]:
+    """Put back the genre values a tag batch replaced (default: the last batch not undone).
+
+    Files are restored in reverse order, and only where the genre is still what the batch wrote:
+    a file whose genre was edited since is left as it is (action ``changed-since``). Tags that
+    did not exist before are removed. The batch is marked undone once no file failed.
+
+    Returns
+    -------
+    batch_id : int
+    outcomes : list of TagChange
+        ``old`` is the genre found, ``new`` the values put back (None: tag removed); actions are
+        ``restored``, ``unchanged`` (the write never happened), ``changed-since`` or ``failed``.
+    """
+    if batch_id is None:
+        batch_id = db.last_tag_batch()
+        if batch_id is None:
+            raise UsageError(f"{db.path}: no tag batch to undo")
+    elif not db.tag_batch_exists(batch_id):
+        raise UsageError(f"{db.path}: there is no tag batch {batch_id}")
+    records = [r for r in reversed(db.tag_changes(batch_id)) if r.state in ("pending", "applied")]
+    items = progress(records, "restoring", len(records)) if progress else records
+    outcomes = [_undo_one(db, record) for record in items]
+    if all(outcome.action != FAILED for outcome in outcomes):
+        db.mark_batch_undone(batch_id)
+    return batch_id, outcomes
+
+
+def _undo_one(db: LibraryDB, record) -> TagChange:
+    path, previous = record.path, record.previous or []
+    try:
+        current = read_genres(path)
+        if current == previous:
+            action = UNCHANGED
+        elif current != (record.new or []):
+            return TagChange(path, current, record.previous, CHANGED_SINCE,
+                             reason=f"genre is now {current!r}, not what the batch wrote; left as is")
+        else:
+            before = os.stat(path)
+            write_genres(path, record.previous, expected=current)
+            db.refresh_identity(path, before)
+            action = RESTORED
+    except (GenrekitError, OSError) as exc:
+        return TagChange(path, [], record.previous, FAILED, reason=_message(path, exc))
+    db.finish_tag_change(record.id, "undone")
+    return TagChange(path, current, record.previous, action)
+
+
+def _message(path, exc: Exception) -> str:
+    if isinstance(exc, GenrekitError):
+        return str(exc)
+    return f"{path}: {getattr(exc, 'strerror', None) or exc}"
+
+
+def format_tag_table(changes: Iterable[TagChange], root: str | os.PathLike | None = None) -> str:
+    """Plain-text table (file, old genre, new genre, confidence, action) for people to review.
+
+    Paths are shown relative to ``root``; reasons for skips and failures follow on their own
+    indented line so long messages do not widen the table.
+    """
+    header = ("File", "Old genre", "New genre", "Confidence", "Action")
+    rows, notes = [], []
+    for change in changes:
+        path = os.path.relpath(change.path, root) if root else str(change.path)
+        confidence = "" if change.confidence is None else f"{change.confidence:.2f}"
+        rows.append((path, "; ".join(change.old) or "-", "; ".join(change.new or []) or "-", confidence, change.action))
+        notes.append(change.reason)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip()]
+    for row, note in zip(rows, notes):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if note:
+            lines.append(f"    {note}")
+    return "\n".join(lines) + "\n"

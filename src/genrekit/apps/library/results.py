@@ -1,0 +1,130 @@
+"""Predictions kept in a library database: stored results are reused, new ones stored as they come."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from genrekit.apps.library.db import LibraryDB
+from genrekit.inference.batch import collect_audio_files, predict_files
+from genrekit.inference.predict import error_record
+
+#: The :func:`predict_files` options of ``genrekit tag``: results made with them are stored in
+#: the library database under the bare model id, so ``predict --db`` and ``tag`` share them.
+LIBRARY_OPTIONS = {"top_k": 3, "aggregate": "mean", "segments": False, "offset": 0.0, "max_duration": None}
+
+
+def library_result_key(model, **options) -> str:
+    """The model id under which results of ``model`` with ``options`` are stored in a library DB.
+
+    Other options than :data:`LIBRARY_OPTIONS` are appended (``"<id>?top_k=5"``), so a run asking
+    for more (a timeline, more genres, another excerpt) never reuses a result that lacks it.
+    """
+    changed = {key: value for key, value in options.items() if LIBRARY_OPTIONS.get(key, object()) != value}
+    if not changed:
+        return model.model_id
+    return model.model_id + "?" + "&".join(f"{key}={value}" for key, value in sorted(changed.items()))
+
+
+def predict_with_library(found, model, db, *, force: bool = False, stats: dict | None = None, **options) -> Iterator[dict]:
+    """Like :func:`predict_found`, reusing and storing results in a library database.
+
+    Parameters
+    ----------
+    found : iterable of (path, problem)
+        From :func:`collect_audio_files`.
+    db : genrekit.library.LibraryDB
+        Files already predicted by this model with these options (and unchanged since) are
+        answered from it without decoding; new results are committed one by one, so an
+        interrupted run keeps what it finished.
+    force : bool
+        Recompute every file.
+    stats : dict, optional
+        Receives ``"reused"``: how many records came from the database.
+    **options
+        :func:`predict_files` options (``workers``, ``batch_size``, ``top_k``, ...).
+
+    Records come in a different order from :func:`predict_found`: stored results first.
+    """
+    files = []
+    for path, problem in found:
+        if problem:
+            yield error_record(path, f"{path}: {problem}")
+        else:
+            files.append(path)
+    key = library_result_key(model, **{k: v for k, v in options.items() if k in LIBRARY_OPTIONS})
+    computing = []
+
+    def compute(paths):
+        computing.append(True)
+        return predict_files(paths, model, **options)
+
+    reused = 0
+    for record in predict_with_cache(db, files, key, compute, force=force):
+        reused += not computing
+        yield record
+    if stats is not None:
+        stats["reused"] = reused
+
+
+def predict_with_cache(
+    db: LibraryDB,
+    paths: Iterable[str | os.PathLike],
+    model_id: str,
+    predict: Callable[[list[Path]], Iterable[dict]],
+    *,
+    force: bool = False,
+) -> Iterator[dict]:
+    """Yield one prediction dict per path, computing only those not stored for ``model_id``.
+
+    Stored results come first (without touching the audio), then ``predict(missing_paths)`` is
+    called once and each dict it yields (``{"path", "genre", ...}`` or ``{"path", "error"}``) is
+    committed to ``db`` before being passed on, so an interrupted run keeps all finished files.
+    ``force`` recomputes everything.
+    """
+    missing: list[Path] = []
+    for path in paths:
+        stored = None if force else db.lookup(path, model_id)
+        if stored is None:
+            missing.append(Path(path))
+        else:
+            yield stored
+    if not missing:
+        return
+    for result in predict(missing):
+        try:
+            if "error" in result:
+                db.store_error(result["path"], model_id, str(result["error"]))
+            else:
+                db.store(result["path"], model_id, result)
+        except FileNotFoundError:
+            pass  # removed while it was being predicted: nothing to remember
+        yield result
+
+
+def library_predictions(
+    db: LibraryDB,
+    inputs: Iterable[str | os.PathLike],
+    model,
+    *,
+    force: bool = False,
+    predict: Callable[[list[Path]], Iterable[dict]] | None = None,
+) -> Iterator[dict]:
+    """Predictions for every audio file under ``inputs`` (files, folders, globs), reusing ``db``.
+
+    ``model`` is a :class:`~genrekit.classifier.GenreModel` (its ``model_id`` keys the stored
+    results); ``predict`` defaults to ``genrekit.predict.predict_files(paths, model)``. Inputs
+    that cannot be read (missing file, symbolic link loop) come out as ``{"path", "error"}``.
+    """
+    if predict is None:
+        def predict(paths):
+            return predict_files(paths, model)
+
+    found = []
+    for path, problem in collect_audio_files(inputs):
+        if problem:
+            yield error_record(path, f"{path}: {problem}")
+        else:
+            found.append(path)
+    yield from predict_with_cache(db, found, model.model_id, predict, force=force)

@@ -1,0 +1,640 @@
+"""Decode audio files into float32 samples at a chosen sample rate.
+
+Every function here reads through two backends: libsndfile (via ``soundfile``) for WAV, AU,
+AIFF, FLAC, Ogg Vorbis, Opus and MP3, and FFmpeg (via PyAV) for everything else (M4A/AAC,
+WMA, WebM, ...) and for files libsndfile rejects. Samples are converted to float32 in
+[-1, 1], optionally mixed down to mono by averaging channels, and resampled with soxr
+(``"HQ"`` quality) in a streaming fashion, so that :func:`load_audio` and
+:func:`stream_audio` return exactly the same samples whatever the block size.
+
+Offsets and durations are honoured by seeking: reading the last 10 seconds of an hour-long
+file does not decode the whole hour.
+
+Failures raise one :class:`genrekit.errors.AudioError` subclass per cause:
+
+- :class:`~genrekit.errors.AudioMissingError`: the path does not exist or is a folder;
+- :class:`~genrekit.errors.NotAudioError`: text, random bytes, an image, a video without sound;
+- :class:`~genrekit.errors.CorruptAudioError`: a known audio format whose data is damaged or
+  cut short (e.g. a header that declares more samples than the file holds);
+- :class:`~genrekit.errors.EmptyAudioError`: a zero-length file, a file without samples, or an
+  ``offset`` at or past the end;
+- :class:`~genrekit.errors.UnsupportedAudioError`: an audio stream with no available decoder.
+
+Not-a-number and infinite samples (possible in float WAV files) are replaced by 0 rather than
+rejected: one bad sample should not make a whole track unusable, and NaN would otherwise
+poison every feature computed from it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from genrekit.errors import (
+    AudioError,
+    AudioMissingError,
+    CorruptAudioError,
+    EmptyAudioError,
+    NotAudioError,
+    UnsupportedAudioError,
+    UsageError,
+)
+
+__all__ = ["AUDIO_EXTENSIONS", "Audio", "AudioInfo", "audio_info", "load_audio", "stream_audio"]
+
+
+#: File suffixes treated as audio when scanning folders (lowercase, with the dot).
+AUDIO_EXTENSIONS = frozenset({
+    ".wav", ".wave", ".au", ".snd", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus",
+    ".mp3", ".m4a", ".aac", ".mp4", ".alac", ".wma", ".webm", ".mka", ".caf", ".w64", ".rf64",
+})
+
+
+RESAMPLE_QUALITY = "HQ"
+
+
+#: Seconds decoded before an offset when seeking with FFmpeg, so that codecs with inter-frame
+#: state (AAC priming, the MP3 bit reservoir) are settled at the offset.
+_SEEK_PREROLL = 0.5
+
+
+#: File signatures of audio containers: a file that starts like this but cannot be decoded is
+#: reported as corrupt rather than as "not audio".
+#: Formats libsndfile opens but FFmpeg decodes better. libsndfile 1.2's MP3 decoder corrupts
+#: samples when a file is read in several calls (the bit reservoir is lost between calls) and
+#: outputs silence after a seek; FFmpeg's is gapless and exact.
+_FFMPEG_FORMATS = frozenset({"mp3"})
+
+
+#: Largest possible Ogg page (RFC 3533): the last page header lies within this many final bytes.
+_MAX_OGG_PAGE = 65307
+
+
+_AUDIO_SIGNATURES = (
+    b"RIFF", b"RF64", b"FORM", b".snd", b"fLaC", b"OggS", b"caff", b"\x1aE\xdf\xa3",
+    b"0&\xb2u\x8ef\xcf\x11", b"#!AMR", b"MAC ", b"wvpk", b"FRM8", b"riff",
+)
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio.
+
+    Attributes
+    ----------
+    samples : np.ndarray, float32
+        Shape ``(n,)`` when mixed down to mono, ``(channels, n)`` otherwise.
+    sr : int
+        Sample rate of ``samples`` in Hz.
+    duration : float
+        Seconds of audio in ``samples`` (``n / sr``).
+    source_duration : float or None
+        Length of the whole file in seconds, when the file states it.
+    """
+
+    samples: np.ndarray
+    sr: int
+    duration: float
+    source_duration: float | None
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says, without decoding it.
+
+    Attributes
+    ----------
+    sr : int
+        Native sample rate in Hz.
+    channels : int
+        Number of channels.
+    frames : int
+        Samples per channel (estimated from the duration for some compressed containers).
+    duration : float
+        Length in seconds.
+    format : str
+        Container, lowercase: ``"wav"``, ``"flac"``, ``"ogg"``, ``"mp3"``, ``"m4a"``, ...
+    codec : str or None
+        Sample encoding as the decoding library names it, lowercase: ``"pcm_16"``,
+        ``"vorbis"``, ``"mpeg_layer_iii"`` (libsndfile), ``"aac"`` (FFmpeg), ...
+    """
+
+    sr: int
+    channels: int
+    frames: int
+    duration: float
+    format: str
+    codec: str | None = None
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Read sample rate, channels and length of an audio file from its header.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any file :func:`load_audio` can read.
+
+    Returns
+    -------
+    AudioInfo
+
+    Raises
+    ------
+    AudioError
+        The subclass names the cause (missing, not audio, corrupt, empty, unsupported).
+    """
+    info, _ = _probe(Path(path))
+    return info
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sr: int | None = 22050,
+    *,
+    offset: float = 0.0,
+    duration: float | None = None,
+    mono: bool = True,
+) -> Audio:
+    """Decode an audio file (or part of it) to float32 samples at ``sr``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        WAV, AU, AIFF, FLAC, Ogg Vorbis, Opus, MP3, M4A/AAC or any other format FFmpeg reads.
+    sr : int or None, default 22050
+        Target sample rate in Hz; ``None`` keeps the file's own rate.
+    offset : float, default 0.0
+        Seconds to skip from the start (found by seeking, not by decoding).
+    duration : float or None, default None
+        Seconds to read from ``offset``; ``None`` reads to the end.
+    mono : bool, default True
+        Average the channels into shape ``(n,)``; with ``False`` the result is always
+        two-dimensional, ``(channels, n)``, even for a mono file.
+
+    Returns
+    -------
+    Audio
+        ``samples``, ``sr``, ``duration`` (of the returned samples) and ``source_duration``
+        (of the whole file).
+
+    Raises
+    ------
+    AudioError
+        A subclass per cause; :class:`~genrekit.errors.EmptyAudioError` also when ``offset``
+        is at or past the end of the file.
+    UsageError
+        Negative ``offset``, non-positive ``duration`` or ``sr``.
+
+    Examples
+    --------
+    >>> audio = load_audio("blues.00000.flac", sr=16000, offset=10.0, duration=3.0)
+    >>> audio.samples.shape, audio.duration
+    ((48000,), 3.0)
+    """
+    path = Path(path)
+    info, backend = _probe(path)
+    sr = info.sr if sr is None else sr
+    blocks = list(_decode(path, info, backend, sr, offset, duration, mono, block_duration=60.0))
+    channels = 1 if mono else info.channels
+    if blocks:
+        samples = np.concatenate(blocks, axis=0)
+    else:
+        samples = np.zeros((0, channels), np.float32)
+    if len(samples) == 0:
+        raise EmptyAudioError(path, _nothing_read(offset))
+    samples = samples[:, 0] if mono else np.ascontiguousarray(samples.T)
+    return Audio(samples, int(sr), samples.shape[-1] / sr, info.duration)
+
+
+def stream_audio(
+    path: str | os.PathLike,
+    sr: int | None,
+    *,
+    block_duration: float = 60.0,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode a file block by block as mono float32 at ``sr``, in bounded memory.
+
+    The file is opened and checked at once, so that errors about the file itself are raised by
+    this call rather than by the first ``next()``; damage found later in the file is raised
+    while iterating. Concatenating the blocks gives exactly
+    ``load_audio(path, sr, offset=offset, duration=duration).samples``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any file :func:`load_audio` can read.
+    sr : int or None
+        Target sample rate in Hz; ``None`` keeps the file's own rate.
+    block_duration : float, default 60.0
+        Seconds of source audio decoded per step. Blocks come out with about
+        ``block_duration * sr`` samples (the first and last may be shorter, since the
+        resampler holds back a few milliseconds).
+    offset, duration : float
+        As in :func:`load_audio`.
+
+    Yields
+    ------
+    np.ndarray, float32, shape (n,)
+    """
+    path = Path(path)
+    if block_duration <= 0:
+        raise UsageError(f"block_duration must be positive, got {block_duration}")
+    info, backend = _probe(path)
+    sr = info.sr if sr is None else sr
+    blocks = _decode(path, info, backend, sr, offset, duration, True, block_duration)
+    return _mono_blocks(path, blocks, offset)
+
+
+def _mono_blocks(path: Path, blocks: Iterator[np.ndarray], offset: float) -> Iterator[np.ndarray]:
+    produced = False
+    for block in blocks:
+        produced = True
+        yield block[:, 0]
+    if not produced:
+        raise EmptyAudioError(path, _nothing_read(offset))
+
+
+def _nothing_read(offset: float) -> str:
+    return f"nothing to read from {offset:g} s on" if offset else "no samples decoded"
+
+
+def _decode(path, info, backend, sr, offset, duration, mono, block_duration) -> Iterator[np.ndarray]:
+    """Check the request, then return an iterator of ``(n, channels)`` float32 blocks at ``sr``."""
+    _check_request(sr, offset, duration)
+    if info.duration and offset >= info.duration:
+        raise EmptyAudioError(path, f"offset {offset:g} s is past the end ({info.duration:.3f} s)")
+    start = int(round(offset * info.sr))
+    stop = None if duration is None else start + max(1, int(round(duration * info.sr)))
+    block_frames = max(1, int(round(block_duration * info.sr)))
+    read = _read_soundfile if backend == "soundfile" else _read_pyav
+    native = read(path, info, start, stop, block_frames)
+    return _convert(native, info.sr, sr, 1 if mono else info.channels, mono)
+
+
+def _check_request(sr, offset, duration) -> None:
+    if not (isinstance(sr, (int, np.integer)) and sr > 0):
+        raise UsageError(f"sample rate must be a positive integer, got {sr!r}")
+    if not offset >= 0:
+        raise UsageError(f"offset must be zero or positive seconds, got {offset}")
+    if duration is not None and not duration > 0:
+        raise UsageError(f"duration must be positive seconds, got {duration}")
+
+
+def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool) -> Iterator[np.ndarray]:
+    """Sanitise, mix down and resample ``(n, channels)`` blocks; the result does not depend on
+    how the input is cut into blocks (soxr's streaming resampler is block-size invariant)."""
+    resampler = None
+    if native_sr != sr:
+        resampler = soxr.ResampleStream(native_sr, sr, channels, dtype="float32", quality=RESAMPLE_QUALITY)
+    for block in blocks:
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = np.isfinite(np.sum(block))  # one fast pass; cleaning is the rare case
+        if not finite:
+            np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if mono and block.shape[1] > 1:
+            block = _mix_down(block)
+        if resampler is not None:
+            block = resampler.resample_chunk(np.ascontiguousarray(block), last=False)
+        if len(block):
+            yield block.reshape(len(block), channels)
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True)
+        if len(tail):
+            yield tail.reshape(len(tail), channels)
+
+
+def _mix_down(block: np.ndarray) -> np.ndarray:
+    """Channel mean of ``(n, channels)`` as ``(n, 1)``; adding whole columns is several times
+    faster than ``mean(axis=1)`` over the short channel axis."""
+    mixed = block[:, 0].copy()
+    for channel in range(1, block.shape[1]):
+        mixed += block[:, channel]
+    mixed /= block.shape[1]
+    return mixed[:, None]
+
+
+def _probe(path: Path) -> tuple[AudioInfo, str]:
+    """Find a backend that can read ``path`` and return its header information."""
+    _check_file(path)
+    if _looks_like_text(path):  # every audio header has a zero byte or non-UTF-8 bytes early on
+        raise NotAudioError(path, "looks like a text file")
+    soundfile_problem, empty_header = None, False
+    if not _is_mpeg_audio(path):  # saves libsndfile's MP3 decoder printing to stderr
+        try:
+            info = _soundfile_info(path)
+        except sf.SoundFileError as error:
+            soundfile_problem = _short(str(error))
+        else:
+            if info.frames > 0 and info.format not in _FFMPEG_FORMATS:
+                return info, "soundfile"
+            # A valid header without frames is truly empty, or a stream libsndfile cannot
+            # measure; FFmpeg decides which.
+            empty_header = info.frames == 0
+    import av
+
+    try:
+        return _pyav_info(path), "pyav"
+    except CorruptAudioError:
+        # FFmpeg also guesses formats from the file name, and then finds garbage in random bytes.
+        if not _has_audio_signature(path):
+            raise NotAudioError(path, "unrecognised data") from None
+        raise
+    except av.FFmpegError as error:  # FFmpeg cannot make sense of the file either
+        if empty_header:
+            raise EmptyAudioError(path, "the header declares no samples") from None
+        if not _has_audio_signature(path):
+            raise NotAudioError(path, "unrecognised data") from None
+        # When libsndfile does not know the format (or, for some damaged MP3s, says the file
+        # "does not exist"), FFmpeg's reason is the one that matters.
+        sndfile_knows = soundfile_problem and not any(
+            phrase in soundfile_problem for phrase in ("not recognised", "does not exist"))
+        raise CorruptAudioError(path, soundfile_problem if sndfile_knows else error.strerror) from None
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise AudioMissingError(path, "is a directory")
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise AudioMissingError(path) from None
+    except OSError as error:
+        raise AudioError(path, error.strerror) from None
+    if not stat.S_ISREG(status.st_mode):  # a pipe or device could block a decoder for ever
+        raise NotAudioError(path, "not a regular file")
+    if status.st_size == 0:
+        raise EmptyAudioError(path, "zero-length file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(path, "permission denied")
+
+
+def _soundfile_info(path: Path) -> AudioInfo:
+    with sf.SoundFile(path) as handle:
+        info = AudioInfo(
+            sr=handle.samplerate,
+            channels=handle.channels,
+            frames=handle.frames,
+            duration=handle.frames / handle.samplerate,
+            format=handle.format.lower(),
+            codec=handle.subtype.lower(),
+        )
+    problem = _truncation(path, info.format)
+    if problem:
+        raise CorruptAudioError(path, f"truncated: {problem}")
+    return info
+
+
+def _truncation(path: Path, container: str) -> str | None:
+    """Say how a file is cut short, when its container shows it (else ``None``).
+
+    libsndfile silently shortens a WAV, AIFF or AU file to the data present, and measures an
+    Ogg file up to its last complete page; downloads and copies that were cut off only show in
+    the declared size (WAV, AIFF, AU) or in a missing end-of-stream flag (Ogg).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if container == "ogg":
+            handle.seek(max(0, size - _MAX_OGG_PAGE))
+            tail = handle.read()
+    if container == "ogg":
+        last_page = tail.rfind(b"OggS")
+        end_of_stream = last_page >= 0 and len(tail) > last_page + 5 and tail[last_page + 5] & 0x04
+        return None if last_page < 0 or end_of_stream else "the last Ogg page does not end the stream"
+    tag, field = head[:4], head[4:8]
+    if tag == b"RIFF" and head[8:12] == b"WAVE":
+        declared = int.from_bytes(field, "little")
+        if declared in (0, 0xFFFFFFFF):  # written by a streaming encoder that never came back
+            return None
+        declared += 8
+    elif tag == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        declared = int.from_bytes(field, "big") + 8
+    elif tag == b".snd" and len(head) == 12:
+        data_size = int.from_bytes(head[8:12], "big")
+        if data_size == 0xFFFFFFFF:  # "unknown size" by the AU specification
+            return None
+        declared = int.from_bytes(field, "big") + data_size
+    else:
+        return None
+    # One byte of slack: some writers count the pad byte of an odd-sized chunk, others do not.
+    if declared > size + 1:
+        return f"the header declares {declared} bytes, the file holds {size}"
+    return None
+
+
+def _looks_like_text(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # A multi-byte character cut by the 4 KiB window is still text.
+        return error.start >= len(head) - 3 and error.reason == "unexpected end of data"
+    return True
+
+
+def _has_audio_signature(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    return head.startswith(_AUDIO_SIGNATURES) or head[4:8] == b"ftyp" or _is_mpeg_audio(path)
+
+
+def _is_mpeg_audio(path: Path) -> bool:
+    """Whether the file starts like MP3 or ADTS AAC: an ID3 tag or an 11-bit frame sync."""
+    with open(path, "rb") as handle:
+        head = handle.read(3)
+    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def _short(message: str) -> str:
+    """libsndfile's message without its "Error opening '<path>': " or "Error : " prefix."""
+    message = message.split("': ", 1)[-1].strip().rstrip(".")
+    return message.removeprefix("Error : ")
+
+
+def _read_soundfile(path: Path, info: AudioInfo, start: int, stop: int | None, block_frames: int):
+    """Yield ``(n, channels)`` float32 blocks of native-rate frames ``[start, stop)``."""
+    stop = info.frames if stop is None else min(stop, info.frames)
+    position = start
+    try:
+        with sf.SoundFile(path) as handle:
+            if start:
+                position = _seek(handle, start)
+            while position < stop:
+                want = min(block_frames, stop - position)
+                block = handle.read(want, dtype="float32", always_2d=True)
+                if len(block) == 0:
+                    break
+                position += len(block)
+                yield block
+                if len(block) < want:
+                    break
+    except sf.SoundFileError as error:
+        raise CorruptAudioError(path, _short(str(error))) from None
+    if position < stop:
+        raise CorruptAudioError(
+            path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
+        )
+
+
+def _seek(handle: sf.SoundFile, frame: int) -> int:
+    """Move to ``frame``; in a file that cannot seek, read up to it instead."""
+    try:
+        return handle.seek(frame)
+    except sf.SoundFileError:
+        position = 0  # just opened, so still at the start
+    while position < frame:
+        skipped = len(handle.read(min(frame - position, 1 << 20), dtype="float32"))
+        if skipped == 0:
+            break
+        position += skipped
+    return position
+
+
+def _pyav_info(path: Path) -> AudioInfo:
+    """Header information from FFmpeg; lets ``av.FFmpegError`` through when it cannot open the file."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = _audio_stream(path, container)
+        context = stream.codec_context
+        duration = None
+        if stream.duration is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        names = container.format.name.split(",")
+        suffix = path.suffix.lower().lstrip(".")
+        sr = context.sample_rate
+        info = AudioInfo(
+            sr=sr,
+            channels=context.channels,
+            frames=0 if duration is None else int(round(duration * sr)),
+            duration=0.0 if duration is None else duration,
+            format=suffix if suffix in names else names[0],
+            codec=context.codec.canonical_name,
+        )
+    if duration is None:
+        # Rare (raw streams without an index): count the samples, in bounded memory.
+        frames = sum(len(block) for block in _read_pyav(path, info, 0, None, 1 << 20))
+        info = AudioInfo(sr, info.channels, frames, frames / sr, info.format, info.codec)
+    if info.frames <= 0:
+        raise EmptyAudioError(path, "the audio stream has no samples")
+    return info
+
+
+def _audio_stream(path: Path, container):
+    if not container.streams.audio:
+        raise NotAudioError(path, "no audio stream")
+    stream = container.streams.audio[0]
+    if stream.codec_context is None:
+        raise UnsupportedAudioError(path, "no decoder for its audio codec")
+    if not stream.codec_context.sample_rate:
+        raise CorruptAudioError(path, "the audio stream has no sample rate")
+    return stream
+
+
+def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_frames: int):
+    """Yield ``(n, channels)`` float32 blocks of native-rate frames ``[start, stop)``.
+
+    Positions come from the frames' timestamps, so the result is sample-accurate after a seek.
+    """
+    import av
+
+    pending: list[np.ndarray] = []
+    pending_frames = 0
+    position = None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            origin = stream.start_time or 0
+            if start > 0:
+                target = max(0.0, start / info.sr - _SEEK_PREROLL)
+                try:
+                    container.seek(origin + int(target / stream.time_base), stream=stream, backward=True)
+                except av.FFmpegError:
+                    pass  # not seekable: decode from the start; timestamps still place the offset
+            for frame in container.decode(stream):
+                if position is None:
+                    position = _frame_position(path, frame, origin, info.sr, seeking=start > 0)
+                samples = _frame_to_float(path, frame, info.channels)
+                begin, end = position, position + len(samples)
+                position = end
+                if end <= start:
+                    continue
+                samples = samples[max(0, start - begin): len(samples) if stop is None else max(0, stop - begin)]
+                pending.append(samples)
+                pending_frames += len(samples)
+                if pending_frames >= block_frames:
+                    yield np.concatenate(pending)
+                    pending, pending_frames = [], 0
+                if stop is not None and position >= stop:
+                    break
+    except av.FFmpegError as error:
+        where = "" if position is None else f" at {position / info.sr:.2f} s"
+        raise CorruptAudioError(path, f"{error.strerror}{where}") from None
+    if pending_frames:
+        yield np.concatenate(pending)
+    if position is not None and _states_exact_length(path, info):
+        expected = info.frames if stop is None else min(stop, info.frames)
+        if position < expected - max(info.sr, 0.05 * info.frames):
+            raise CorruptAudioError(
+                path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
+            )
+
+
+def _states_exact_length(path: Path, info: AudioInfo) -> bool:
+    """Whether FFmpeg's duration for this file comes from the file rather than an estimate.
+
+    MP4-family containers carry sample tables; an MP3 states its length only in a Xing, Info
+    or VBRI header (otherwise FFmpeg guesses from the first frame's bit rate, which can be far
+    off for variable bit rates, so a short decode would prove nothing).
+    """
+    if info.format in ("m4a", "mp4", "mov"):
+        return True
+    if info.format != "mp3":
+        return False
+    with open(path, "rb") as handle:
+        head = handle.read(10)
+        if head[:3] == b"ID3" and len(head) == 10:
+            size = 0
+            for byte in head[6:10]:  # "syncsafe" integer: 7 bits per byte
+                size = (size << 7) | (byte & 0x7F)
+            handle.seek(10 + size + (10 if head[5] & 0x10 else 0))
+        else:
+            handle.seek(0)
+        first_frame = handle.read(200)
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _frame_position(path: Path, frame, origin: int, sr: int, *, seeking: bool) -> int:
+    if frame.pts is None:
+        if seeking:
+            raise UnsupportedAudioError(path, "cannot seek in a stream without timestamps")
+        return 0
+    return int(round((frame.pts - origin) * frame.time_base * sr))
+
+
+def _frame_to_float(path: Path, frame, channels: int) -> np.ndarray:
+    """An FFmpeg audio frame as ``(n, channels)`` float32 in [-1, 1]."""
+    if len(frame.layout.channels) != channels:
+        raise UnsupportedAudioError(path, "the number of channels changes within the stream")
+    data = frame.to_ndarray()
+    data = data.T if frame.format.is_planar else data.reshape(-1, channels)
+    if data.dtype == np.uint8:
+        return (data.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(data.dtype, np.integer):
+        return data.astype(np.float32) / float(2 ** (8 * data.dtype.itemsize - 1))
+    return data.astype(np.float32)

@@ -1,0 +1,250 @@
+"""Cut audio into fixed-length windows, the unit every genre model classifies.
+
+A clip is cut into windows of ``window`` seconds every ``hop`` seconds (by default
+``hop = window``: no overlap). The audio left after the last full window is zero-padded into
+one more window (``last="pad"``, the default) or dropped (``last="drop"``); a clip shorter than
+one window always gives one padded window, so that every clip gets a prediction.
+
+:func:`segment_samples` works on an array in memory; :func:`stream_segments` decodes a file
+block by block and gives the same windows in batches, in memory bounded by the block size,
+whatever the length of the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from genrekit.errors import UsageError
+
+__all__ = ["LAST_POLICIES", "Segments", "segment_samples", "stream_segments"]
+
+
+LAST_POLICIES = ("pad", "drop")
+
+
+#: With ``last="pad"``, audio left after the last full window becomes one more (zero-padded)
+#: window only if it holds at least this fraction of a window of audio not already covered:
+#: a 30.01 s clip should not end with a 0.01 s window that is 99.7 % silence.
+MIN_TAIL = 0.25
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A batch of equal-length windows cut from one clip.
+
+    Attributes
+    ----------
+    samples : np.ndarray, float32, shape (n_segments, window_samples)
+        The windows; padded windows end in zeros.
+    starts : np.ndarray, float64, shape (n_segments,)
+        Start of each window in seconds.
+    ends : np.ndarray, float64, shape (n_segments,)
+        End of the real audio in each window in seconds (before any padding), so
+        ``ends - starts`` is the window length except for a padded window.
+    padded : np.ndarray, bool, shape (n_segments,)
+        Whether the window was completed with zeros.
+    """
+
+    samples: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    padded: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def segment_samples(
+    samples: np.ndarray,
+    sr: int,
+    *,
+    window: float = 3.0,
+    hop: float | None = None,
+    last: str = "pad",
+) -> Segments:
+    """Cut mono samples into fixed-length windows.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (n,)
+        Mono audio.
+    sr : int
+        Sample rate of ``samples`` in Hz.
+    window : float, default 3.0
+        Window length in seconds (rounded to whole samples).
+    hop : float or None, default None
+        Seconds between window starts; ``None`` means ``window`` (no overlap). A hop
+        longer than the window skips the audio in between.
+    last : {"pad", "drop"}, default "pad"
+        What to do with the audio after the last full window: zero-pad it into one more
+        window (when it holds at least ``MIN_TAIL`` of a window of new audio), or drop it.
+        A clip shorter than one window is always padded into one window.
+
+    Returns
+    -------
+    Segments
+        Times start at 0 (the first sample). Empty ``samples`` give no windows.
+
+    Raises
+    ------
+    UsageError
+        A non-positive ``window`` or ``hop``, or an unknown ``last``.
+    ValueError
+        ``samples`` is not one-dimensional.
+
+    Examples
+    --------
+    >>> segments = segment_samples(np.ones(7 * 22050, np.float32), 22050)
+    >>> segments.samples.shape, segments.starts, segments.ends, segments.padded
+    ((3, 66150), array([0., 3., 6.]), array([3., 6., 7.]), array([False, False,  True]))
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"segment_samples expects mono samples of shape (n,), got shape {samples.shape}")
+    width, step = _window_sizes(sr, window, hop, last)
+    return _SegmentCutter(width, step, last).cut_all(samples, sr, time_origin=0.0)
+
+
+def stream_segments(
+    path: str | os.PathLike,
+    sr: int,
+    *,
+    window: float = 3.0,
+    hop: float | None = None,
+    last: str = "pad",
+    offset: float = 0.0,
+    duration: float | None = None,
+    batch_size: int = 32,
+    block_duration: float = 60.0,
+) -> Iterator[Segments]:
+    """Decode a file block by block and yield its windows in batches, in bounded memory.
+
+    The windows are exactly those of ``segment_samples(load_audio(path, sr, offset=offset,
+    duration=duration).samples, sr, ...)``, but their times count from the start of the file,
+    not from ``offset``. Memory holds one decoded block (``block_duration`` seconds), one
+    batch and at most one window carried between blocks, so an hour-long file needs no more
+    than a short one.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any file :func:`genrekit.audio.load_audio` reads.
+    sr : int
+        Sample rate to decode at, in Hz.
+    window, hop, last
+        As in :func:`segment_samples`.
+    offset, duration : float
+        Part of the file to read, in seconds, as in :func:`genrekit.audio.load_audio`.
+    batch_size : int, default 32
+        Windows per yielded :class:`Segments` (the last batch may be smaller).
+    block_duration : float, default 60.0
+        Seconds of audio decoded at a time.
+
+    Yields
+    ------
+    Segments
+
+    Raises
+    ------
+    AudioError
+        When the file cannot be read: at once for problems with the file as a whole, while
+        iterating for damage found further in.
+    """
+    from genrekit.audio.decode import stream_audio
+
+    width, step = _window_sizes(sr, window, hop, last)
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    blocks = stream_audio(path, sr, block_duration=block_duration, offset=offset, duration=duration)
+    return _SegmentCutter(width, step, last).cut_stream(blocks, sr, time_origin=offset, batch_size=batch_size)
+
+
+def _window_sizes(sr: int, window: float, hop: float | None, last: str) -> tuple[int, int]:
+    if last not in LAST_POLICIES:
+        raise UsageError(f"last must be one of {', '.join(LAST_POLICIES)}; got {last!r}")
+    if not window > 0:
+        raise UsageError(f"window must be positive seconds, got {window}")
+    if hop is not None and not hop > 0:
+        raise UsageError(f"hop must be positive seconds, got {hop}")
+    width = int(round(window * sr))
+    step = width if hop is None else int(round(hop * sr))
+    if width < 1 or step < 1:
+        raise UsageError(f"window and hop must each span at least one sample at {sr} Hz")
+    return width, step
+
+
+@dataclass(frozen=True)
+class _SegmentCutter:
+    """Window positions in samples; shared by the in-memory and streaming paths so that
+    both produce identical windows and times."""
+
+    width: int
+    step: int
+    last: str
+
+    def tail_start(self, full_windows: int, total: int) -> int | None:
+        """Start of the padded window after ``full_windows`` full ones, or ``None``."""
+        start = full_windows * self.step
+        if start >= total:
+            return None
+        if full_windows == 0:
+            return start  # a clip shorter than one window is always padded
+        new_audio = total - ((full_windows - 1) * self.step + self.width)
+        if self.last == "pad" and new_audio >= MIN_TAIL * self.width:
+            return start
+        return None
+
+    def cut_all(self, samples: np.ndarray, sr: int, time_origin: float) -> Segments:
+        total = len(samples)
+        full = (total - self.width) // self.step + 1 if total >= self.width else 0
+        rows = []
+        if full:
+            views = np.lib.stride_tricks.sliding_window_view(samples, self.width)[:: self.step]
+            rows = [(index * self.step, views[index], self.width) for index in range(full)]
+        tail = self.tail_start(full, total)
+        if tail is not None:
+            rows.append((tail, samples[tail:], total - tail))
+        return self.batch(rows, sr, time_origin)
+
+    def cut_stream(self, blocks: Iterable[np.ndarray], sr: int, time_origin: float,
+                   batch_size: int) -> Iterator[Segments]:
+        carry = np.zeros(0, np.float32)  # samples [carry_start, total) that later windows need
+        carry_start = total = next_start = full = 0
+        rows = []
+        for block in blocks:
+            carry = np.concatenate([carry, block])
+            total += len(block)
+            while next_start + self.width <= total:
+                at = next_start - carry_start
+                rows.append((next_start, carry[at: at + self.width], self.width))
+                next_start += self.step
+                full += 1
+                if len(rows) == batch_size:
+                    yield self.batch(rows, sr, time_origin)
+                    rows = []
+            keep_from = min(next_start, total)
+            carry = carry[keep_from - carry_start:]
+            carry_start = keep_from
+        tail = self.tail_start(full, total)
+        if tail is not None:
+            rows.append((tail, carry[tail - carry_start:], total - tail))
+        if rows:
+            yield self.batch(rows, sr, time_origin)
+
+    def batch(self, rows: list[tuple[int, np.ndarray, int]], sr: int, time_origin: float) -> Segments:
+        """Stack ``(start sample, samples, real length)`` rows, zero-padding short ones."""
+        windows = np.zeros((len(rows), self.width), np.float32)
+        for window, (_, samples, length) in zip(windows, rows):
+            window[:length] = samples[:length]
+        starts = np.array([start for start, _, _ in rows], dtype=np.int64)
+        lengths = np.array([length for _, _, length in rows], dtype=np.int64)
+        return Segments(
+            samples=windows,
+            starts=starts / sr + time_origin,
+            ends=(starts + lengths) / sr + time_origin,
+            padded=lengths < self.width,
+        )

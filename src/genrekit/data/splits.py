@@ -1,0 +1,432 @@
+"""Train / validation / test splits at track level, never at segment level.
+
+Segments of one track always share its side, and when tracks carry a ``group`` (the artist) whole
+groups stay on one side: genre models otherwise learn to recognise the artist or the recording and
+look far better than they are. :func:`check_no_leakage` verifies both properties.
+
+Methods, by name (:func:`split_dataset`):
+
+- ``"random"``: stratified by label, seeded; group-aware when tracks have groups.
+- ``"group"``: the same, but groups are required.
+- ``"official"``: the split the dataset defines (FMA ``set.split``, a manifest ``split`` column).
+- ``"gtzan-artist"``: GTZAN's fault-filtered, artist-filtered lists shipped with genrekit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import Counter, defaultdict
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from genrekit.audio.decode import AUDIO_EXTENSIONS
+from genrekit.data.datasets import SPLIT_NAMES, Dataset, Track
+from genrekit.errors import DatasetError, GenrekitError, UsageError
+from genrekit.utils import warn
+
+METHODS = ("auto", "random", "group", "official", "gtzan-artist")
+
+
+GTZAN_SPLIT_FILES = {name: f"fault-filtered-{name}.txt" for name in SPLIT_NAMES}
+
+
+class Split(NamedTuple):
+    """Tracks on each side; unpacks as ``train, valid, test = split``."""
+
+    train: list[Track]
+    valid: list[Track]
+    test: list[Track]
+
+
+def split_dataset(
+    dataset: Dataset,
+    method: str = "auto",
+    *,
+    valid_size: float = 0.1,
+    test_size: float = 0.2,
+    seed: int = 0,
+) -> Split:
+    """Split ``dataset`` by ``method`` and check that no track or group lands on two sides.
+
+    ``"auto"`` uses the dataset's own split when every track has one, the GTZAN artist-filtered
+    lists for a GTZAN dataset, and a seeded stratified (group-aware if possible) split otherwise.
+    ``valid_size``, ``test_size`` and ``seed`` apply to ``"random"`` and ``"group"`` only.
+    """
+    if method == "auto":
+        if dataset.tracks and all(track.split for track in dataset.tracks):
+            method = "official"
+        elif dataset.kind == "gtzan":
+            method = "gtzan-artist"
+        else:
+            method = "random"
+    if method == "official":
+        split = official_split(dataset.tracks)
+    elif method == "gtzan-artist":
+        split = gtzan_artist_split(dataset.tracks)
+    elif method in ("random", "group"):
+        groups = True if method == "group" else "auto"
+        split = train_valid_test_split(
+            dataset.tracks, valid_size=valid_size, test_size=test_size, seed=seed, groups=groups
+        )
+    else:
+        raise UsageError(f"unknown split method {method!r} (choose from {', '.join(METHODS)})")
+    check_no_leakage(*split)
+    return split
+
+
+def holdout_split(
+    tracks: Sequence[Track],
+    *,
+    test_size: float = 0.2,
+    seed: int = 0,
+    stratify: bool = True,
+    groups: bool | str = "auto",
+) -> tuple[list[Track], list[Track]]:
+    """Split tracks into ``(train, test)``.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+    test_size : float
+        Fraction of tracks for the test side, in (0, 1). Without groups each label gets
+        ``floor`` or ``ceil`` of its share; with groups the test side is one of
+        ``round(1 / test_size)`` group-disjoint folds (one group if there are fewer groups), so
+        its size is approximate.
+    seed : int
+        Same seed, same tracks: same split.
+    stratify : bool
+        Keep label proportions on both sides.
+    groups : bool or "auto"
+        Keep each ``Track.group`` on one side. ``"auto"``: when any track has a group (tracks
+        without one count as groups of their own); ``True``: every track must have one.
+    """
+    _check_fraction("test_size", test_size)
+    parts = _assign(tracks, (1 - test_size, 0.0, test_size), seed, stratify, groups)
+    return _take_part(tracks, parts, 0), _take_part(tracks, parts, 2)
+
+
+def train_valid_test_split(
+    tracks: Sequence[Track],
+    *,
+    valid_size: float = 0.1,
+    test_size: float = 0.2,
+    seed: int = 0,
+    stratify: bool = True,
+    groups: bool | str = "auto",
+) -> Split:
+    """Split tracks into train / valid / test (fractions of all tracks); see :func:`holdout_split`.
+
+    ``valid_size`` may be 0 (empty validation side).
+    """
+    _check_fraction("test_size", test_size)
+    if not 0 <= valid_size < 1 or valid_size + test_size >= 1:
+        raise UsageError(f"valid_size must be in [0, 1) with valid_size + test_size < 1, not {valid_size}")
+    parts = _assign(tracks, (1 - valid_size - test_size, valid_size, test_size), seed, stratify, groups)
+    return Split(*(_take_part(tracks, parts, side) for side in range(3)))
+
+
+def kfold_splits(
+    tracks: Sequence[Track],
+    n_splits: int = 5,
+    *,
+    seed: int = 0,
+    stratify: bool = True,
+    groups: bool | str = "auto",
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K-fold cross-validation at track level.
+
+    Returns
+    -------
+    list of (train_indices, test_indices)
+        ``n_splits`` pairs of sorted int arrays indexing ``tracks``; every track is in exactly one
+        test fold. With groups: sklearn's ``StratifiedGroupKFold``, or ``GroupKFold`` when some
+        label has fewer than ``n_splits`` groups.
+    """
+    if n_splits < 2 or n_splits > len(tracks):
+        raise UsageError(f"n_splits must be between 2 and the number of tracks ({len(tracks)}), not {n_splits}")
+    labels = _codes([track.label for track in tracks]) if stratify else np.zeros(len(tracks), int)
+    group_codes = _group_codes(tracks, groups)
+    if group_codes is None:
+        folds = _stratified_folds(labels, n_splits, np.random.default_rng(seed))
+    else:
+        folds = _group_folds(labels, group_codes, n_splits, seed)
+    everything = np.arange(len(tracks))
+    return [(np.setdiff1d(everything, test), np.sort(test)) for test in folds]
+
+
+def official_split(tracks: Sequence[Track]) -> Split:
+    """The split the dataset defines in ``Track.split`` (FMA, manifests with a ``split`` column)."""
+    missing = sum(track.split is None for track in tracks)
+    if missing:
+        raise DatasetError(f"{missing} of {len(tracks)} tracks have no split: the dataset defines none")
+    return Split(*([track for track in tracks if track.split == side] for side in SPLIT_NAMES))
+
+
+def gtzan_artist_split(tracks: Sequence[Track]) -> Split:
+    """GTZAN's fault-filtered, artist-filtered split (443 / 197 / 290 clips).
+
+    Tracks are matched by id (``blues.00012``) whatever their file extension; tracks not in the
+    lists (faulty clips) are left out of every side.
+    """
+    return split_from_lists(tracks, load_gtzan_split_lists())
+
+
+def load_gtzan_split_lists() -> dict[str, list[str]]:
+    """The shipped GTZAN lists as track ids: ``{"train": ["blues.00029", ...], "valid": ..., "test": ...}``."""
+    folder = resources.files("genrekit") / "assets" / "splits" / "gtzan"
+    lists = {}
+    for side, filename in GTZAN_SPLIT_FILES.items():
+        lines = (folder / filename).read_text(encoding="utf-8").splitlines()
+        lists[side] = [_bare_id(line.strip()) for line in lines if line.strip()]
+    return lists
+
+
+def split_from_lists(tracks: Sequence[Track], lists: Mapping[str, Iterable[str]]) -> Split:
+    """Put each track on the side whose list names its file.
+
+    ``lists`` maps ``"train"``/``"valid"``/``"test"`` to track ids or relative paths
+    (``blues.00012``, ``blues/blues.00012.wav``); folders and audio extensions are ignored when
+    matching, so ``blues.00012.flac`` matches. Unlisted tracks are left out.
+    """
+    side_of: dict[str, str] = {}
+    for side, ids in lists.items():
+        if side not in SPLIT_NAMES:
+            raise UsageError(f"unknown split side {side!r} (use {', '.join(SPLIT_NAMES)})")
+        for track_id in ids:
+            track_id = _bare_id(track_id)
+            if side_of.setdefault(track_id, side) != side:
+                raise DatasetError(f"track {track_id} is listed in both {side_of[track_id]} and {side}")
+    sides = {side: [] for side in SPLIT_NAMES}
+    for track in tracks:
+        side = side_of.get(_bare_id(track.path.name))
+        if side:
+            sides[side].append(track)
+    return Split(**sides)
+
+
+def check_no_leakage(*parts: Sequence[Track], names: Sequence[str] | None = None) -> None:
+    """Raise :class:`DatasetError` if a track id or a group appears in two of ``parts``.
+
+    Typical use: ``check_no_leakage(train, test)`` or ``check_no_leakage(*split)``.
+    """
+    names = list(names or (SPLIT_NAMES if len(parts) == 3 else [f"part {i}" for i in range(len(parts))]))
+    for attribute, what in (("track_id", "track"), ("group", "group")):
+        owner: dict[str, str] = {}
+        for name, part in zip(names, parts):
+            for value in {getattr(track, attribute) for track in part} - {None}:
+                first = owner.setdefault(value, name)
+                if first != name:
+                    raise DatasetError(f"{what} {value!r} is in both {first} and {name}: the split leaks")
+
+
+def take(tracks: Sequence[Track], indices: Iterable[int]) -> list[Track]:
+    """``[tracks[i] for i in indices]``, for the index arrays of :func:`kfold_splits`."""
+    return [tracks[int(i)] for i in indices]
+
+
+def _assign(tracks, fractions, seed, stratify, groups) -> np.ndarray:
+    """Side (0 train, 1 valid, 2 test) of each track."""
+    if len(tracks) < 2:
+        raise DatasetError(f"need at least 2 tracks to split, got {len(tracks)}")
+    labels = _codes([track.label for track in tracks]) if stratify else np.zeros(len(tracks), int)
+    group_codes = _group_codes(tracks, groups)
+    if group_codes is None:
+        return _stratified_sides(labels, fractions, np.random.default_rng(seed))
+    parts = np.zeros(len(tracks), int)
+    for side, share_of_rest in ((2, fractions[2]), (1, fractions[1] / (1 - fractions[2]))):
+        rest = np.flatnonzero(parts == 0)
+        if share_of_rest <= 0:
+            continue
+        # with fewer groups than folds, hold out one group: more than asked, but group-disjoint
+        n_splits = min(max(2, round(1 / share_of_rest)), len(np.unique(group_codes[rest])))
+        held_out = _group_folds(labels[rest], group_codes[rest], n_splits, seed)[0]
+        parts[rest[held_out]] = side
+    return parts
+
+
+def _stratified_sides(labels: np.ndarray, fractions, rng: np.random.Generator) -> np.ndarray:
+    """Systematic sampling along the label-grouped order: test takes evenly spaced tracks, then
+    valid takes evenly spaced tracks among the rest. Each label gets floor or ceil of its test
+    share, and the test side holds floor or ceil of ``len(labels) * fractions[2]`` tracks."""
+    sides = np.zeros(len(labels), int)
+    rest = _order_by_label(labels, rng)
+    for side, share in ((2, fractions[2]), (1, fractions[1] / (1 - fractions[2]))):
+        if share > 0:
+            chosen = _evenly_spaced(len(rest), share, rng.random())
+            sides[rest[chosen]] = side
+            rest = rest[~chosen]
+    return sides
+
+
+def _stratified_folds(labels: np.ndarray, n_splits: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Deal the label-grouped order round-robin: each label gets floor or ceil of its share per fold."""
+    fold_of = np.empty(len(labels), int)
+    fold_of[_order_by_label(labels, rng)] = (rng.integers(n_splits) + np.arange(len(labels))) % n_splits
+    return [np.flatnonzero(fold_of == fold) for fold in range(n_splits)]
+
+
+def _order_by_label(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices grouped by label, labels in random order, tracks shuffled within each label."""
+    blocks = [rng.permutation(np.flatnonzero(labels == label)) for label in rng.permutation(np.unique(labels))]
+    return np.concatenate(blocks)
+
+
+def _evenly_spaced(n: int, share: float, offset: float) -> np.ndarray:
+    """Mask picking every ``1 / share``-th of ``n`` positions: any run of ``m`` consecutive
+    positions holds floor or ceil of ``m * share`` picks."""
+    steps = np.floor(np.arange(n + 1) * share + offset)
+    return np.diff(steps) > 0
+
+
+def _group_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> list[np.ndarray]:
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    n_groups = len(np.unique(groups))
+    if n_groups < max(n_splits, 2):
+        parts = max(n_splits, 2)
+        raise DatasetError(f"only {n_groups} group(s) (artists): cannot make {parts} group-disjoint parts")
+    groups_per_label = Counter(label for label, _ in set(zip(labels.tolist(), groups.tolist())))
+    if min(groups_per_label.values()) >= n_splits:
+        folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    else:  # a label with too few groups cannot be spread over every fold: drop stratification
+        folds = GroupKFold(n_splits, shuffle=True, random_state=seed)
+    return [test for _, test in folds.split(np.zeros(len(labels)), labels, groups)]
+
+
+def _group_codes(tracks: Sequence[Track], groups: bool | str) -> np.ndarray | None:
+    """Group code per track, or None for a group-blind split.
+
+    ``"auto"`` uses groups when any track has one; a track without one is then a group of its
+    own (nothing links it to another track). ``True`` requires a group on every track.
+    """
+    if groups not in (True, False, "auto"):
+        raise UsageError(f"groups must be True, False or 'auto', not {groups!r}")
+    unknown = sum(track.group is None for track in tracks)
+    if groups is False or (groups == "auto" and unknown == len(tracks)):
+        return None
+    if groups is True and unknown:
+        raise DatasetError(f"{unknown} of {len(tracks)} tracks have no group (artist)")
+    keys = [("group", track.group) if track.group is not None else ("track", track.track_id) for track in tracks]
+    return _codes(keys)
+
+
+def _codes(values: list) -> np.ndarray:
+    index: dict = defaultdict(lambda: len(index))
+    return np.array([index[value] for value in values], dtype=int)
+
+
+def _take_part(tracks: Sequence[Track], parts: np.ndarray, side: int) -> list[Track]:
+    return [track for track, part in zip(tracks, parts) if part == side]
+
+
+def _bare_id(name: str) -> str:
+    """``blues/blues.00012.wav`` -> ``blues.00012`` (only an audio extension is dropped)."""
+    path = Path(name)
+    return path.stem if path.suffix.lower() in AUDIO_EXTENSIONS else path.name
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise UsageError(f"{name} must be between 0 and 1, not {value}")
+
+
+#: Values of ``split["group_by"]``: what stays on one side of a split.
+GROUP_BY = ("artist", "track")
+
+
+def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
+    """Train / valid / test tracks by ``split`` settings, and a JSON record of the split.
+
+    ``split["method"] == "kfold"`` takes fold ``split["fold"]`` of ``split["folds"]`` as the test
+    side and draws ``valid_size`` of the rest (track level, stratified, group-aware) for
+    validation. Other methods go to :func:`genrekit.splits.split_dataset`. ``split["seed"]``,
+    when given, seeds the split instead of ``seed`` (same split, another initialisation).
+    ``split["group_by"]`` says what must not straddle two sides: ``"artist"`` (default; a track
+    whose artist is unknown is a group of its own) or ``"track"`` (artists ignored: only the
+    segments of a track stay together).
+    """
+    from genrekit.data.splits import Split, check_no_leakage, holdout_split, kfold_splits, split_dataset, take
+
+    options = {"method": "auto", "valid_size": 0.1, "test_size": 0.2, **split}
+    method = options["method"]
+    seed = int(options.pop("seed", seed))
+    group_by = options.get("group_by", "artist")
+    if group_by not in GROUP_BY:
+        raise UsageError(f"split group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    if group_by == "track":
+        # deliberately artist-blind (to measure what artist-disjoint splits cost): forget the groups
+        dataset = dataclasses.replace(dataset, tracks=[dataclasses.replace(t, group=None) for t in dataset.tracks])
+    if method == "kfold":
+        folds, fold = int(options.get("folds", 5)), int(options.get("fold", 0))
+        if not 0 <= fold < folds:
+            raise UsageError(f"split fold must be in 0..{folds - 1}, not {fold}")
+        train_index, test_index = kfold_splits(dataset.tracks, folds, seed=seed)[fold]
+        rest, test = take(dataset.tracks, train_index), take(dataset.tracks, test_index)
+        valid_size = float(options["valid_size"])
+        train, valid = holdout_split(rest, test_size=valid_size, seed=seed) if valid_size > 0 else (rest, [])
+        parts = Split(train, valid, test)
+        check_no_leakage(*parts)
+    else:
+        parts = split_dataset(
+            dataset, method, valid_size=float(options["valid_size"]),
+            test_size=float(options["test_size"]), seed=seed,
+        )
+    if not parts.train:
+        raise GenrekitError(f"{dataset.root}: the {method} split leaves no training tracks")
+    trained_labels = {t.label for t in parts.train}
+    unseen = sorted({t.label for part in parts[1:] for t in part} - trained_labels)
+    if unseen:
+        warn(f"no training tracks of {', '.join(unseen)}: the model cannot learn what it is tested on "
+             "(too few tracks or artists of these labels for this split)")
+    record = {
+        **options,
+        "seed": seed,
+        "counts": {side: len(tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
+        "groups": _group_coverage([t for part in parts for t in part]),
+        **{side: sorted(t.track_id for t in tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
+        "train_groups": sorted({t.group for t in parts.train} - {None}),
+        "labels_not_in_train": unseen,
+        # file keys find the same tracks when the data is opened another way (manifest vs folder)
+        "keys": {side: sorted(track_key(t) for t in tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
+    }
+    return parts, record
+
+
+def track_key(track) -> str:
+    """``"<file name without audio extension>:<size in bytes>"``: the same file under any dataset layout."""
+    from genrekit.audio.decode import AUDIO_EXTENSIONS
+
+    path = Path(track.path)
+    name = path.stem if path.suffix.lower() in AUDIO_EXTENSIONS else path.name
+    return f"{name}:{path.stat().st_size}"
+
+
+def _group_coverage(tracks: Sequence) -> str:
+    """``"all"``, ``"some"`` or ``"none"``: how many tracks name their group (artist)."""
+    known = sum(t.group is not None for t in tracks)
+    return "all" if known == len(tracks) else "some" if known else "none"
+
+
+def limit_tracks(tracks: Sequence, per_label: int | None) -> list:
+    """At most ``per_label`` tracks of each label, in their order (all when None)."""
+    if per_label is None:
+        return list(tracks)
+    seen: dict[str, int] = {}
+    kept = []
+    for item in tracks:
+        if seen.get(item.label, 0) < per_label:
+            seen[item.label] = seen.get(item.label, 0) + 1
+            kept.append(item)
+    return kept
+
+
+def data_fingerprint(tracks: Sequence) -> str:
+    """``sha256:`` of the sorted ``(track_id, file size)`` list: changes when the data does."""
+    digest = hashlib.sha256()
+    for track_id, size in sorted((t.track_id, Path(t.path).stat().st_size) for t in tracks):
+        digest.update(f"{track_id}\t{size}\n".encode())
+    return f"sha256:{digest.hexdigest()}"

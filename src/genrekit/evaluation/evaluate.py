@@ -1,0 +1,228 @@
+"""TODO docstring (evaluate)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from genrekit.errors import DatasetError, UsageError
+from genrekit.evaluation.metrics import softmax, summarize_predictions, track_probabilities, voiced_mask
+from genrekit.evaluation.reports import evaluation_markdown
+
+SPLITS = ("test", "valid", "all", "kfold")
+
+
+@dataclass
+class Evaluation:
+    """A model's results on one split of a dataset (what the report shows).
+
+    ``metrics`` is :func:`summarize_predictions`'s dict; ``predictions`` one row per track
+    (``track_id``, ``label``, ``predicted``, ``confidence``); ``notes`` sentences for the
+    report (how the split was chosen, leakage and group checks, skipped tracks).
+    """
+
+    model_name: str
+    model_path: str | None
+    dataset: str
+    split: str
+    split_source: str
+    labels: list[str]
+    metrics: dict
+    predictions: list[dict]
+    notes: list[str] = field(default_factory=list)
+    training_counts: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def track_confusion(self) -> list[list[int]]:
+        return self.metrics["tracks"]["confusion"]
+
+    @property
+    def histories(self) -> list[list[dict]]:
+        return [self.history] if self.history else []
+
+    def markdown(self) -> str:
+        return evaluation_markdown(self)
+
+
+def evaluate_model(
+    model,
+    dataset,
+    *,
+    split: str = "test",
+    dataset_kind: str = "auto",
+    cache_dir: str | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> Evaluation:
+    """Run a model on a split of a dataset and score it at segment and track level.
+
+    Parameters
+    ----------
+    model : GenreModel or path
+        A loaded model or a model file (``NAME``, ``NAME.json``, ``NAME.safetensors``).
+    dataset : Dataset or path
+        Opened with :func:`genrekit.datasets.open_dataset` when a path.
+    split : {"test", "valid", "all"}
+        Which tracks: the model file's recorded test / validation tracks when they are in this
+        dataset, else the dataset's own split (official or GTZAN artist-filtered, see
+        :func:`genrekit.splits.split_dataset`); ``"all"`` takes every track.
+    cache_dir : str or None
+        Feature cache (``None``: the default one, ``""``: none).
+
+    Raises
+    ------
+    DatasetError
+        When evaluated tracks (or their artists) were used to train the model, or the split
+        selects no track the model can be scored on.
+    """
+    from genrekit.data.datasets import Dataset, open_dataset
+    from genrekit.data.extract import extract_features, open_cache
+    from genrekit.inference.model import GenreModel, load_model
+    from genrekit.models.registry import predict_logits
+
+    if split not in ("test", "valid", "all"):
+        raise UsageError(f"split must be test, valid or all here, not {split!r} (kfold: see cross_validate)")
+    model_path = None
+    if not isinstance(model, GenreModel):
+        model_path, model = str(model), load_model(model)
+    if not isinstance(dataset, Dataset):
+        dataset = open_dataset(dataset, dataset_kind)
+    tracks, source = select_tracks(dataset, model.spec.get("split") or {}, split)
+    notes = [f"Tracks: {source}."]
+    notes += check_against_training(tracks, model.spec, split)
+    known = set(model.labels)
+    unknown = [t for t in tracks if t.label not in known]
+    if unknown:
+        notes.append(f"{len(unknown)} tracks with labels the model does not know were left out "
+                     f"({', '.join(sorted({t.label for t in unknown}))}).")
+        tracks = [t for t in tracks if t.label in known]
+    if not tracks:
+        raise DatasetError(f"{dataset.root}: the {split} split holds no track with a label the model knows")
+
+    branches = list(model.feature.branches) if isinstance(model.spec["feature"], list) else [model.feature]
+    specs = model.spec["feature"] if isinstance(model.spec["feature"], list) else [model.spec["feature"]]
+    features = extract_features(
+        tracks, specs, sample_rate=model.sample_rate, segment=model.spec["segment"],
+        cache=open_cache(cache_dir), modules=branches, device=device, description=f"{split} features",
+    )
+    if features.failed:
+        notes.append(f"{len(features.failed)} tracks could not be decoded and were left out "
+                     f"(first: {features.failed[0][1]}).")
+    features = features.select(voiced_mask(features.silent, features.track_index))
+    model.network.to(device)
+    logits = predict_logits(model.network, features.inputs, batch_size, device)
+    probabilities = softmax(logits.numpy() / model.temperature)
+    code = {label: i for i, label in enumerate(model.labels)}
+    track_labels = np.array([code[t.label] for t in features.tracks], dtype=np.int64)
+    metrics = summarize_predictions(probabilities, features.track_index, track_labels, model.labels,
+                                    features.weights)
+    per_track = track_probabilities(probabilities, features.track_index, len(features.tracks), features.weights)
+    predictions = [
+        {"track_id": t.track_id, "label": t.label, "predicted": model.labels[int(p.argmax())],
+         "confidence": round(float(p.max()), 4)}
+        for t, p in zip(features.tracks, per_track)
+    ]
+    record = model.spec.get("split") or {}
+    return Evaluation(
+        model_name=model.name,
+        model_path=model_path,
+        dataset=str(dataset.root),
+        split=split,
+        split_source=source,
+        labels=model.labels,
+        metrics=metrics,
+        predictions=predictions,
+        notes=notes,
+        training_counts=dict(record.get("counts") or {}),
+        history=list((model.spec.get("training") or {}).get("history") or []),
+    )
+
+
+def select_tracks(dataset, record: dict, split: str) -> tuple[list, str]:
+    """The tracks of ``split`` and a phrase saying where that choice comes from.
+
+    The model file's recorded tracks of that side are found by track id, or by file (name and
+    size, :func:`genrekit.train.track_key`) when the dataset was opened another way than for
+    training (a manifest instead of a GTZAN folder, say).
+    """
+    from genrekit.data.splits import split_dataset, track_key
+
+    if split == "all":
+        return list(dataset.tracks), f"all {len(dataset.tracks)} tracks of the dataset"
+    recorded_ids = set(record.get(split) or [])
+    recorded_keys = set((record.get("keys") or {}).get(split) or [])
+    if recorded_ids or recorded_keys:
+        chosen = [t for t in dataset.tracks if t.track_id in recorded_ids]
+        if not chosen and recorded_keys:
+            chosen = [t for t in dataset.tracks if track_key(t) in recorded_keys]
+        if chosen:
+            total = len(recorded_ids or recorded_keys)
+            return chosen, (f"the model's recorded {split} tracks ({len(chosen)} of {total} found in this "
+                            f"dataset; {record.get('method', '?')} split, seed {record.get('seed', '?')})")
+    parts = split_dataset(dataset, "auto")
+    side = parts.valid if split == "valid" else parts.test
+    method = ("the dataset's official split" if all(t.split for t in dataset.tracks)
+              else "GTZAN's artist-filtered split" if dataset.kind == "gtzan"
+              else "a seeded random split of the dataset (seed 0)")
+    return list(side), f"{split} side of {method}"
+
+
+def check_against_training(tracks: Sequence, spec: dict, split: str = "test") -> list[str]:
+    """Leakage guard: raise :class:`DatasetError` if an evaluated track, or its artist, was trained on.
+
+    Compares ``tracks`` with the training tracks the model file records: by track id, and by file
+    (name without extension, and size in bytes) so that the same files opened through another
+    dataset layout are recognised too. Tracks that only share a file name with training tracks
+    (perhaps the same recording in another encoding) are reported in a note, not refused.
+    Returns notes for the report: what could be checked, and whether groups are known.
+    """
+    from genrekit.data.splits import track_key
+
+    record = spec.get("split") or {}
+    trained_ids = set(record.get("train") or [])
+    trained_keys = set((record.get("keys") or {}).get("train") or [])
+    notes = []
+    if not trained_ids and not trained_keys:
+        notes.append("The model file records no training tracks, so overlap with training could not be checked.")
+    else:
+        keys = {t.track_id: track_key(t) for t in tracks} if trained_keys else {}
+        overlap = sorted(t.track_id for t in tracks if t.track_id in trained_ids or keys.get(t.track_id) in trained_keys)
+        if overlap:
+            raise DatasetError(
+                f"{len(overlap)} of the {len(tracks)} evaluated tracks were used to train "
+                f"{spec.get('name', 'the model')} (e.g. {overlap[0]}): the split leaks; evaluate on held-out tracks"
+            )
+        notes.append(f"None of the evaluated tracks is among the model's {len(trained_ids or trained_keys)} "
+                     "training tracks" + (" (compared by id and by file name and size)." if trained_keys else
+                                          " (compared by track id only: this model file records no file keys)."))
+        trained_names = {key.rsplit(":", 1)[0] for key in trained_keys}
+        same_name = [t.track_id for t in tracks if keys.get(t.track_id, "").rsplit(":", 1)[0] in trained_names]
+        if same_name:
+            notes.append(f"{len(same_name)} evaluated tracks share a file name with training tracks (e.g. "
+                         f"{same_name[0]}) but not the size: if they are the same recordings, the split leaks.")
+    groups = {t.group for t in tracks}
+    if None in groups:
+        notes.append(
+            "This split has no group (artist) information for "
+            f"{sum(t.group is None for t in tracks)} of {len(tracks)} tracks: songs of one artist may sit on "
+            "both sides, which flatters the accuracy."
+        )
+    trained_groups = set(record.get("train_groups") or [])
+    shared = sorted((groups - {None}) & trained_groups)
+    if shared:
+        raise DatasetError(
+            f"artist {shared[0]!r} (and {len(shared) - 1} more) has tracks in training and in the "
+            f"evaluated {split} split: the split leaks"
+        )
+    if trained_groups and groups != {None}:
+        notes.append("No artist (group) of the evaluated tracks appears in training.")
+    if split == "valid" and record.get("valid"):
+        notes.append("The validation tracks chose the best epoch and the temperature: expect optimistic numbers.")
+    return notes

@@ -1,0 +1,39 @@
+"""Segments to track: turn per-segment class probabilities into one decision per file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+AGGREGATIONS = ("mean", "vote")
+
+
+def aggregate_probabilities(
+    probabilities: np.ndarray, method: str = "mean", weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Combine segment probabilities ``(n_segments, n_classes)`` into track probabilities ``(n_classes,)``.
+
+    ``method="mean"`` averages the probabilities, weighted by ``weights`` (for example the share of
+    real audio in each segment, so a mostly-padded last window counts less). ``method="vote"``
+    gives each segment one vote for its most probable class and returns the vote shares; ties
+    between classes with equal votes are broken by the mean probability, so the result's argmax
+    is always well defined.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] == 0:
+        raise ValueError(f"expected (n_segments > 0, n_classes) probabilities, got {probabilities.shape}")
+    if weights is None:
+        weights = np.ones(probabilities.shape[0])
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.sum() <= 0:
+        weights = np.ones_like(weights)
+    mean = (probabilities * weights[:, None]).sum(axis=0) / weights.sum()
+    if method == "mean":
+        return mean
+    if method == "vote":
+        votes = np.bincount(probabilities.argmax(axis=1), weights=weights, minlength=probabilities.shape[1])
+        shares = votes / votes.sum()
+        # a vanishing nudge from the mean probability breaks ties without reordering real votes
+        nudged = shares + 1e-9 * mean
+        return nudged / nudged.sum()
+    raise ValueError(f"unknown aggregation {method!r}; choose from {', '.join(AGGREGATIONS)}")

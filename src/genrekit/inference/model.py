@@ -1,0 +1,133 @@
+"""TODO docstring (classifier)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from genrekit.errors import ModelError
+from genrekit.models.files import default_model_path, read_model_files, resolve_model_path
+
+
+@dataclass
+class GenreModel:
+    """A genre classifier: feature front end + network + labels + calibration.
+
+    Audio is cut into ``segment["window"]``-second windows at ``sample_rate`` Hz; each window
+    goes through ``feature`` (an ``nn.Module`` mapping ``(batch, samples)`` to features) and
+    ``network`` (features to logits ``(batch, n_classes)``). Probabilities are
+    ``softmax(logits / temperature)``.
+    """
+
+    spec: dict[str, Any]
+    feature: nn.Module
+    network: nn.Module
+    source: Path | None = None
+    _device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.spec["labels"])
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", "unnamed"))
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.spec["sample_rate"])
+
+    @property
+    def window(self) -> float:
+        return float(self.spec["segment"]["window"])
+
+    @property
+    def hop(self) -> float:
+        return float(self.spec["segment"].get("hop") or self.window)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.spec.get("calibration", {}).get("temperature", 1.0))
+
+    @property
+    def model_id(self) -> str:
+        """Identifies these exact weights (used to know which stored results are stale)."""
+        return str(self.spec.get("model_id") or f"{self.name}@{self.spec.get('created', '')}")
+
+    @torch.inference_mode()
+    def segment_logits(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` for audio windows ``(batch, window_samples)`` at ``sample_rate``."""
+        segments = torch.as_tensor(segments, dtype=torch.float32)
+        return self.network(self.feature(segments))
+
+    def segment_probabilities(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Calibrated class probabilities ``(batch, n_classes)`` for audio windows."""
+        return torch.softmax(self.segment_logits(segments) / self.temperature, dim=-1)
+
+    def predict(self, audio, sr: int | None = None, **options):
+        """Classify a file path or a waveform (``sr`` required for arrays); see :func:`genrekit.predict.predict_audio`."""
+        from genrekit.inference.predict import predict_audio
+
+        return predict_audio(self, audio, sr=sr, **options)
+
+
+def load_model(path: str | Path | None = None) -> GenreModel:
+    """Load a model from ``NAME.json`` / ``NAME.safetensors`` / ``NAME``, or a bundled model by name.
+
+    ``None`` loads the bundled default; ``"fast"`` (or any name in :func:`bundled_model_names`)
+    the bundled model of that name, unless a model file of that name exists in the current folder.
+    """
+    from genrekit.features.registry import build_feature
+    from genrekit.models.registry import build_model
+
+    if path is None:
+        path = default_model_path()
+        if not path.is_file():
+            raise ModelError("this genrekit has no bundled default model; pass --model PATH")
+    else:
+        path = resolve_model_path(path)
+    spec, tensors = read_model_files(path)
+    try:
+        feature = _build_feature_stack(spec["feature"], build_feature)
+        network = build_model(spec["architecture"], n_classes=len(spec["labels"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot build the model it describes ({exc})") from None
+    _load_state(network, tensors, prefix="network.", where=path)
+    _load_state(feature, tensors, prefix="feature.", where=path, strict=False)
+    feature.eval()
+    network.eval()
+    return GenreModel(spec=spec, feature=feature, network=network, source=Path(path))
+
+
+class MultiFeature(nn.Module):
+    """Several front ends on the same audio, for multi-input models: returns a list of tensors."""
+
+    def __init__(self, modules: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(modules)
+
+    def forward(self, samples: torch.Tensor) -> list[torch.Tensor]:
+        return [branch(samples) for branch in self.branches]
+
+
+def _build_feature_stack(feature_spec, build_feature) -> nn.Module:
+    if isinstance(feature_spec, list):
+        return MultiFeature([build_feature(item) for item in feature_spec])
+    return build_feature(feature_spec)
+
+
+def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where, strict=True) -> None:
+    state = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
+    if not state and not strict:
+        return
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ModelError(f"{where}: weights do not fit the architecture ({first_line})") from None

@@ -1,0 +1,246 @@
+"""TODO docstring (predict)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
+from genrekit.errors import GenrekitError, UsageError
+from genrekit.inference.aggregate import aggregate_probabilities
+
+#: Below this calibrated top probability, or this share of segments agreeing with the track's
+#: genre, a prediction is flagged ``uncertain``.
+UNCERTAIN_CONFIDENCE = 0.5
+
+
+UNCERTAIN_AGREEMENT = 0.5
+
+
+#: Largest number of windows sent through the network at once (bounds activation memory).
+MAX_NETWORK_BATCH = 64
+
+
+@dataclass
+class SegmentPrediction:
+    start: float
+    end: float
+    genre: str | None
+    probabilities: dict[str, float] | None
+    silent: bool = False
+
+    def to_dict(self) -> dict:
+        out = {"start": round(self.start, 3), "end": round(self.end, 3), "genre": self.genre,
+               "probabilities": self.probabilities}
+        if self.silent:
+            out["silent"] = True
+        return out
+
+
+@dataclass
+class Prediction:
+    """The result for one file: genre, calibrated confidence, top-k and optional timeline.
+
+    ``genre`` is ``None`` when the whole file is silent. ``uncertain`` is set when the confidence
+    is low or the segments disagree; ``short`` when the file was shorter than one segment and
+    was padded.
+    """
+
+    path: str | None
+    genre: str | None
+    confidence: float
+    top: list[tuple[str, float]]
+    duration: float
+    segments: list[SegmentPrediction] | None = None
+    uncertain: bool = False
+    silent: bool = False
+    short: bool = False
+    agreement: float = 1.0
+    model: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {
+            "path": self.path,
+            "genre": self.genre,
+            "confidence": round(float(self.confidence), 6),
+            "top": [{"genre": g, "probability": round(float(p), 6)} for g, p in self.top],
+            "duration": round(float(self.duration), 3),
+            "uncertain": self.uncertain,
+        }
+        if self.silent:
+            out["silent"] = True
+        if self.short:
+            out["short"] = True
+        if self.segments is not None:
+            out["segments"] = [s.to_dict() for s in self.segments]
+        return out
+
+
+def error_record(path, error: Exception | str) -> dict:
+    """The JSON record of a file that failed: ``{"path", "error"}``."""
+    return {"path": str(path), "error": str(error)}
+
+
+def predict_audio(
+    model,
+    audio,
+    sr: int | None = None,
+    *,
+    top_k: int = 3,
+    aggregate: str = "mean",
+    segments: bool = False,
+    offset: float = 0.0,
+    max_duration: float | None = None,
+    batch_size: int = 16,
+) -> Prediction:
+    """Classify one file path or waveform with a :class:`~genrekit.classifier.GenreModel`.
+
+    Parameters
+    ----------
+    audio : path or np.ndarray
+        A file (decoded with :func:`genrekit.segments.stream_segments`, so long files use
+        bounded memory) or samples ``(n,)`` / ``(channels, n)`` at ``sr`` Hz.
+    top_k : int
+        How many genres to list in ``Prediction.top`` (default 3).
+    aggregate : {"mean", "vote"}
+        Segment-to-track aggregation: mean probability (default) or majority vote.
+    segments : bool
+        Include the per-segment timeline in the result.
+    offset, max_duration : float
+        Classify only ``[offset, offset + max_duration)`` seconds of the audio.
+    """
+    _check_options(top_k, aggregate)
+    # keep only times and probabilities: holding every batch's samples would cost the whole
+    # decoded file in memory (230 MB per hour at 16 kHz)
+    parts = [
+        (batch.starts, batch.ends, *classify_segments(model, batch.samples))
+        for batch in _segment_batches(model, audio, sr, offset=offset, duration=max_duration, batch_size=batch_size)
+    ]
+    if not parts:
+        raise GenrekitError(f"{audio}: no audio in the requested range")
+    path = str(audio) if isinstance(audio, (str, os.PathLike)) else None
+    return summarize(
+        model, path,
+        duration=_audio_duration(audio, sr, offset, max_duration),
+        starts=np.concatenate([p[0] for p in parts]),
+        ends=np.concatenate([p[1] for p in parts]),
+        probabilities=np.concatenate([p[2] for p in parts]),
+        silent=np.concatenate([p[3] for p in parts]),
+        top_k=top_k, aggregate=aggregate, segments=segments,
+    )
+
+
+def _check_options(top_k: int, aggregate: str) -> None:
+    if top_k < 1:
+        raise UsageError("top_k must be at least 1")
+    if aggregate not in ("mean", "vote"):
+        raise UsageError(f"aggregate must be 'mean' or 'vote', not {aggregate!r}")
+
+
+def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities (n, n_classes), silent (n,))`` for windows ``(n, window_samples)``.
+
+    Silent windows are not run through the model; their probability rows are NaN.
+    """
+    silent = rms_dbfs(samples) < SILENCE_DBFS
+    probabilities = np.full((len(samples), len(model.labels)), np.nan)
+    voiced = np.flatnonzero(~silent)
+    for first in range(0, len(voiced), MAX_NETWORK_BATCH):
+        rows = voiced[first:first + MAX_NETWORK_BATCH]
+        probabilities[rows] = model.segment_probabilities(samples[rows]).numpy()
+    return probabilities, silent
+
+
+def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggregate="mean",
+              segments=False, duration: float | None = None) -> Prediction:
+    """Aggregate one file's segment probabilities into a :class:`Prediction`.
+
+    ``duration`` is the seconds of audio classified (default: the span the segments cover).
+    """
+    if duration is None:
+        duration = float(ends.max() - starts.min()) if len(ends) else 0.0
+    short = duration < model.window - 1e-6
+    timeline = _timeline(model.labels, starts, ends, probabilities, silent) if segments else None
+    if silent.all():
+        return Prediction(path=path, genre=None, confidence=0.0, top=[], duration=duration,
+                          segments=timeline, silent=True, short=short, uncertain=True, model=model.name)
+    voiced = ~silent
+    weights = (ends - starts)[voiced] / model.window
+    mean = aggregate_probabilities(probabilities[voiced], "mean", weights=weights)
+    track = mean if aggregate == "mean" else aggregate_probabilities(probabilities[voiced], aggregate, weights=weights)
+    order = np.argsort(track)[::-1]
+    best = int(order[0])
+    agreement = float(np.mean(probabilities[voiced].argmax(axis=1) == best))
+    confidence = float(mean[best])
+    return Prediction(
+        path=path,
+        genre=model.labels[best],
+        confidence=confidence,
+        top=[(model.labels[i], float(track[i])) for i in order[:top_k]],
+        duration=duration,
+        segments=timeline,
+        # under half a window of audio is too little to judge, however sure the network sounds
+        uncertain=(confidence < UNCERTAIN_CONFIDENCE or agreement < UNCERTAIN_AGREEMENT
+                   or duration < model.window / 2),
+        short=short,
+        agreement=agreement,
+        model=model.name,
+    )
+
+
+def _audio_duration(audio, sr, offset: float, max_duration: float | None) -> float:
+    """Seconds of ``audio`` in ``[offset, offset + max_duration)``."""
+    if isinstance(audio, (str, os.PathLike)):
+        from genrekit.audio.decode import audio_info
+
+        total = audio_info(audio).duration
+    else:
+        total = np.shape(audio)[-1] / sr
+    available = max(total - offset, 0.0)
+    return available if max_duration is None else min(available, max_duration)
+
+
+def _segment_batches(model, audio, sr, *, offset, duration, batch_size):
+    from genrekit.audio.segments import segment_samples, stream_segments
+
+    options = dict(window=model.window, hop=model.hop, last=model.spec["segment"].get("last", "pad"))
+    if isinstance(audio, (str, os.PathLike)):
+        yield from stream_segments(audio, model.sample_rate, offset=offset, duration=duration,
+                                   batch_size=batch_size, **options)
+        return
+    if sr is None:
+        raise UsageError("sr is required when predicting from an array of samples")
+    samples = np.asarray(audio, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=0)
+    start = int(round(offset * sr))
+    stop = None if duration is None else start + int(round(duration * sr))
+    samples = samples[start:stop]
+    if samples.size == 0:
+        raise GenrekitError("no samples to classify")
+    if sr != model.sample_rate:
+        import soxr
+
+        samples = soxr.resample(samples, sr, model.sample_rate).astype(np.float32)
+    whole = segment_samples(samples, model.sample_rate, **options)
+    for first in range(0, len(whole.samples), batch_size):
+        part = slice(first, first + batch_size)
+        yield type(whole)(samples=whole.samples[part], starts=whole.starts[part] + offset,
+                          ends=whole.ends[part] + offset, padded=whole.padded[part])
+
+
+def _timeline(labels, starts, ends, probabilities, silent) -> list[SegmentPrediction]:
+    out = []
+    for start, end, probs, quiet in zip(starts, ends, probabilities, silent):
+        if quiet:
+            out.append(SegmentPrediction(float(start), float(end), None, None, silent=True))
+            continue
+        out.append(SegmentPrediction(
+            float(start), float(end), labels[int(np.argmax(probs))],
+            {label: round(float(p), 6) for label, p in zip(labels, probs)},
+        ))
+    return out

@@ -1,0 +1,167 @@
+"""TODO docstring (train)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from genrekit.errors import UsageError
+
+if TYPE_CHECKING:
+    from genrekit.training.config import TrainConfig
+
+
+@dataclass
+class _LoopState:
+    """Progress of the epoch loop; everything a checkpoint must hold besides the tensors."""
+
+    epoch: int = 0
+    history: list = field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    best_state: dict | None = None
+
+    def record(self, row: dict, network: nn.Module, improved_by: float) -> None:
+        self.epoch = row["epoch"]
+        self.history.append(row)
+        if improved_by < self.best_loss:
+            self.best_loss, self.best_epoch, self.bad_epochs = improved_by, self.epoch, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    def stopped(self, patience: int) -> bool:
+        return bool(patience) and self.bad_epochs >= patience
+
+
+def save_trained_model(path: str | Path, spec: dict, network: nn.Module) -> Path:
+    """Write a trained network as a genrekit model file (see ``docs/model-format.md``)."""
+    from genrekit.models.files import save_model
+
+    tensors = {f"network.{name}": t for name, t in network.state_dict().items()}
+    return save_model(path, _json_safe(spec), tensors)
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """``(NAME.ckpt.json, NAME.ckpt.safetensors)`` for a model path ``NAME`` or a checkpoint path."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".json", ".safetensors"):
+        name = name.removesuffix(suffix)
+    name = name.removesuffix(".ckpt")
+    return path.with_name(f"{name}.ckpt.json"), path.with_name(f"{name}.ckpt.safetensors")
+
+
+def write_checkpoint(config: TrainConfig, state: _LoopState, network: nn.Module, optimizer) -> Path:
+    """Save what resuming needs: network, best network and optimizer tensors, loop state, config.
+
+    The optimizer's per-parameter tensors go to safetensors as ``optimizer.<index>.<name>``;
+    its hyper-parameters and scalars to the JSON (no pickle).
+    """
+    from safetensors.torch import save
+
+    from genrekit.utils import atomic_write_bytes, atomic_write_text
+
+    tensors = {f"network.{k}": v for k, v in network.state_dict().items()}
+    if state.best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in state.best_state.items()})
+    optimizer_state = optimizer.state_dict()
+    scalars: dict[str, dict] = {}
+    for index, values in optimizer_state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    spec = {
+        "format": "genrekit-checkpoint",
+        "config": config.to_dict(),
+        "epoch": state.epoch,
+        "history": state.history,
+        "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "scalars": scalars},
+    }
+    json_path, tensor_path = checkpoint_paths(config.out)
+    contiguous = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    atomic_write_bytes(tensor_path, save(contiguous))
+    atomic_write_text(json_path, json.dumps(_json_safe(spec), indent=1) + "\n")
+    return json_path
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """``{"spec": checkpoint JSON, "tensors": {...}}``; :class:`UsageError` if missing or malformed."""
+    from safetensors.torch import load_file
+
+    json_path, tensor_path = checkpoint_paths(path)
+    for file in (json_path, tensor_path):
+        if not file.is_file():
+            raise UsageError(f"{file}: checkpoint not found")
+    try:
+        spec = json.loads(json_path.read_text(encoding="utf-8"))
+        tensors = load_file(str(tensor_path))
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad checkpoint
+        raise UsageError(f"{json_path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if spec.get("format") != "genrekit-checkpoint":
+        raise UsageError(f"{json_path}: not a genrekit checkpoint")
+    return {"spec": spec, "tensors": tensors, "path": json_path}
+
+
+def _restore(checkpoint: dict, network: nn.Module, optimizer, device) -> _LoopState:
+    spec, tensors = checkpoint["spec"], checkpoint["tensors"]
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    network.load_state_dict(part("network."))
+    state: dict[int, dict] = {}
+    for name, value in part("optimizer.").items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for index, values in spec["optimizer"]["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    optimizer.load_state_dict({"state": state, "param_groups": spec["optimizer"]["param_groups"]})
+    best = part("best.")
+    best_loss = spec.get("best_loss")
+    return _LoopState(
+        epoch=int(spec["epoch"]),
+        history=list(spec["history"]),
+        best_loss=math.inf if best_loss is None else float(best_loss),
+        best_epoch=int(spec["best_epoch"]),
+        bad_epochs=int(spec["bad_epochs"]),
+        best_state=best or None,
+    )
+
+
+#: Settings that may change when resuming (the rest define the run and must not).
+RESUMABLE_CHANGES = ("epochs", "patience", "out", "name", "checkpoint", "device", "cache_dir", "calibrate")
+
+
+def _check_same_recipe(config: TrainConfig, previous: TrainConfig, where) -> None:
+    now, before = config.to_dict(), previous.to_dict()
+    for key in now:
+        if key not in RESUMABLE_CHANGES and now[key] != before[key]:
+            raise UsageError(f"{where}: checkpoint was made with {key}={before[key]!r}, not {now[key]!r}")
+
+
+def _json_safe(value):
+    """Tuples to lists and non-finite floats to None, so the JSON is strict."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value

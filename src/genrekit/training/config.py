@@ -1,0 +1,194 @@
+"""TODO docstring (train)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genrekit.errors import UsageError
+from genrekit.training.augment import SpecAugment, WaveAugment
+from genrekit.training.checkpoints import read_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; JSON- and TOML-able.
+
+    Attributes
+    ----------
+    dataset : str
+        Dataset folder or manifest, opened with :func:`genrekit.datasets.open_dataset`.
+    out : str
+        Model path ``NAME`` (``NAME.json`` and ``NAME.safetensors`` are written).
+    name : str or None
+        Model name recorded in the file; default: the stem of ``out``.
+    dataset_kind : str
+        ``"auto"``, ``"gtzan"``, ``"fma"``, ``"folder"`` or ``"manifest"``.
+    sample_rate : int
+        Audio is decoded at this rate (Hz).
+    segment : dict
+        ``{"window": seconds, "hop": seconds or None (= window), "last": "pad" | "drop"}``.
+    feature : dict or list of dict
+        Feature spec(s) for :func:`genrekit.features.build_feature`; a list feeds a multi-input
+        (``parallel``) network.
+    architecture : dict
+        Network spec for :func:`genrekit.models.build_model`.
+    split : dict
+        ``method`` (``"auto"``, ``"random"``, ``"group"``, ``"official"``, ``"gtzan-artist"``
+        or ``"kfold"``), ``valid_size``, ``test_size``, and for ``kfold`` ``folds`` and ``fold``
+        (the test fold; validation is drawn from the other folds).
+    epochs, batch_size, learning_rate, weight_decay : training schedule (AdamW).
+    patience : int
+        Stop after this many epochs without a lower validation loss (0: never stop early).
+    class_weights : bool
+        Weight the loss by inverse class frequency of the training segments.
+    augment : dict
+        Waveform augmentation ``gain_db``, ``noise_snr_db``, ``shift`` (fraction of a window)
+        and SpecAugment ``freq_masks``, ``freq_width``, ``time_masks``, ``time_width``
+        (bins / frames); empty: none. See :class:`WaveAugment`, :class:`SpecAugment`.
+    seed : int
+        Seeds the split, the initialisation, batch order, dropout and augmentation.
+    limit_per_label : int or None
+        Use at most this many tracks per label (quick experiments).
+    cache_dir : str or None
+        Feature cache folder; ``None``: the default cache (``genrekit cache``); ``""``: no cache.
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    checkpoint : bool
+        Write ``NAME.ckpt.*`` after every epoch, for ``resume``.
+    calibrate : bool
+        Fit a softmax temperature on the validation segments.
+    """
+
+    dataset: str
+    out: str
+    name: str | None = None
+    dataset_kind: str = "auto"
+    sample_rate: int = 22050
+    segment: dict = field(default_factory=lambda: {"window": 3.0, "hop": 3.0, "last": "pad"})
+    feature: dict | list = field(default_factory=lambda: {"name": "mfcc", "n_mfcc": 20})
+    architecture: dict = field(default_factory=lambda: {"name": "cnn2d"})
+    split: dict = field(default_factory=lambda: {"method": "auto", "valid_size": 0.1, "test_size": 0.2})
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 5
+    class_weights: bool = False
+    augment: dict = field(default_factory=dict)
+    seed: int = 0
+    limit_per_label: int | None = None
+    cache_dir: str | None = None
+    device: str = "auto"
+    checkpoint: bool = True
+    calibrate: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "config") -> "TrainConfig":
+        """Build from a dict, refusing unknown keys (a typo must not silently use a default)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        missing = [name for name in ("dataset", "out") if not values.get(name)]
+        if missing:
+            raise UsageError(f"{where}: {missing[0]!r} is required")
+        config = cls(**copy.deepcopy(values))
+        config.validate(where)
+        return config
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(dataclasses.asdict(self))
+
+    def validate(self, where: str = "config") -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "sample_rate": self.sample_rate}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise UsageError(f"{where}: {name} must be a positive integer, not {value!r}")
+        if not self.learning_rate > 0:
+            raise UsageError(f"{where}: learning_rate must be positive, not {self.learning_rate!r}")
+        if not float(self.segment.get("window", 0)) > 0:
+            raise UsageError(f"{where}: segment.window must be positive seconds")
+        unknown = set(self.augment) - set(WaveAugment.OPTIONS) - set(SpecAugment.OPTIONS)
+        if unknown:
+            raise UsageError(f"{where}: unknown augmentation {sorted(unknown)[0]!r}")
+        if isinstance(self.feature, list) != (self.architecture.get("name") == "parallel"):
+            raise UsageError(f"{where}: a list of features needs the 'parallel' architecture and back")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UsageError(f"{where}: device must be auto, cpu or cuda, not {self.device!r}")
+
+    @property
+    def feature_specs(self) -> list[dict]:
+        return list(self.feature) if isinstance(self.feature, list) else [self.feature]
+
+    @property
+    def model_name(self) -> str:
+        return self.name or Path(self.out).name
+
+
+def load_config(path: str | Path, **overrides) -> TrainConfig:
+    """Read a TOML training config; ``overrides`` (not None) replace its settings.
+
+    Relative ``dataset``, ``out`` and ``cache_dir`` paths are taken relative to the TOML file.
+    A list of features is written as an array of tables (``[[feature]]``).
+    """
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    for key in ("dataset", "out", "cache_dir"):
+        if values.get(key) and not Path(values[key]).expanduser().is_absolute():
+            values[key] = str(path.parent / values[key])
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return TrainConfig.from_dict(values, where=str(path))
+
+
+def config_from_options(config_path: str | None = None, resume: str | None = None, **options) -> TrainConfig:
+    """A :class:`TrainConfig` from ``genrekit train`` options (None = not given).
+
+    Settings come from, in increasing priority: the defaults, the checkpoint being resumed (if
+    no config file is given), the TOML file ``config_path``, the options. Options ``window``,
+    ``hop`` go into ``segment``; ``split_method``, ``valid_size``, ``test_size``, ``folds``,
+    ``fold`` into ``split``; ``feature``, ``architecture`` and ``augment`` may be JSON text.
+    """
+    options = {key: value for key, value in options.items() if value is not None}
+    for key, flag in (("feature", "--feature"), ("architecture", "--arch"), ("augment", "--augment")):
+        if isinstance(options.get(key), str):
+            options[key] = _parse_json_option(flag, options[key])
+    segment_changes = {k: options.pop(k) for k in ("window", "hop") if k in options}
+    split_changes = {("method" if k == "split_method" else k): options.pop(k)
+                     for k in ("split_method", "valid_size", "test_size", "folds", "fold") if k in options}
+    if config_path:
+        base = load_config(config_path).to_dict()
+    elif resume:
+        base = read_checkpoint(resume)["spec"]["config"]
+    else:
+        base = {}
+    values = {**base, **options}
+    if segment_changes:
+        values["segment"] = {**values.get("segment", TrainConfig.__dataclass_fields__["segment"].default_factory()),
+                             **segment_changes}
+    if split_changes:
+        values["split"] = {**values.get("split", TrainConfig.__dataclass_fields__["split"].default_factory()),
+                           **split_changes}
+        if values["split"].get("method") != "kfold":
+            values["split"].pop("folds", None), values["split"].pop("fold", None)
+    return TrainConfig.from_dict(values, where=str(config_path or resume or "options"))
+
+
+def _parse_json_option(flag: str, text: str):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{flag}: not valid JSON ({exc.msg}): {text}") from None
+    if not isinstance(value, (dict, list)):
+        raise UsageError(f"{flag}: expected a JSON object such as '{{\"name\": ...}}', got {text}")
+    return value

@@ -1,0 +1,168 @@
+"""The common start and end of every training run: data, split and features in; calibrated,
+scored model file out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from genrekit.data.extract import SegmentFeatures, extract_features, feature_cache_key, open_cache
+from genrekit.data.splits import data_fingerprint, limit_tracks, split_tracks
+from genrekit.features.registry import resolve_feature
+from genrekit.models.registry import predict_logits
+from genrekit.training.calibration import fit_temperature
+from genrekit.training.checkpoints import (
+    save_trained_model,
+)
+from genrekit.training.config import TrainConfig
+from genrekit.utils import info
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` returns.
+
+    ``metrics`` holds ``"valid"`` and ``"test"`` summaries (see
+    :func:`genrekit.evaluate.summarize_predictions`); ``timings`` seconds spent on
+    ``"features"``, ``"training"`` and ``"total"``.
+    """
+
+    model_path: Path
+    spec: dict
+    network: nn.Module
+    metrics: dict
+    history: list[dict]
+    best_epoch: int
+    timings: dict
+    n_parameters: int
+
+
+@dataclass
+class PreparedData:
+    """A run's labels, split and segment features (see :func:`prepare_data`)."""
+
+    labels: list[str]
+    parts: Any
+    split_record: dict
+    features: dict
+    seconds: float
+    feature: dict | list
+    modules: list
+
+    def train_set(self) -> SegmentFeatures:
+        """Training segments without the silent ones (they carry no genre)."""
+        train = self.features["train"]
+        return train.select(~train.silent)
+
+    def valid_set(self) -> SegmentFeatures | None:
+        """Validation segments as evaluation sees them, or None without validation tracks."""
+        from genrekit.evaluation.metrics import voiced_mask
+
+        valid = self.features.get("valid")
+        return None if valid is None else valid.select(voiced_mask(valid.silent, valid.track_index))
+
+    def input_shape(self, config: TrainConfig):
+        shapes = [list(x.shape[1:]) for x in self.features["train"].inputs]
+        return shapes if isinstance(config.feature, list) else shapes[0]
+
+
+def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = False) -> PreparedData:
+    """Open the dataset, split it at track level and compute (or read from cache) all features."""
+    from genrekit.data.datasets import open_dataset
+
+    started = time.perf_counter()
+    resolved = [resolve_feature(spec, config.sample_rate) for spec in config.feature_specs]
+    specs, modules = [spec for spec, _ in resolved], [module.to(device) for _, module in resolved]
+    dataset = open_dataset(config.dataset, config.dataset_kind)
+    dataset.tracks = limit_tracks(dataset.tracks, config.limit_per_label)
+    labels = sorted({t.label for t in dataset.tracks})
+    parts, split_record = split_tracks(dataset, config.split, config.seed)
+    info(
+        f"{config.dataset}: {len(labels)} labels; tracks train {len(parts.train)}, "
+        f"valid {len(parts.valid)}, test {len(parts.test)} ({split_record['method']} split)"
+    )
+    cache = open_cache(config.cache_dir)
+    features = {}
+    for side, tracks in zip(("train", "valid", "test"), parts):
+        if tracks:
+            features[side] = extract_features(
+                tracks, specs, sample_rate=config.sample_rate, segment=config.segment,
+                cache=cache, keep_waveforms=side == "train" and keep_train_waveforms, device=device,
+                modules=modules, description=f"{side} features",
+            )
+    feature = specs if isinstance(config.feature, list) else specs[0]
+    return PreparedData(labels, parts, split_record, features, time.perf_counter() - started, feature, modules)
+
+
+def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData, training: dict,
+                    started: float, training_seconds: float, device) -> TrainResult:
+    """Calibrate on validation, score valid and test, write the model file; the common end of every run."""
+    from genrekit.models.registry import count_parameters
+
+    network.eval()
+    labels = data.labels
+    valid_set = data.valid_set()
+    temperature, calibration = 1.0, {"temperature": 1.0, "method": "none"}
+    if config.calibrate and valid_set is not None:
+        logits = predict_logits(network, valid_set.inputs, config.batch_size, device)
+        temperature, calibration = fit_temperature(logits, torch.as_tensor(valid_set.labels(labels)))
+    metrics = {}
+    for side in ("valid", "test"):
+        if side in data.features:
+            metrics[side] = _evaluate_side(network, data.features[side], labels, temperature, config.batch_size, device)
+    n_parameters = count_parameters(network)
+    timings = {
+        "features": round(data.seconds, 3),
+        "training": round(training_seconds, 3),
+        "total": round(time.perf_counter() - started, 3),
+    }
+    spec = {
+        "name": config.model_name,
+        "labels": labels,
+        "sample_rate": config.sample_rate,
+        "segment": feature_cache_key({}, config.sample_rate, config.segment)["segment"],
+        "feature": data.feature,
+        "architecture": network.spec,
+        "calibration": calibration,
+        "metrics": metrics,
+        "split": data.split_record,
+        "data_fingerprint": data_fingerprint([t for part in data.parts for t in part]),
+        "training": {
+            "config": config.to_dict(),
+            **training,
+            "n_parameters": n_parameters,
+            "device": str(device),
+            "timings": timings,
+            "failed_tracks": [
+                {"track_id": t.track_id, "error": error}
+                for part in data.features.values() for t, error in part.failed
+            ],
+            "torch_version": torch.__version__,
+        },
+    }
+    model_path = save_trained_model(config.out, spec, network)
+    info(f"saved {model_path}")
+    return TrainResult(model_path, spec, network, metrics, training.get("history", []),
+                       training.get("best_epoch", 0), timings, n_parameters)
+
+
+def _evaluate_side(network, data: SegmentFeatures, labels, temperature, batch_size, device) -> dict:
+    from genrekit.evaluation.metrics import summarize_predictions, voiced_mask
+
+    data = data.select(voiced_mask(data.silent, data.track_index))
+    logits = predict_logits(network, data.inputs, batch_size, device)
+    probabilities = torch.softmax(logits / temperature, 1).numpy()
+    return summarize_predictions(probabilities, data.track_index, _track_labels(data, labels), labels, data.weights)
+
+
+def _track_labels(data: SegmentFeatures, labels: Sequence[str]) -> np.ndarray:
+    code = {label: i for i, label in enumerate(labels)}
+    return np.array([code[t.label] for t in data.tracks], dtype=np.int64)
+
+
