@@ -60,6 +60,7 @@ def evaluate_model(
     cache_dir: str | None = None,
     batch_size: int = 64,
     device: str = "cpu",
+    aggregate: str = "mean",
 ) -> Evaluation:
     """Run a model on a split of a dataset and score it at segment and track level.
 
@@ -75,6 +76,8 @@ def evaluate_model(
         :func:`genrekit.splits.split_dataset`); ``"all"`` takes every track.
     cache_dir : str or None
         Feature cache (``None``: the default one, ``""``: none).
+    aggregate : str
+        Segments to track, as ``genrekit predict --aggregate``: ``"mean"`` or ``"vote"``.
 
     Raises
     ------
@@ -122,8 +125,9 @@ def evaluate_model(
     code = {label: i for i, label in enumerate(model.labels)}
     track_labels = np.array([code[t.label] for t in features.tracks], dtype=np.int64)
     metrics = summarize_predictions(probabilities, features.track_index, track_labels, model.labels,
-                                    features.weights)
-    per_track = track_probabilities(probabilities, features.track_index, len(features.tracks), features.weights)
+                                    features.weights, aggregate)
+    per_track = track_probabilities(probabilities, features.track_index, len(features.tracks), features.weights,
+                                    aggregate)
     predictions = [
         {"track_id": t.track_id, "label": t.label, "predicted": model.labels[int(p.argmax())],
          "confidence": round(float(p.max()), 4)}

@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from genrekit.inference.aggregate import aggregate_probabilities
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts ``(n_classes, n_classes)`` int: row = true class, column = predicted class."""
@@ -66,9 +68,10 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
 
 
 def track_probabilities(
-    probabilities: np.ndarray, track_index: np.ndarray, n_tracks: int, weights: np.ndarray | None = None
+    probabilities: np.ndarray, track_index: np.ndarray, n_tracks: int, weights: np.ndarray | None = None,
+    method: str = "mean",
 ) -> np.ndarray:
-    """Weighted mean of segment probabilities per track.
+    """Segment probabilities combined per track, exactly as ``genrekit predict`` combines them.
 
     Parameters
     ----------
@@ -79,6 +82,8 @@ def track_probabilities(
     n_tracks : int
     weights : np.ndarray, optional
         ``(n_segments,)`` non-negative weights (share of real audio); default 1.
+    method : str
+        ``"mean"`` or ``"vote"``: see :func:`genrekit.inference.aggregate.aggregate_probabilities`.
 
     Returns
     -------
@@ -86,12 +91,13 @@ def track_probabilities(
         ``(n_tracks, n_classes)`` float64; rows of tracks without segments are NaN.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
+    track_index = np.asarray(track_index)
     weights = np.ones(len(probabilities)) if weights is None else np.asarray(weights, dtype=np.float64)
-    sums = np.zeros((n_tracks, probabilities.shape[1]))
-    np.add.at(sums, track_index, probabilities * weights[:, None])
-    totals = np.bincount(track_index, weights=weights, minlength=n_tracks)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / totals[:, None]
+    out = np.full((n_tracks, probabilities.shape[1]), np.nan)
+    for track in np.unique(track_index):
+        rows = track_index == track
+        out[track] = aggregate_probabilities(probabilities[rows], method, weights[rows])
+    return out
 
 
 def voiced_mask(silent: np.ndarray, track_index: np.ndarray) -> np.ndarray:
@@ -108,6 +114,7 @@ def summarize_predictions(
     track_labels: np.ndarray,
     labels: Sequence[str],
     weights: np.ndarray | None = None,
+    aggregate: str = "mean",
 ) -> dict:
     """Segment- and track-level metrics from segment probabilities.
 
@@ -132,7 +139,7 @@ def summarize_predictions(
         true class per segment. Tracks without segments are not counted.
     """
     track_labels = np.asarray(track_labels, dtype=np.int64)
-    per_track = track_probabilities(probabilities, track_index, len(track_labels), weights)
+    per_track = track_probabilities(probabilities, track_index, len(track_labels), weights, aggregate)
     counted = ~np.isnan(per_track).any(axis=1)
     segment_true = track_labels[track_index]
     segment_pred = np.asarray(probabilities).argmax(axis=1)

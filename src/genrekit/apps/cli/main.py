@@ -408,6 +408,7 @@ def evaluate(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="With --split kfold: epochs per fold (default: the model's)."),
+    aggregate: str = typer.Option("mean", "--aggregate", help="Segments to track: mean (probability) or vote, as in predict."),
 ) -> None:
     """Score a model on a dataset split: track and segment accuracy, macro-F1, confusion matrix."""
     import dataclasses
@@ -436,7 +437,8 @@ def evaluate(
         result = cross_validate(config, folds, out_dir=out_dir)
         lines = [f"{key}: {v['mean']:.4f} +- {v['std']:.4f}" for key, v in result.summary.items()]
     elif split in ("test", "valid", "all"):
-        result = evaluate_model(model, dataset, split=split, dataset_kind=kind, cache_dir=cache, device=device)
+        result = evaluate_model(model, dataset, split=split, dataset_kind=kind, cache_dir=cache, device=device,
+                                aggregate=aggregate)
         m = result.metrics
         lines = [f"tracks: {m['n_tracks']}  segments: {m['n_segments']}"] + [
             f"{key}: {m[key]:.4f}" for key in ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macro_f1")
