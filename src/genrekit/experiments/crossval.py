@@ -54,6 +54,20 @@ class CrossValidation:
         return "\n".join(lines) + "\n"
 
 
+def kfold_split(folds: int, fold: int, *, valid_size: float = 0.1, group_by: str | None = None) -> dict:
+    """The ``split`` settings that make a training run fold ``fold`` of ``folds``.
+
+    The one definition of a cross-validation fold, used by ``genrekit evaluate --split kfold``
+    (:func:`cross_validate`), experiments and tuning: the test side is the fold, ``valid_size``
+    of the rest is drawn for validation, and ``group_by`` (``"artist"`` or ``"track"``; default:
+    artist when the dataset names artists) says what must stay on one side.
+    """
+    split = {"method": "kfold", "folds": int(folds), "fold": int(fold), "valid_size": float(valid_size)}
+    if group_by is not None:
+        split["group_by"] = group_by
+    return split
+
+
 CV_METRICS = ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macro_f1")
 
 
@@ -86,7 +100,7 @@ def cross_validate(config, folds: int = 5, *, out_dir: str | Path | None = None)
     for fold in range(folds):
         fold_config = dataclasses.replace(
             config,
-            split={"valid_size": config.split.get("valid_size", 0.1), "method": "kfold", "folds": folds, "fold": fold},
+            split=kfold_split(folds, fold, valid_size=config.split.get("valid_size", 0.1)),
             out=str(out_dir / f"{config.model_name}-fold{fold}"),
             name=f"{config.model_name}-fold{fold}",
         )

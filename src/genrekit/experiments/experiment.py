@@ -88,14 +88,15 @@ class Run:
 
     def config(self, fold: int, out: Path):
         """The :class:`~genrekit.train.TrainConfig` of fold ``fold`` (models under ``out/models``)."""
+        from genrekit.experiments.crossval import kfold_split
         from genrekit.training.config import TrainConfig
 
         protocol = self.experiment.protocol
-        split = {"method": protocol["method"], "valid_size": protocol["valid_size"]}
         if self.grouping:
-            split.update(folds=self.folds, fold=fold, group_by=self.grouping)
+            split = kfold_split(self.folds, fold, valid_size=protocol["valid_size"], group_by=self.grouping)
         else:
-            split["test_size"] = protocol["test_size"]
+            split = {"method": protocol["method"], "valid_size": protocol["valid_size"],
+                     "test_size": protocol["test_size"]}
         values = {
             **copy.deepcopy(self.experiment.base),
             **copy.deepcopy(self.variant.settings),

@@ -315,13 +315,14 @@ def _trial_config(config, params: dict, manifest: Path, folds: int, fold: int, g
                   study_path: Path, number: int):
     import dataclasses
 
+    from genrekit.experiments.crossval import kfold_split
+
     tuned = apply_params(config, params)
     out = study_path.parent / f"{study_path.stem}-trials" / f"trial{number}-fold{fold}"
     return dataclasses.replace(
         tuned, dataset=str(manifest), dataset_kind="manifest", out=str(out), name=out.name, checkpoint=False,
         limit_per_label=None,  # already applied when the manifest was written
-        split={"method": "kfold", "folds": folds, "fold": fold, "group_by": group_by,
-               "valid_size": config.split.get("valid_size", 0.1)},
+        split=kfold_split(folds, fold, valid_size=config.split.get("valid_size", 0.1), group_by=group_by),
     )
 
 
