@@ -1,7 +1,7 @@
 """Training speed: one cross-validation fold of a recipe from an experiment file, cold and warm cache.
 
 For each chosen variant of ``experiments/classic.toml`` (default: the MFCC CNN) this trains fold
-0 of the experiment's k-fold protocol on ``--data`` twice with :func:`genrekit.train.train_model`:
+0 of the experiment's k-fold protocol on ``--data`` twice with :func:`genrekit.training.loop.train_model`:
 
 1. **cold**: with an empty feature cache (a fresh temporary folder): every clip is decoded and
    its features computed, then the network trains;

@@ -3,8 +3,8 @@
 1. Writes ``experiments/gtzan-mini-tracks.csv``: every gtzan-mini clip with its artist (group)
    and a split column: ``valid`` for an artist-disjoint, genre-stratified 20 % (early stopping
    and the softmax temperature), ``train`` for the rest, so the model learns from all clips.
-2. Trains the recipe with :func:`genrekit.train.train_model` into ``src/genrekit/data/models/default``.
-3. Cross-validates the same recipe on gtzan-mini twice (:func:`genrekit.evaluate.cross_validate`,
+2. Trains the recipe with :func:`genrekit.training.loop.train_model` into ``src/genrekit/data/models/default``.
+3. Cross-validates the same recipe on gtzan-mini twice (:func:`genrekit.experiments.crossval.cross_validate`,
    fold models in a temporary folder): with track-grouped folds (segments of one clip never on
    both sides) and with artist-grouped folds (no artist on both sides). Both go into the model
    file's ``metrics`` and ``docs/model-card-*.{md,png,json}``.

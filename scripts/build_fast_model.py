@@ -4,9 +4,9 @@
    and a split column: ``valid`` for an artist-disjoint side (20 % asked; whole artists make it
    10 clips) that picks the epoch and fits the softmax temperature, ``train`` for the rest, so
    that no clip is left unused.
-2. Trains the recipe with :func:`genrekit.train.train_model` into ``src/genrekit/data/models/fast``.
+2. Trains the recipe with :func:`genrekit.training.loop.train_model` into ``src/genrekit/data/models/fast``.
 3. With ``--folds K`` (default 5), cross-validates the same recipe on gtzan-mini twice
-   (:func:`genrekit.evaluate.cross_validate`; fold models go to a temporary folder): with
+   (:func:`genrekit.experiments.crossval.cross_validate`; fold models go to a temporary folder): with
    artist-disjoint folds (``metrics.cross_validation``) and with folds that ignore artists
    (``metrics.cross_validation_ungrouped``, optimistic), and records both in the model file.
    Four gtzan-mini genres are one artist each, so artist-disjoint folds cannot be learnt for

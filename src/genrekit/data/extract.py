@@ -1,4 +1,5 @@
-"""TODO docstring (train)
+"""Features of many tracks for training and evaluation: decode, segment, compute each feature
+(through the feature cache) and keep each segment's share of real audio and level.
 """
 
 from __future__ import annotations
@@ -87,11 +88,11 @@ def extract_features(
     ----------
     tracks : sequence of Track
     feature_specs : sequence of dict
-        Specs for :func:`genrekit.features.build_feature`; also the cache keys.
+        Specs for :func:`genrekit.features.registry.build_feature`; also the cache keys.
     sample_rate : int
         Decoding rate in Hz.
     segment : dict
-        ``window``, ``hop`` and ``last`` for :func:`genrekit.segments.segment_samples`.
+        ``window``, ``hop`` and ``last`` for :func:`genrekit.audio.segments.segment_samples`.
     cache : FeatureCache or None
         Looked up per track, feature spec, rate and segmentation; misses are computed and stored.
     keep_waveforms : bool

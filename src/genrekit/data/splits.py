@@ -343,7 +343,7 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
 
     ``split["method"] == "kfold"`` takes fold ``split["fold"]`` of ``split["folds"]`` as the test
     side and draws ``valid_size`` of the rest (track level, stratified, group-aware) for
-    validation. Other methods go to :func:`genrekit.splits.split_dataset`. ``split["seed"]``,
+    validation. Other methods go to :func:`genrekit.data.splits.split_dataset`. ``split["seed"]``,
     when given, seeds the split instead of ``seed`` (same split, another initialisation).
     ``split["group_by"]`` says what must not straddle two sides: ``"artist"`` (default; a track
     whose artist is unknown is a group of its own) or ``"track"`` (artists ignored: only the

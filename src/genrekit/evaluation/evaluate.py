@@ -1,4 +1,6 @@
-"""TODO docstring (evaluate)
+"""Evaluate a model file on a dataset split (``genrekit evaluate``): which tracks, leakage checks
+against the model's own training tracks and artists, features through the model's front end,
+track-level metrics and per-track predictions.
 """
 
 from __future__ import annotations
@@ -69,11 +71,11 @@ def evaluate_model(
     model : GenreModel or path
         A loaded model or a model file (``NAME``, ``NAME.json``, ``NAME.safetensors``).
     dataset : Dataset or path
-        Opened with :func:`genrekit.datasets.open_dataset` when a path.
+        Opened with :func:`genrekit.data.datasets.open_dataset` when a path.
     split : {"test", "valid", "all"}
         Which tracks: the model file's recorded test / validation tracks when they are in this
         dataset, else the dataset's own split (official or GTZAN artist-filtered, see
-        :func:`genrekit.splits.split_dataset`); ``"all"`` takes every track.
+        :func:`genrekit.data.splits.split_dataset`); ``"all"`` takes every track.
     cache_dir : str or None
         Feature cache (``None``: the default one, ``""``: none).
     aggregate : str
@@ -153,7 +155,7 @@ def select_tracks(dataset, record: dict, split: str) -> tuple[list, str]:
     """The tracks of ``split`` and a phrase saying where that choice comes from.
 
     The model file's recorded tracks of that side are found by track id, or by file (name and
-    size, :func:`genrekit.train.track_key`) when the dataset was opened another way than for
+    size, :func:`genrekit.data.splits.track_key`) when the dataset was opened another way than for
     training (a manifest instead of a GTZAN folder, say).
     """
     from genrekit.data.splits import split_dataset, track_key

@@ -1,4 +1,5 @@
-"""TODO docstring (evaluate)
+"""Metrics from segment probabilities (NumPy only): confusion matrix, accuracy, macro-F1, per-class
+precision/recall, and track-level scores aggregated exactly as ``genrekit predict`` aggregates.
 """
 
 from __future__ import annotations

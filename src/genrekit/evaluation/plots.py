@@ -116,7 +116,7 @@ def plot_experiment_results(rows: Sequence[dict], path: str | Path, *, metric: s
     Parameters
     ----------
     rows : sequence of dict
-        Rows of :func:`genrekit.experiment.run_experiments`: ``input``, ``model``, ``protocol``,
+        Rows of :func:`genrekit.experiments.experiment.run_experiments`: ``input``, ``model``, ``protocol``,
         ``<metric>_mean`` and ``<metric>_std`` (NaN: no error bar).
     path : path
         PNG file to write.

@@ -164,7 +164,7 @@ def data_report(
     Parameters
     ----------
     dataset : Dataset or path
-        Opened with :func:`genrekit.datasets.open_dataset` (``kind``) when a path.
+        Opened with :func:`genrekit.data.datasets.open_dataset` (``kind``) when a path.
     out : path
         Output folder.
     cache_dir : str, optional

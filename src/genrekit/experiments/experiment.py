@@ -1,4 +1,6 @@
-"""TODO docstring (experiment)
+"""Experiments: many training recipes (variants) cross-validated under one protocol into one
+results table (``genrekit experiment run``). Features are computed once per feature and
+folds may run in worker processes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from genrekit.experiments.results import (
 from genrekit.utils import atomic_write_text, info, warn
 
 #: Evaluation methods: ``kfold`` (grouped cross-validation) or a fixed split of
-#: :func:`genrekit.splits.split_dataset`.
+#: :func:`genrekit.data.splits.split_dataset`.
 METHODS = ("kfold", "auto", "random", "group", "official", "gtzan-artist")
 
 
@@ -87,7 +89,7 @@ class Run:
         return int(self.experiment.protocol["folds"]) if self.grouping else 1
 
     def config(self, fold: int, out: Path):
-        """The :class:`~genrekit.train.TrainConfig` of fold ``fold`` (models under ``out/models``)."""
+        """The :class:`~genrekit.training.config.TrainConfig` of fold ``fold`` (models under ``out/models``)."""
         from genrekit.experiments.crossval import kfold_split
         from genrekit.training.config import TrainConfig
 

@@ -1,4 +1,5 @@
-"""TODO docstring (experiment)
+"""Experiment results: per-run fold summaries, the results table (CSV and Markdown), per-run
+reports and the record of the machine and command that produced them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from genrekit.utils import atomic_write_text
 if TYPE_CHECKING:
     from genrekit.experiments.experiment import Experiment, Run
 
-#: Metrics averaged over folds (track level is what a user gets; see genrekit.evaluate).
+#: Metrics averaged over folds (track level is what a user gets; see genrekit.evaluation.evaluate).
 METRICS = ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macro_f1")
 
 

@@ -75,7 +75,7 @@ def read_tune_config(path: str | Path, **overrides):
 
     The rest of the file is a ``genrekit train`` config: relative ``dataset``, ``out`` and
     ``cache_dir`` are taken relative to the file, and ``overrides`` (not None) replace settings,
-    as in :func:`genrekit.train.load_config`. Returns ``(TrainConfig, space)``.
+    as in :func:`genrekit.training.config.load_config`. Returns ``(TrainConfig, space)``.
     """
     from genrekit.training.config import TrainConfig
 
@@ -208,7 +208,7 @@ def tune(
     folds : int
         Inner cross-validation folds over the development tracks.
     group_by : {"artist", "track"}
-        Grouping of the inner folds (see :func:`genrekit.train.split_tracks`).
+        Grouping of the inner folds (see :func:`genrekit.data.splits.split_tracks`).
     metric : str
         One of :data:`OBJECTIVES`: mean over inner folds of the held-out tracks' metric.
 
@@ -376,7 +376,7 @@ def _csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def write_config(config, path: str | Path, header: Sequence[str] = ()) -> Path:
-    """Write a TrainConfig as TOML that :func:`genrekit.train.load_config` reads back as is.
+    """Write a TrainConfig as TOML that :func:`genrekit.training.config.load_config` reads back as is.
 
     Paths are written relative to ``path``'s folder (load_config takes them relative to the
     file); settings that are None are left out (their defaults are None).

@@ -1,4 +1,5 @@
-"""TODO docstring (features)
+"""Spectral features as ``nn.Module``s on audio windows ``(batch, samples)``: mel power spectrogram,
+log-mel (dB) and MFCC, numerically matching librosa's defaults (see tests/test_features.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""TODO docstring (features, baselines)
+"""GTZAN-style summary statistics of a clip (the 57 columns of ``features_30_sec.csv``: chroma,
+RMS, spectral shape, zero crossings, harmonic/percussive, tempo, 20 MFCC means and variances),
+and :class:`SummaryFeatures`, the same as a feature module.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class SummaryFeatures(nn.Module):
     """GTZAN summary features of each segment (:func:`genrekit.features.summary_vector`).
 
     Input ``(batch, samples)`` at ``sr`` Hz; output ``(batch, 57)`` float32 in the order of
-    :data:`genrekit.features.SUMMARY_FEATURE_NAMES`. Computed with librosa, one segment at a time
+    :data:`genrekit.features.summary.SUMMARY_FEATURE_NAMES`. Computed with librosa, one segment at a time
     (tens of milliseconds each): cache them (training does).
     """
 

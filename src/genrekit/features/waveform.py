@@ -1,4 +1,4 @@
-"""TODO docstring (train)
+"""The raw waveform as a feature, for networks that learn their own front end (``samplecnn``).
 """
 
 from __future__ import annotations

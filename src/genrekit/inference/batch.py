@@ -1,4 +1,5 @@
-"""TODO docstring (predict)
+"""Many files at once: finding audio files below folders and globs, decoding them in worker
+processes while the network runs on batches gathered across files, records in input order.
 """
 
 from __future__ import annotations

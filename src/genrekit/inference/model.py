@@ -1,4 +1,5 @@
-"""TODO docstring (classifier)
+"""A genre model in memory: :class:`GenreModel` (feature front end + network + labels +
+calibration) and :func:`load_model` for model files and bundled model names.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class GenreModel:
         return torch.softmax(self.segment_logits(segments) / self.temperature, dim=-1)
 
     def predict(self, audio, sr: int | None = None, **options):
-        """Classify a file path or a waveform (``sr`` required for arrays); see :func:`genrekit.predict.predict_audio`."""
+        """Classify a file path or a waveform (``sr`` required for arrays); see :func:`genrekit.inference.predict.predict_audio`."""
         from genrekit.inference.predict import predict_audio
 
         return predict_audio(self, audio, sr=sr, **options)

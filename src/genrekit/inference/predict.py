@@ -1,4 +1,5 @@
-"""TODO docstring (predict)
+"""One file or waveform through a model: segments -> calibrated probabilities -> track decision
+(:class:`Prediction`), with silence, short files and disagreement flagged.
 """
 
 from __future__ import annotations
@@ -97,12 +98,12 @@ def predict_audio(
     max_duration: float | None = None,
     batch_size: int = 16,
 ) -> Prediction:
-    """Classify one file path or waveform with a :class:`~genrekit.classifier.GenreModel`.
+    """Classify one file path or waveform with a :class:`~genrekit.inference.model.GenreModel`.
 
     Parameters
     ----------
     audio : path or np.ndarray
-        A file (decoded with :func:`genrekit.segments.stream_segments`, so long files use
+        A file (decoded with :func:`genrekit.audio.segments.stream_segments`, so long files use
         bounded memory) or samples ``(n,)`` / ``(channels, n)`` at ``sr`` Hz.
     top_k : int
         How many genres to list in ``Prediction.top`` (default 3).

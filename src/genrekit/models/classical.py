@@ -1,4 +1,6 @@
-"""TODO docstring (baselines)
+"""Classical estimators (scikit-learn logistic regression, SVM, k-NN, gradient boosting) and
+their inference heads as torch modules, so a fitted baseline is stored like any network:
+as tensors, never pickled.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""TODO docstring (classifier)
+"""Model files: ``NAME.json`` (labels, segmentation, feature, architecture, calibration, metrics,
+split) and ``NAME.safetensors`` (every tensor). Nothing is pickled, so loading a stranger's
+model cannot run code. The format: ``docs/model-format.md``.
 """
 
 from __future__ import annotations

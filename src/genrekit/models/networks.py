@@ -1,4 +1,6 @@
-"""TODO docstring (models)
+"""Neural genre classifiers on features: 2-D CNN, recurrent (BiLSTM/GRU), 1-D CNN, MLP and
+SampleCNN. Each maps features ``(batch, *input_shape)`` to logits ``(batch, n_classes)`` and
+carries its JSON ``spec``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""TODO docstring (models)
+"""The network registry: spec names -> constructors (:data:`MODELS`), :func:`build_model` from a
+JSON spec, the multi-input ``parallel`` network, and running a network over feature arrays.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""TODO docstring (train)
+"""Training-time augmentation as ``nn.Module``s: waveform gain, noise and shift, and SpecAugment
+masks on time-frequency features. Identity in eval mode.
 """
 
 from __future__ import annotations

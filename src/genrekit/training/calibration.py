@@ -1,4 +1,4 @@
-"""TODO docstring (train)
+"""Calibration: one softmax temperature fitted on held-out logits (Guo et al., 2017).
 """
 
 from __future__ import annotations

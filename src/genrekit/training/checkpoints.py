@@ -1,4 +1,5 @@
-"""TODO docstring (train)
+"""Model files of trained networks and resumable checkpoints (safetensors + JSON, no pickle): what
+a run saves after each epoch and reads back to continue with identical results.
 """
 
 from __future__ import annotations

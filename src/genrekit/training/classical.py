@@ -1,4 +1,5 @@
-"""TODO docstring (baselines)
+"""Fitting scikit-learn baselines (``sklearn-*`` architectures) on a run's training segments; the
+fitted estimator is exported as a torch module (:mod:`genrekit.models.classical`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from genrekit.models.classical import build_module, make_estimator, module_from_
 
 
 def train_baseline(config):
-    """Fit a baseline on the training segments of ``config``'s split; see :func:`genrekit.train.train_model`.
+    """Fit a baseline on the training segments of ``config``'s split; see :func:`genrekit.training.loop.train_model`.
 
     ``config.architecture`` is ``{"name": "sklearn-...", **estimator hyper-parameters}``;
     ``config.feature`` one feature spec (``{"name": "summary"}`` for the GTZAN feature set).

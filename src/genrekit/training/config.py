@@ -1,4 +1,5 @@
-"""TODO docstring (train)
+"""The definition of a training run: :class:`TrainConfig` (from Python, TOML or ``genrekit train``
+options), validated on construction; unknown settings are refused.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class TrainConfig:
     Attributes
     ----------
     dataset : str
-        Dataset folder or manifest, opened with :func:`genrekit.datasets.open_dataset`.
+        Dataset folder or manifest, opened with :func:`genrekit.data.datasets.open_dataset`.
     out : str
         Model path ``NAME`` (``NAME.json`` and ``NAME.safetensors`` are written).
     name : str or None
@@ -34,7 +35,7 @@ class TrainConfig:
     segment : dict
         ``{"window": seconds, "hop": seconds or None (= window), "last": "pad" | "drop"}``.
     feature : dict or list of dict
-        Feature spec(s) for :func:`genrekit.features.build_feature`; a list feeds a multi-input
+        Feature spec(s) for :func:`genrekit.features.registry.build_feature`; a list feeds a multi-input
         (``parallel``) network.
     architecture : dict
         Network spec for :func:`genrekit.models.build_model`.

@@ -29,7 +29,7 @@ class TrainResult:
     """What :func:`train_model` returns.
 
     ``metrics`` holds ``"valid"`` and ``"test"`` summaries (see
-    :func:`genrekit.evaluate.summarize_predictions`); ``timings`` seconds spent on
+    :func:`genrekit.evaluation.metrics.summarize_predictions`); ``timings`` seconds spent on
     ``"features"``, ``"training"`` and ``"total"``.
     """
 

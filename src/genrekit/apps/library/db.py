@@ -1,4 +1,5 @@
-"""TODO docstring (library)
+"""The library database (SQLite, WAL): stored predictions per file and model, and the journal of
+genre-tag changes that ``genrekit tag --undo`` restores from.
 """
 
 from __future__ import annotations

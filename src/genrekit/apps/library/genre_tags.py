@@ -7,7 +7,7 @@ original with ``os.replace``, so a crash or a full disk leaves either the old fi
 one, never a broken one. Other tags and the audio data are untouched.
 
 A write batch records each file's previous genre values in the library database *before*
-touching it (see :class:`genrekit.library.LibraryDB`), which is what :func:`undo_tag_batch`
+touching it (see :class:`genrekit.apps.library.db.LibraryDB`), which is what :func:`undo_tag_batch`
 restores.
 """
 

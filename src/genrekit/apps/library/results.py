@@ -34,7 +34,7 @@ def predict_with_library(found, model, db, *, force: bool = False, stats: dict |
     ----------
     found : iterable of (path, problem)
         From :func:`collect_audio_files`.
-    db : genrekit.library.LibraryDB
+    db : genrekit.apps.library.db.LibraryDB
         Files already predicted by this model with these options (and unchanged since) are
         answered from it without decoding; new results are committed one by one, so an
         interrupted run keeps what it finished.
@@ -113,8 +113,8 @@ def library_predictions(
 ) -> Iterator[dict]:
     """Predictions for every audio file under ``inputs`` (files, folders, globs), reusing ``db``.
 
-    ``model`` is a :class:`~genrekit.classifier.GenreModel` (its ``model_id`` keys the stored
-    results); ``predict`` defaults to ``genrekit.predict.predict_files(paths, model)``. Inputs
+    ``model`` is a :class:`~genrekit.inference.model.GenreModel` (its ``model_id`` keys the stored
+    results); ``predict`` defaults to ``genrekit.inference.batch.predict_files(paths, model)``. Inputs
     that cannot be read (missing file, symbolic link loop) come out as ``{"path", "error"}``.
     """
     if predict is None:

@@ -455,7 +455,7 @@ def _web_dir() -> Path:
 def create_app(model, *, max_upload_mb: float = 50, max_duration_s: float = 1200, workers: int = 2,
                queue_limit: int = 8, request_timeout_s: float = 120,
                upload_dir: str | Path | None = None) -> FastAPI:
-    """The service for one loaded :class:`~genrekit.classifier.GenreModel` (see the module doc).
+    """The service for one loaded :class:`~genrekit.inference.model.GenreModel` (see the module doc).
 
     ``upload_dir`` is where uploads stay while they are processed; by default a private
     temporary folder that is removed at shutdown.

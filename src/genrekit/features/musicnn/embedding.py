@@ -1,4 +1,5 @@
-"""TODO docstring (musicnn)
+"""musicnn on audio: its front end (16 kHz log-mel patches of 3 s), and embeddings or taggrams
+of audio windows as a feature module (:class:`MusicnnEmbedding`, spec ``{"name": "musicnn"}``).
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class MusicnnEmbedding(nn.Module):
     ``(batch, dim)``: 50 for ``"taggram"``, 200 for ``"penultimate"``, 753 for ``"mean_pool"``
     and ``"max_pool"``. The network is frozen (no gradients, batch norms in eval mode), so it
     can sit in front of a trainable classifier. Spec: ``{"name": "musicnn", "model":
-    "MSD_musicnn", "layer": "penultimate"}`` (see ``genrekit.features.build_feature``).
+    "MSD_musicnn", "layer": "penultimate"}`` (see ``genrekit.features.registry.build_feature``).
     """
 
     name = "musicnn"

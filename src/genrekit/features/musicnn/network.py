@@ -1,4 +1,6 @@
-"""TODO docstring (musicnn)
+"""The musicnn networks (Pons & Serra, 2019) in PyTorch: ``Musicnn`` (timbral and temporal
+front end, mid-end, back end) and ``MusicnnVgg``, their output tags, and the constants of
+the original graph.
 """
 
 from __future__ import annotations

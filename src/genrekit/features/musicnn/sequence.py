@@ -1,6 +1,6 @@
 """Sequences of pretrained embeddings as a feature: one musicnn vector per patch of a long segment.
 
-:class:`genrekit.musicnn.MusicnnEmbedding` turns a 3 s segment into one vector. Sequence models
+:class:`genrekit.features.musicnn.embedding.MusicnnEmbedding` turns a 3 s segment into one vector. Sequence models
 (``cnn1d``, ``lstm`` in :mod:`genrekit.models`) want several vectors in time order instead:
 :class:`MusicnnSequence` cuts a longer segment (say 10 s) into musicnn's 3 s patches every
 ``patch_hop`` seconds and returns their embeddings as ``(batch, dim, n_patches)``, features first
@@ -33,7 +33,7 @@ class MusicnnSequence(MusicnnEmbedding):
         Seconds between patch starts (1.0 is musicnn's own overlap; 3.0 gives disjoint patches).
         A hop of ``h`` seconds is ``int(h * 16000 / 256)`` log-mel frames (62 for 1 s, 187 for 3 s).
     tolerance : float
-        See :class:`genrekit.musicnn.Musicnn`.
+        See :class:`genrekit.features.musicnn.network.Musicnn`.
 
     Input ``(batch, samples)`` float32 at 16 kHz, at least 2.976 s; output ``(batch, dim,
     n_patches)`` with ``n_patches = 1 + (frames - 187) // hop_frames`` for the segment's

@@ -1,4 +1,5 @@
-"""TODO docstring (musicnn)
+"""Tag probabilities (taggrams) of audio with a pretrained musicnn model: per 3 s patch and the
+file's top tags (``genrekit tags``).
 """
 
 from __future__ import annotations

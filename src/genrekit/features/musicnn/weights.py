@@ -1,4 +1,6 @@
-"""TODO docstring (musicnn)
+"""Pretrained musicnn weights: the TensorFlow checkpoints of the ``musicnn`` 0.1.0 package,
+converted once to safetensors in the genrekit cache (or a folder given by
+``GENREKIT_MUSICNN_DIR``) and loaded from there.
 """
 
 from __future__ import annotations
