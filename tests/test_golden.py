@@ -28,7 +28,7 @@ def test_feature_cache_keys_are_unchanged(case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["default", "fast"])
+@pytest.mark.parametrize("name", ["fast"])
 def test_bundled_models_give_the_recorded_predictions(gtzan_mini, name):
     from genrekit import load_model
 

@@ -232,3 +232,54 @@ def check_against_training(tracks: Sequence, spec: dict, split: str = "test") ->
     if split == "valid" and record.get("valid"):
         notes.append("The validation tracks chose the best epoch and the temperature: expect optimistic numbers.")
     return notes
+
+
+def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean") -> Evaluation:
+    """Score a model on a feature table (``.npz`` / ``.parquet``) whose rows are its network's input.
+
+    The model's front end is skipped: each row goes straight into ``model.network`` (e.g. a
+    taggram head on published MSD-musicnn taggrams), rows are combined per track as
+    ``genrekit predict`` combines segments, and metrics are track level. Only ``split="all"``
+    applies (a table carries no split). Tracks the model lists as its training tracks are refused.
+    """
+    from genrekit.data.tables import bare_track_id, read_table
+    from genrekit.inference.model import GenreModel, load_model
+    from genrekit.models.registry import predict_logits
+
+    if split != "all":
+        raise UsageError(f"a feature table is scored whole: use --split all, not {split!r}")
+    model_path = None
+    if not isinstance(model, GenreModel):
+        model_path, model = str(model), load_model(model)
+    table = read_table(table, model.labels) if not hasattr(table, "features") else table
+    expected = (model.spec["architecture"].get("input_shape") or [None])[0]
+    if expected is not None and table.features.shape[1] != int(expected):
+        raise DatasetError(f"{table.source}: rows have {table.features.shape[1]} features, but {model.name} "
+                           f"takes {expected} ({model.spec['feature'].get('name')} {model.spec['feature'].get('layer', '')})")
+    if table.labels is None:
+        raise DatasetError(f"{table.source}: the table has no labels to score against")
+    trained = {bare_track_id(t) for t in (model.spec.get("split") or {}).get("train", [])}
+    overlap = sorted({bare_track_id(t) for t in table.tracks} & trained)
+    if overlap:
+        raise DatasetError(f"{table.source}: {len(overlap)} tracks were used to train {model.name} "
+                           f"(first: {overlap[0]}); score it on held-out tracks")
+    known = [label in set(model.labels) for label in table.labels]
+    if not all(known):
+        raise DatasetError(f"{table.source}: labels the model does not know: "
+                           f"{', '.join(sorted({l for l, k in zip(table.labels, known) if not k}))}")
+    logits = predict_logits(model.network, [table.features])
+    probabilities = softmax(logits.numpy() / model.temperature)
+    code = {label: i for i, label in enumerate(model.labels)}
+    track_labels = np.array([code[label] for label in table.labels], dtype=np.int64)
+    metrics = summarize_predictions(probabilities, table.track_index, track_labels, model.labels, None, aggregate)
+    per_track = track_probabilities(probabilities, table.track_index, len(table.tracks), None, aggregate)
+    predictions = [{"track_id": t, "label": label, "predicted": model.labels[int(p.argmax())],
+                    "confidence": round(float(p.max()), 4)}
+                   for t, label, p in zip(table.tracks, table.labels, per_track)]
+    return Evaluation(
+        model_name=model.name, model_path=model_path, dataset=table.source, split="all",
+        split_source=f"every track of the feature table ({len(table.tracks)} tracks, {len(table)} rows)",
+        labels=model.labels, metrics=metrics, predictions=predictions,
+        notes=[f"Feature table {table.source}: {len(table.tracks)} tracks, {len(table)} rows fed to the network "
+               f"directly (no audio front end); none of them is a training track of the model."],
+    )

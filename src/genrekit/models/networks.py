@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from genrekit.errors import ModelError
+
 
 def _head(embedding_dim: int, n_classes: int, hidden: int, dropout: float) -> nn.Sequential:
     """Dense ReLU layer with dropout, then the linear output layer (logits)."""
@@ -205,7 +207,13 @@ class MLP(_Classifier):
     hidden : int
         Width of the dense ReLU layer (0: logistic regression on normalised inputs).
     dropout : float
+    input_transform : {None, "logit"}
+        ``"logit"``: inputs are probabilities (a musicnn taggram) and go in as
+        ``logit(clip(p, 1e-6, 1 - 1e-6))``, which spreads the values near 0 and 1 that carry
+        the information.
     """
+
+    TRANSFORMS = (None, "logit")
 
     def __init__(
         self,
@@ -213,8 +221,12 @@ class MLP(_Classifier):
         input_shape: Sequence[int],
         hidden: int = 256,
         dropout: float = 0.3,
+        input_transform: str | None = None,
     ):
         super().__init__()
+        if input_transform not in self.TRANSFORMS:
+            raise ModelError(f"mlp input_transform must be one of {self.TRANSFORMS}, not {input_transform!r}")
+        self.input_transform = input_transform
         n_features = 1
         for size in input_shape:
             n_features *= int(size)
@@ -224,7 +236,10 @@ class MLP(_Classifier):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, *input_shape)`` -> ``(batch, n_features)``."""
-        return self.norm(x.flatten(1))
+        x = x.flatten(1)
+        if self.input_transform == "logit":
+            x = torch.logit(x.clamp(1e-6, 1 - 1e-6))
+        return self.norm(x)
 
 
 class SampleCNN(_Classifier):

@@ -398,7 +398,7 @@ def train(
 @app.command()
 def evaluate(
     model: str = typer.Argument(..., metavar="MODEL", help="Model file (NAME.json)."),
-    dataset: str = typer.Argument(..., metavar="DATASET", help="Dataset folder or CSV manifest."),
+    dataset: str = typer.Argument(..., metavar="DATASET", help="Dataset folder, CSV manifest, or feature table (.npz, .parquet)."),
     split: str = typer.Option("test", "--split", help="test, valid, all, or kfold (retrains the model's recipe per fold)."),
     folds: int = typer.Option(5, "--folds", min=2, help="With --split kfold: number of folds."),
     report: Optional[str] = typer.Option(None, "--report", help="Write a Markdown report (with PNG figures) here."),
@@ -414,7 +414,8 @@ def evaluate(
     import dataclasses
     import json
 
-    from genrekit.evaluation.evaluate import evaluate_model
+    from genrekit.data.tables import is_table
+    from genrekit.evaluation.evaluate import evaluate_model, evaluate_table
     from genrekit.evaluation.reports import write_report
     from genrekit.experiments.crossval import cross_validate
     from genrekit.utils import info
@@ -436,6 +437,12 @@ def evaluate(
                                         **({"epochs": epochs} if epochs else {})})
         result = cross_validate(config, folds, out_dir=out_dir)
         lines = [f"{key}: {v['mean']:.4f} +- {v['std']:.4f}" for key, v in result.summary.items()]
+    elif is_table(dataset):
+        result = evaluate_table(model, dataset, split=split, aggregate=aggregate)
+        m = result.metrics
+        lines = [f"tracks: {m['n_tracks']}  rows: {m['n_segments']}"] + [
+            f"{key}: {m[key]:.4f}" for key in ("track_accuracy", "track_macro_f1")
+        ]
     elif split in ("test", "valid", "all"):
         result = evaluate_model(model, dataset, split=split, dataset_kind=kind, cache_dir=cache, device=device,
                                 aggregate=aggregate)
