@@ -270,7 +270,7 @@ class LibraryDB:
             " result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
             (
                 self._key(path), model_id, stat.st_size, stat.st_mtime_ns, sha256, status,
-                None if result is None else json.dumps(result, ensure_ascii=False),
+                None if result is None else json.dumps(result, ensure_ascii=False, allow_nan=False),
                 error, now, now,
             ),
         )
@@ -371,7 +371,7 @@ class LibraryDB:
 
 
 def _json_or_null(values: list[str] | None) -> str | None:
-    return None if values is None else json.dumps(list(values), ensure_ascii=False)
+    return None if values is None else json.dumps(list(values), ensure_ascii=False, allow_nan=False)
 
 
 def _list_or_none(text: str | None) -> list[str] | None:
