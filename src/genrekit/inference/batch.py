@@ -47,7 +47,9 @@ def collect_audio_files(inputs: Iterable[str | os.PathLike], recursive: bool = T
 
 def _walk_folder(root: str, extensions, recursive: bool) -> Iterator[tuple[str, str | None]]:
     seen_dirs: set[str] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True, onerror=None):
+    unreadable: list[OSError] = []  # os.walk skips folders it cannot list; say so instead
+    for folder, dirs, files in os.walk(root, followlinks=True, onerror=unreadable.append):
+        yield from _unreadable_folders(unreadable)
         real = os.path.realpath(folder)
         if real in seen_dirs:
             dirs[:] = []
@@ -62,6 +64,13 @@ def _walk_folder(root: str, extensions, recursive: bool) -> Iterator[tuple[str, 
                 continue
             if Path(name).suffix.lower() in extensions:
                 yield os.path.join(folder, name), None
+    yield from _unreadable_folders(unreadable)
+
+
+def _unreadable_folders(errors: list[OSError]) -> Iterator[tuple[str, str]]:
+    while errors:
+        error = errors.pop(0)
+        yield str(error.filename), f"cannot read folder ({error.strerror or error})"
 
 
 #: Files longer than this (seconds) are streamed in the main process instead of being decoded
