@@ -127,3 +127,17 @@ def cache_root() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "genrekit"
+
+
+def finite_json(value):
+    """``value`` with tuples as lists and NaN/inf floats as ``None``, ready for
+    ``json.dumps(..., allow_nan=False)`` (a bare ``NaN`` is not JSON)."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

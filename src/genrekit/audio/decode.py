@@ -20,9 +20,9 @@ Failures raise one :class:`genrekit.errors.AudioError` subclass per cause:
   ``offset`` at or past the end;
 - :class:`~genrekit.errors.UnsupportedAudioError`: an audio stream with no available decoder.
 
-Not-a-number and infinite samples (possible in float WAV files) are replaced by 0 rather than
-rejected: one bad sample should not make a whole track unusable, and NaN would otherwise
-poison every feature computed from it.
+Not-a-number and infinite samples (possible in float WAV files) are replaced by 0, and absurdly
+large ones clipped, by :func:`genrekit.audio.clean.clean_samples` before anything else; the
+counts are reported in :attr:`Audio.repairs` (or the ``repairs`` given to :func:`stream_audio`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from genrekit.audio.clean import SampleRepairs, clean_samples
 from genrekit.errors import (
     AudioError,
     AudioMissingError,
@@ -97,12 +98,15 @@ class Audio:
         Seconds of audio in ``samples`` (``n / sr``).
     source_duration : float or None
         Length of the whole file in seconds, when the file states it.
+    repairs : SampleRepairs or None
+        Samples that were NaN, infinite or absurdly large, and were replaced.
     """
 
     samples: np.ndarray
     sr: int
     duration: float
     source_duration: float | None
+    repairs: SampleRepairs | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,8 @@ def load_audio(
     path = Path(path)
     info, backend = _probe(path)
     sr = info.sr if sr is None else sr
-    blocks = list(_decode(path, info, backend, sr, offset, duration, mono, block_duration=60.0))
+    repairs = SampleRepairs()
+    blocks = list(_decode(path, info, backend, sr, offset, duration, mono, block_duration=60.0, repairs=repairs))
     channels = 1 if mono else info.channels
     if blocks:
         samples = np.concatenate(blocks, axis=0)
@@ -211,7 +216,7 @@ def load_audio(
     if len(samples) == 0:
         raise EmptyAudioError(path, _nothing_read(offset))
     samples = samples[:, 0] if mono else np.ascontiguousarray(samples.T)
-    return Audio(samples, int(sr), samples.shape[-1] / sr, info.duration)
+    return Audio(samples, int(sr), samples.shape[-1] / sr, info.duration, repairs)
 
 
 def stream_audio(
@@ -221,6 +226,7 @@ def stream_audio(
     block_duration: float = 60.0,
     offset: float = 0.0,
     duration: float | None = None,
+    repairs: SampleRepairs | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode a file block by block as mono float32 at ``sr``, in bounded memory.
 
@@ -241,6 +247,8 @@ def stream_audio(
         resampler holds back a few milliseconds).
     offset, duration : float
         As in :func:`load_audio`.
+    repairs : SampleRepairs, optional
+        Counts of repaired samples (NaN, inf, absurdly large) are added to it while iterating.
 
     Yields
     ------
@@ -251,7 +259,7 @@ def stream_audio(
         raise UsageError(f"block_duration must be positive, got {block_duration}")
     info, backend = _probe(path)
     sr = info.sr if sr is None else sr
-    blocks = _decode(path, info, backend, sr, offset, duration, True, block_duration)
+    blocks = _decode(path, info, backend, sr, offset, duration, True, block_duration, repairs)
     return _mono_blocks(path, blocks, offset)
 
 
@@ -268,7 +276,7 @@ def _nothing_read(offset: float) -> str:
     return f"nothing to read from {offset:g} s on" if offset else "no samples decoded"
 
 
-def _decode(path, info, backend, sr, offset, duration, mono, block_duration) -> Iterator[np.ndarray]:
+def _decode(path, info, backend, sr, offset, duration, mono, block_duration, repairs=None) -> Iterator[np.ndarray]:
     """Check the request, then return an iterator of ``(n, channels)`` float32 blocks at ``sr``."""
     _check_request(sr, offset, duration)
     if info.duration and offset >= info.duration:
@@ -278,29 +286,26 @@ def _decode(path, info, backend, sr, offset, duration, mono, block_duration) -> 
     block_frames = max(1, int(round(block_duration * info.sr)))
     read = _read_soundfile if backend == "soundfile" else _read_pyav
     native = read(path, info, start, stop, block_frames)
-    return _convert(native, info.sr, sr, 1 if mono else info.channels, mono)
+    return _convert(native, info.sr, sr, 1 if mono else info.channels, mono, repairs)
 
 
 def _check_request(sr, offset, duration) -> None:
     if not (isinstance(sr, (int, np.integer)) and sr > 0):
         raise UsageError(f"sample rate must be a positive integer, got {sr!r}")
-    if not offset >= 0:
+    if not (offset >= 0 and np.isfinite(offset)):
         raise UsageError(f"offset must be zero or positive seconds, got {offset}")
     if duration is not None and not duration > 0:
         raise UsageError(f"duration must be positive seconds, got {duration}")
 
 
-def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool) -> Iterator[np.ndarray]:
+def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool, repairs=None) -> Iterator[np.ndarray]:
     """Sanitise, mix down and resample ``(n, channels)`` blocks; the result does not depend on
     how the input is cut into blocks (soxr's streaming resampler is block-size invariant)."""
     resampler = None
     if native_sr != sr:
         resampler = soxr.ResampleStream(native_sr, sr, channels, dtype="float32", quality=RESAMPLE_QUALITY)
     for block in blocks:
-        with np.errstate(invalid="ignore", over="ignore"):
-            finite = np.isfinite(np.sum(block))  # one fast pass; cleaning is the rare case
-        if not finite:
-            np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        block = clean_samples(block, repairs)
         if mono and block.shape[1] > 1:
             block = _mix_down(block)
         if resampler is not None:

@@ -120,6 +120,7 @@ def stream_segments(
     duration: float | None = None,
     batch_size: int = 32,
     block_duration: float = 60.0,
+    repairs=None,
 ) -> Iterator[Segments]:
     """Decode a file block by block and yield its windows in batches, in bounded memory.
 
@@ -143,6 +144,8 @@ def stream_segments(
         Windows per yielded :class:`Segments` (the last batch may be smaller).
     block_duration : float, default 60.0
         Seconds of audio decoded at a time.
+    repairs : genrekit.audio.clean.SampleRepairs, optional
+        Counts of repaired samples (NaN, inf, absurdly large) are added to it while iterating.
 
     Yields
     ------
@@ -159,7 +162,8 @@ def stream_segments(
     width, step = _window_sizes(sr, window, hop, last)
     if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
         raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
-    blocks = stream_audio(path, sr, block_duration=block_duration, offset=offset, duration=duration)
+    blocks = stream_audio(path, sr, block_duration=block_duration, offset=offset, duration=duration,
+                          repairs=repairs)
     return _SegmentCutter(width, step, last).cut_stream(blocks, sr, time_origin=offset, batch_size=batch_size)
 
 

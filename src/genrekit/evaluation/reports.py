@@ -44,7 +44,7 @@ def write_report(result: Reportable, path: str | Path) -> list[Path]:
     plot_confusion_matrix(np.array(matrix), result.labels, confusion_png)
     atomic_write_text(confusion_json, json.dumps(
         {"labels": result.labels, "rows": "true", "columns": "predicted", "level": "track", "counts": matrix},
-        indent=1) + "\n")
+        indent=1, allow_nan=False) + "\n")
     histories = result.histories
     if any(histories):
         plot_training_curves(histories, curves_png)

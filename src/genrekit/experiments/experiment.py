@@ -24,7 +24,7 @@ from genrekit.experiments.results import (
     summarize_folds,
     write_results,
 )
-from genrekit.utils import atomic_write_text, info, warn
+from genrekit.utils import atomic_write_text, finite_json, info, warn
 
 #: Evaluation methods: ``kfold`` (grouped cross-validation) or a fixed split of
 #: :func:`genrekit.data.splits.split_dataset`.
@@ -352,7 +352,8 @@ def run_experiments(
     prefetch_features([run for run, _ in pending], out, jobs=jobs, threads=threads)
     features_seconds = time.perf_counter() - features_started
     for number, (run, fold, record) in enumerate(_train(pending, out, jobs, threads), start=1):
-        atomic_write_text(out / "runs" / run.id / f"fold{fold}.json", json.dumps(record, indent=1) + "\n")
+        atomic_write_text(out / "runs" / run.id / f"fold{fold}.json",
+                          json.dumps(finite_json(record), indent=1, allow_nan=False) + "\n")
         records[run.id, fold] = record
         m = record["metrics"]
         info(f"[{number}/{len(pending)}] {run.id} fold {fold}: track accuracy {m['track_accuracy']:.3f} on "

@@ -150,7 +150,7 @@ def write_results(rows: Sequence[dict], out: str | Path, experiments: Sequence[E
     atomic_write_text(paths[1], results_csv(rows))
     record = {"environment": environment or {}, "experiments": [_experiment_record(e) for e in experiments],
               "rows": rows}
-    atomic_write_text(paths[2], json.dumps(_finite(record), indent=1) + "\n")
+    atomic_write_text(paths[2], json.dumps(_finite(record), indent=1, allow_nan=False) + "\n")
     plot_experiment_results(rows, paths[3], chance=chance)
     return paths
 

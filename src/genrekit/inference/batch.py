@@ -48,7 +48,9 @@ def collect_audio_files(inputs: Iterable[str | os.PathLike], recursive: bool = T
 
 def _walk_folder(root: str, extensions, recursive: bool) -> Iterator[tuple[str, str | None]]:
     seen_dirs: set[str] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True, onerror=None):
+    unreadable: list[OSError] = []  # os.walk skips folders it cannot list; say so instead
+    for folder, dirs, files in os.walk(root, followlinks=True, onerror=unreadable.append):
+        yield from _unreadable_folders(unreadable)
         real = os.path.realpath(folder)
         if real in seen_dirs:
             dirs[:] = []
@@ -63,6 +65,13 @@ def _walk_folder(root: str, extensions, recursive: bool) -> Iterator[tuple[str, 
                 continue
             if Path(name).suffix.lower() in extensions:
                 yield os.path.join(folder, name), None
+    yield from _unreadable_folders(unreadable)
+
+
+def _unreadable_folders(errors: list[OSError]) -> Iterator[tuple[str, str]]:
+    while errors:
+        error = errors.pop(0)
+        yield str(error.filename), f"cannot read folder ({error.strerror or error})"
 
 
 #: Files longer than this (seconds) are streamed in the main process instead of being decoded
@@ -121,7 +130,7 @@ def predict_found(
         last=model.spec["segment"].get("last", "pad"), offset=offset, duration=max_duration,
     )
     decoded = _decode_in_workers(found, decode, workers)
-    pending: list[tuple] = []  # (path, Segments, seconds) waiting for the network
+    pending: list[tuple] = []  # (path, Segments, seconds, warnings) waiting for the network
     n_waiting = 0
     for path, result in decoded:
         if result == "stream":
@@ -144,7 +153,8 @@ def predict_found(
 
 
 def decode_segments(path, *, sr, window, hop, last, offset, duration):
-    """Worker job: ``(Segments, seconds decoded)`` for ``path``; ``"stream"`` for very long files, or an error message."""
+    """Worker job: ``(Segments, seconds decoded, warnings)`` for ``path``; ``"stream"`` for very
+    long files, or an error message."""
     from genrekit.audio.decode import audio_info, load_audio
     from genrekit.audio.segments import segment_samples
 
@@ -157,7 +167,9 @@ def decode_segments(path, *, sr, window, hop, last, offset, duration):
         if audio.samples.size == 0:
             return f"{path}: no audio in the requested range"
         segs = segment_samples(audio.samples, sr, window=window, hop=hop, last=last)
-        return dataclasses.replace(segs, starts=segs.starts + offset, ends=segs.ends + offset), audio.duration
+        warnings = [audio.repairs.describe()] if audio.repairs else []
+        return (dataclasses.replace(segs, starts=segs.starts + offset, ends=segs.ends + offset),
+                audio.duration, warnings)
     except GenrekitError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
@@ -294,13 +306,22 @@ def _run_pending(model, pending, options) -> Iterator[dict]:
     """Run the network once over all pending files' segments and yield their records."""
     if not pending:
         return
-    probabilities, silent = classify_segments(model, np.concatenate([segs.samples for _, segs, _ in pending]))
+    try:
+        probabilities, silent = classify_segments(model, np.concatenate([segs.samples for _, segs, _, _ in pending]))
+    except GenrekitError:  # one file made the model give NaN: find it, keep the others
+        if len(pending) > 1:
+            for one in pending:
+                yield from _run_pending(model, [one], options)
+        else:
+            yield error_record(pending[0][0], "the model gave non-finite probabilities (not classified)")
+        return
     first = 0
-    for path, segs, duration in pending:
+    for path, segs, duration, warnings in pending:
         part = slice(first, first + len(segs.samples))
         first = part.stop
         yield summarize(model, str(path), starts=segs.starts, ends=segs.ends, duration=duration,
-                        probabilities=probabilities[part], silent=silent[part], **options).to_dict()
+                        probabilities=probabilities[part], silent=silent[part], warnings=warnings,
+                        **options).to_dict()
 
 
 def _predict_one_streamed(model, path, offset, max_duration, options) -> dict:

@@ -4,6 +4,8 @@ calibration) and :func:`load_model` for model files and bundled model names.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ class GenreModel:
     network: nn.Module
     source: Path | None = None
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
+    _model_id: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
@@ -58,8 +61,27 @@ class GenreModel:
 
     @property
     def model_id(self) -> str:
-        """Identifies these exact weights (used to know which stored results are stale)."""
-        return str(self.spec.get("model_id") or f"{self.name}@{self.spec.get('created', '')}")
+        """``NAME@sha256:DIGEST``: a digest of everything that decides an answer (weights of the
+        front end and network, labels, calibration, sample rate, segmenting, feature and
+        architecture specs), so that stored results of another model are never reused, even one
+        of the same name and creation time. Computed once per model object."""
+        if self._model_id is None:
+            self._model_id = f"{self.name}@sha256:{self.content_digest()[:32]}"
+        return self._model_id
+
+    def content_digest(self) -> str:
+        """SHA-256 hex of the weights and the answer-deciding parts of the spec."""
+        digest = hashlib.sha256()
+        decisive = {key: self.spec.get(key) for key in
+                    ("labels", "calibration", "sample_rate", "segment", "feature", "architecture")}
+        digest.update(json.dumps(decisive, sort_keys=True, default=str).encode())
+        for part, module in (("feature", self.feature), ("network", self.network)):
+            for name, tensor in sorted(module.state_dict().items()):
+                digest.update(f"{part}.{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+                flat = tensor.detach().cpu().contiguous().reshape(-1)
+                if flat.numel():
+                    digest.update(flat.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     @torch.inference_mode()
     def segment_logits(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from genrekit.audio.clean import SampleRepairs, as_mono_float32
 from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
 from genrekit.errors import GenrekitError, UsageError
 from genrekit.inference.aggregate import aggregate_probabilities
@@ -62,6 +64,8 @@ class Prediction:
     agreement: float = 1.0
     model: str | None = None
     extra: dict = field(default_factory=dict)
+    #: What was wrong with the input and repaired (e.g. NaN samples replaced by 0).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         out = {
@@ -78,6 +82,8 @@ class Prediction:
             out["short"] = True
         if self.segments is not None:
             out["segments"] = [s.to_dict() for s in self.segments]
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
 
 
@@ -113,19 +119,41 @@ def predict_audio(
         Include the per-segment timeline in the result.
     offset, max_duration : float
         Classify only ``[offset, offset + max_duration)`` seconds of the audio.
+
+    Samples that are NaN, infinite or absurdly large (in a file or an array) are repaired
+    before any feature is computed, and said so in ``Prediction.warnings``. Arrays may also be
+    ``(n, channels)`` (as ``soundfile.read`` returns them) and integer PCM (scaled to ±1).
+
+    Raises
+    ------
+    UsageError
+        Bad options (negative or non-finite ``offset``, non-positive ``max_duration`` or
+        ``sr``, arrays of an unusable dtype or shape).
+    GenrekitError
+        Audio that cannot be classified.
     """
     _check_options(top_k, aggregate)
+    offset, max_duration = _check_range(offset, max_duration)
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    repairs = SampleRepairs()
+    is_path = isinstance(audio, (str, os.PathLike))
+    if not is_path:
+        sr = _check_sr(sr)
+        audio = as_mono_float32(audio, repairs)
     # keep only times and probabilities: holding every batch's samples would cost the whole
     # decoded file in memory (230 MB per hour at 16 kHz)
     parts = [
         (batch.starts, batch.ends, *classify_segments(model, batch.samples))
-        for batch in _segment_batches(model, audio, sr, offset=offset, duration=max_duration, batch_size=batch_size)
+        for batch in _segment_batches(model, audio, sr, offset=offset, duration=max_duration,
+                                      batch_size=batch_size, repairs=repairs)
     ]
     if not parts:
-        raise GenrekitError(f"{audio}: no audio in the requested range")
-    path = str(audio) if isinstance(audio, (str, os.PathLike)) else None
+        raise GenrekitError(f"{audio if is_path else 'array'}: no audio in the requested range")
+    path = str(audio) if is_path else None
     return summarize(
         model, path,
+        warnings=[repairs.describe()] if repairs else None,
         duration=_audio_duration(audio, sr, offset, max_duration),
         starts=np.concatenate([p[0] for p in parts]),
         ends=np.concatenate([p[1] for p in parts]),
@@ -136,16 +164,49 @@ def predict_audio(
 
 
 def _check_options(top_k: int, aggregate: str) -> None:
-    if top_k < 1:
-        raise UsageError("top_k must be at least 1")
+    if not (isinstance(top_k, (int, np.integer)) and top_k >= 1):
+        raise UsageError(f"top_k must be an integer of at least 1, got {top_k!r}")
     if aggregate not in ("mean", "vote"):
         raise UsageError(f"aggregate must be 'mean' or 'vote', not {aggregate!r}")
+
+
+def _check_range(offset, max_duration) -> tuple[float, float | None]:
+    """``offset`` and ``max_duration`` as floats, or a :class:`UsageError` saying what is wrong."""
+    try:
+        offset = float(offset)
+        max_duration = None if max_duration is None else float(max_duration)
+    except (TypeError, ValueError):
+        raise UsageError(f"offset and max_duration must be numbers of seconds, "
+                         f"got {offset!r} and {max_duration!r}") from None
+    if not (math.isfinite(offset) and offset >= 0):
+        raise UsageError(f"offset must be zero or positive seconds, got {offset}")
+    if max_duration is not None and not (math.isfinite(max_duration) and max_duration > 0):
+        raise UsageError(f"max_duration must be positive seconds (or None for all), got {max_duration}")
+    return offset, max_duration
+
+
+def _check_sr(sr) -> int:
+    if sr is None:
+        raise UsageError("sr is required when predicting from an array of samples")
+    try:
+        valid = float(sr) == int(sr) and int(sr) > 0 and not isinstance(sr, bool)
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    if not valid:
+        raise UsageError(f"sr must be a positive whole number of samples per second, got {sr!r}")
+    return int(sr)
 
 
 def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities (n, n_classes), silent (n,))`` for windows ``(n, window_samples)``.
 
     Silent windows are not run through the model; their probability rows are NaN.
+
+    Raises
+    ------
+    GenrekitError
+        When the model gives a non-finite probability: such a number must never become a
+        genre, a confidence or a tag decision.
     """
     silent = rms_dbfs(samples) < SILENCE_DBFS
     probabilities = np.full((len(samples), len(model.labels)), np.nan)
@@ -153,22 +214,27 @@ def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarra
     for first in range(0, len(voiced), MAX_NETWORK_BATCH):
         rows = voiced[first:first + MAX_NETWORK_BATCH]
         probabilities[rows] = model.segment_probabilities(samples[rows]).numpy()
+    if not np.isfinite(probabilities[voiced]).all():
+        raise GenrekitError("the model gave non-finite probabilities for this audio (not classified)")
     return probabilities, silent
 
 
 def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggregate="mean",
-              segments=False, duration: float | None = None) -> Prediction:
+              segments=False, duration: float | None = None, warnings=None) -> Prediction:
     """Aggregate one file's segment probabilities into a :class:`Prediction`.
 
-    ``duration`` is the seconds of audio classified (default: the span the segments cover).
+    ``duration`` is the seconds of audio classified (default: the span the segments cover);
+    ``warnings`` lines about repaired input go into ``Prediction.warnings``.
     """
+    warnings = list(warnings or [])
     if duration is None:
         duration = float(ends.max() - starts.min()) if len(ends) else 0.0
     short = duration < model.window - 1e-6
     timeline = _timeline(model.labels, starts, ends, probabilities, silent) if segments else None
     if silent.all():
         return Prediction(path=path, genre=None, confidence=0.0, top=[], duration=duration,
-                          segments=timeline, silent=True, short=short, uncertain=True, model=model.name)
+                          segments=timeline, silent=True, short=short, uncertain=True, model=model.name,
+                          warnings=warnings)
     voiced = ~silent
     weights = (ends - starts)[voiced] / model.window
     mean = aggregate_probabilities(probabilities[voiced], "mean", weights=weights)
@@ -190,6 +256,7 @@ def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggr
         short=short,
         agreement=agreement,
         model=model.name,
+        warnings=warnings,
     )
 
 
@@ -200,24 +267,21 @@ def _audio_duration(audio, sr, offset: float, max_duration: float | None) -> flo
 
         total = audio_info(audio).duration
     else:
-        total = np.shape(audio)[-1] / sr
+        total = len(audio) / sr  # already mono
     available = max(total - offset, 0.0)
     return available if max_duration is None else min(available, max_duration)
 
 
-def _segment_batches(model, audio, sr, *, offset, duration, batch_size):
+def _segment_batches(model, audio, sr, *, offset, duration, batch_size, repairs=None):
+    """Batches of windows of a file, or of clean mono float32 ``audio`` at ``sr``."""
     from genrekit.audio.segments import segment_samples, stream_segments
 
     options = dict(window=model.window, hop=model.hop, last=model.spec["segment"].get("last", "pad"))
     if isinstance(audio, (str, os.PathLike)):
         yield from stream_segments(audio, model.sample_rate, offset=offset, duration=duration,
-                                   batch_size=batch_size, **options)
+                                   batch_size=batch_size, repairs=repairs, **options)
         return
-    if sr is None:
-        raise UsageError("sr is required when predicting from an array of samples")
-    samples = np.asarray(audio, dtype=np.float32)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=0)
+    samples = audio
     start = int(round(offset * sr))
     stop = None if duration is None else start + int(round(duration * sr))
     samples = samples[start:stop]

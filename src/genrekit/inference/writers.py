@@ -1,7 +1,8 @@
 """Writers for prediction records: table (for people), JSON, JSON Lines and CSV (for programs).
 
 Every writer streams: a record is written as soon as it is produced, so a long batch shows
-progress and an interrupted run keeps what it printed.
+progress and an interrupted run keeps what it printed. JSON writers refuse NaN and infinity
+(``allow_nan=False``): a bare ``NaN`` is not JSON, and no such number may reach an output.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class _TableWriter:
         for rank, item in enumerate(record["top"], 1):
             bar = "#" * int(round(item["probability"] * 30))
             w(f"  {rank}. {item['genre']:<12} {item['probability']:6.1%} {bar}\n")
+        for warning in record.get("warnings") or []:
+            w(f"  warning: {warning}\n")
         for seg in record.get("segments") or []:
             span = f"{_fmt_time(seg['start'])}-{_fmt_time(seg['end'])}"
             if seg.get("silent"):
@@ -79,13 +82,13 @@ class _JsonWriter:
             self.pending = record
             return
         if self.first:
-            self.stream.write("[\n" + json.dumps(self.pending, ensure_ascii=False))
+            self.stream.write("[\n" + json.dumps(self.pending, ensure_ascii=False, allow_nan=False))
             self.first = False
-        self.stream.write(",\n" + json.dumps(record, ensure_ascii=False))
+        self.stream.write(",\n" + json.dumps(record, ensure_ascii=False, allow_nan=False))
 
     def close(self) -> None:
         if self.first and self.pending is not None:
-            self.stream.write(json.dumps(self.pending, indent=2, ensure_ascii=False) + "\n")
+            self.stream.write(json.dumps(self.pending, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         elif not self.first:
             self.stream.write("\n]\n")
 
@@ -95,7 +98,7 @@ class _JsonlWriter:
         self.stream = stream
 
     def write(self, record: dict) -> None:
-        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
 
     def close(self) -> None:
         pass

@@ -74,7 +74,7 @@ def save_model(path: str | Path, spec: dict[str, Any], tensors: dict[str, torch.
     """
     from safetensors.torch import save
 
-    from genrekit.utils import atomic_write_bytes, atomic_write_text
+    from genrekit.utils import atomic_write_bytes, atomic_write_text, finite_json
 
     for key in ("labels", "sample_rate", "segment", "feature", "architecture"):
         if key not in spec:
@@ -90,7 +90,8 @@ def save_model(path: str | Path, spec: dict[str, Any], tensors: dict[str, torch.
     }
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     atomic_write_bytes(weights_path, save(contiguous, metadata={"format": FORMAT}))
-    atomic_write_text(json_path, json.dumps(full_spec, indent=2, sort_keys=False) + "\n")
+    text = json.dumps(finite_json(full_spec), indent=2, sort_keys=False, allow_nan=False)
+    atomic_write_text(json_path, text + "\n")
     return json_path
 
 

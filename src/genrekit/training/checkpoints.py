@@ -96,7 +96,7 @@ def write_checkpoint(config: TrainConfig, state: _LoopState, network: nn.Module,
     json_path, tensor_path = checkpoint_paths(config.out)
     contiguous = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     atomic_write_bytes(tensor_path, save(contiguous))
-    atomic_write_text(json_path, json.dumps(_json_safe(spec), indent=1) + "\n")
+    atomic_write_text(json_path, json.dumps(_json_safe(spec), indent=1, allow_nan=False) + "\n")
     return json_path
 
 

@@ -231,7 +231,7 @@ def tags_command(
 
     result = tag_file(file, model, top=top, overlap=overlap)
     if as_json:
-        stdout.print(json.dumps(result), markup=False, highlight=False)
+        stdout.print(json.dumps(result, allow_nan=False), markup=False, highlight=False)
         return
 
     def ranked(tags):
@@ -259,7 +259,7 @@ def data_check(
     if not no_audio:
         dataset.check_audio()
     summary = summarize(dataset)
-    sys.stdout.write(json.dumps(summary, indent=2) + "\n" if as_json else format_summary(summary))
+    sys.stdout.write(json.dumps(summary, indent=2, allow_nan=False) + "\n" if as_json else format_summary(summary))
     if summary["errors"]:
         raise typer.Exit(1)
 
@@ -392,7 +392,7 @@ def train(
     summary = {"model": str(result.model_path), "best_epoch": result.best_epoch, "parameters": result.n_parameters}
     for side, metrics in result.metrics.items():
         summary[side] = {key: round(metrics[key], 4) for key in ("track_accuracy", "segment_accuracy", "track_macro_f1")}
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(summary, indent=2, allow_nan=False))
 
 
 @app.command()
@@ -455,7 +455,7 @@ def evaluate(
     if report:
         written = write_report(result, report)
         info(f"wrote {', '.join(str(p) for p in written)}")
-    typer.echo(json.dumps(dataclasses.asdict(result), indent=1) if as_json else "\n".join(lines))
+    typer.echo(json.dumps(dataclasses.asdict(result), indent=1, allow_nan=False) if as_json else "\n".join(lines))
 
 
 def _comma_list(text: str | None) -> list[str] | None:

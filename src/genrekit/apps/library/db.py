@@ -17,7 +17,11 @@ from genrekit.errors import GenrekitError
 DEFAULT_DB_NAME = ".genrekit.sqlite"
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: files.fingerprint
+
+
+#: Bytes read from each end of a file for its :func:`file_fingerprint`.
+FINGERPRINT_BLOCK = 64 * 1024
 
 
 HASH_CHUNK = 1 << 20  # 1 MiB
@@ -30,6 +34,7 @@ CREATE TABLE IF NOT EXISTS files (
     size        INTEGER NOT NULL,   -- bytes
     mtime_ns    INTEGER NOT NULL,
     sha256      TEXT,               -- of the file bytes; NULL when hashing is off
+    fingerprint TEXT,               -- file_fingerprint(): size + hash of first and last blocks
     status      TEXT NOT NULL CHECK (status IN ('ok', 'error')),
     result      TEXT,               -- prediction as JSON (status ok)
     error       TEXT,               -- one-line message (status error)
@@ -75,6 +80,7 @@ class LibraryEntry:
     result: dict | None
     error: str | None
     updated_at: str
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,31 @@ def file_sha256(path: str | os.PathLike) -> str:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """A cheap content check: the size and a SHA-256 of the first and last
+    :data:`FINGERPRINT_BLOCK` bytes (128 KiB read at most, whatever the file's size).
+
+    It tells apart files of the same size and mtime (a file replaced by another recording with
+    its mtime restored), which the size+mtime check alone cannot; audio data changes in every
+    block, and tags live at the start or the end.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        digest.update(handle.read(FINGERPRINT_BLOCK))
+        if size > FINGERPRINT_BLOCK:
+            handle.seek(max(FINGERPRINT_BLOCK, size - FINGERPRINT_BLOCK))
+            digest.update(handle.read(FINGERPRINT_BLOCK))
+    return f"{size}:{digest.hexdigest()[:32]}"
+
+
+def _fingerprint_or_none(path) -> str | None:
+    try:
+        return file_fingerprint(path)
+    except OSError:
+        return None
 
 
 def _now() -> str:
@@ -158,7 +189,10 @@ class LibraryDB:
             raise LibraryDBError(
                 f"{self.path}: written by a newer genrekit (schema {version} > {SCHEMA_VERSION})"
             )
-        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+        # schema 1 had no fingerprint: its rows are checked by content once, then re-keyed
+        upgrade = "ALTER TABLE files ADD COLUMN fingerprint TEXT;" if columns and "fingerprint" not in columns else ""
+        conn.executescript(f"BEGIN; {upgrade} {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
 
     def close(self) -> None:
         self._conn.close()
@@ -201,12 +235,14 @@ class LibraryDB:
             result=None if row["result"] is None else json.loads(row["result"]),
             error=row["error"],
             updated_at=row["updated_at"],
+            fingerprint=row["fingerprint"],
         )
 
     def lookup(self, path: str | os.PathLike, model_id: str) -> dict | None:
         """The stored prediction of ``path`` by ``model_id``, or None if it must be (re)computed.
 
-        A result is valid while the file's size and mtime match what was stored. When they do
+        A result is valid while the file's size, mtime and :func:`file_fingerprint` (size and
+        hash of the first and last 64 KiB) match what was stored. When they do
         not, or when the path is unknown, the file is hashed once and a stored result for the
         same bytes (a touched, renamed or moved file) is reused and re-keyed to the file as it is
         now. Errors are not returned, so failed files are retried.
@@ -216,7 +252,8 @@ class LibraryDB:
         except OSError:
             return None
         entry = self.entry(path, model_id)
-        if entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        if (entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+                and entry.fingerprint is not None and entry.fingerprint == _fingerprint_or_none(path)):
             return self._as_result(entry, path)
         return self._lookup_by_content(path, model_id, stat, entry)
 
@@ -264,14 +301,16 @@ class LibraryDB:
     def _upsert(self, path, model_id, stat, sha256, status, result, error) -> None:
         now = _now()
         self._conn.execute(
-            "INSERT INTO files (path, model_id, size, mtime_ns, sha256, status, result, error,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO files (path, model_id, size, mtime_ns, sha256, fingerprint, status, result,"
+            " error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (path, model_id) DO UPDATE SET size = excluded.size,"
-            " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, status = excluded.status,"
+            " mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,"
+            " fingerprint = excluded.fingerprint, status = excluded.status,"
             " result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
             (
-                self._key(path), model_id, stat.st_size, stat.st_mtime_ns, sha256, status,
-                None if result is None else json.dumps(result, ensure_ascii=False),
+                self._key(path), model_id, stat.st_size, stat.st_mtime_ns, sha256,
+                _fingerprint_or_none(path), status,
+                None if result is None else json.dumps(result, ensure_ascii=False, allow_nan=False),
                 error, now, now,
             ),
         )
@@ -284,10 +323,10 @@ class LibraryDB:
         """
         stat = os.stat(path)
         cursor = self._conn.execute(
-            "UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, updated_at = ?"
+            "UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, fingerprint = ?, updated_at = ?"
             " WHERE path = ? AND size = ? AND mtime_ns = ?",
             (
-                stat.st_size, stat.st_mtime_ns, self._hash(path), _now(),
+                stat.st_size, stat.st_mtime_ns, self._hash(path), _fingerprint_or_none(path), _now(),
                 self._key(path), before.st_size, before.st_mtime_ns,
             ),
         )
@@ -372,7 +411,7 @@ class LibraryDB:
 
 
 def _json_or_null(values: list[str] | None) -> str | None:
-    return None if values is None else json.dumps(list(values), ensure_ascii=False)
+    return None if values is None else json.dumps(list(values), ensure_ascii=False, allow_nan=False)
 
 
 def _list_or_none(text: str | None) -> list[str] | None:

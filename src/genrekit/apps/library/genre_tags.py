@@ -13,6 +13,7 @@ restores.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import stat
@@ -188,6 +189,9 @@ def _plan_one(prediction: dict, *, min_confidence, keep_existing, tag_value) -> 
     if "error" in prediction:
         return TagChange(path, [], None, FAILED, reason=str(prediction["error"]))
     label, confidence = prediction.get("genre"), prediction.get("confidence")
+    if confidence is not None and not _is_finite_number(confidence):
+        # NaN < min_confidence is False: such a number must never let a tag be written
+        return TagChange(path, [], None, FAILED, label, None, reason=f"invalid confidence {confidence!r}")
     try:
         old = read_genres(path)
     except TaggingNotSupportedError as exc:
@@ -206,6 +210,10 @@ def _plan_one(prediction: dict, *, min_confidence, keep_existing, tag_value) -> 
     else:
         action = WRITE
     return TagChange(path, old, new, action, label, confidence)
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def write_genres(path: str | os.PathLike, genres: list[str] | None, *, expected: list[str] | None = None) -> None:
