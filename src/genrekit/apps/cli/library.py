@@ -1,0 +1,83 @@
+"""``genrekit tag``: genre tags written into a music library's files, with dry run and undo."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from genrekit.errors import UsageError
+
+
+def tag(
+    library: str = typer.Argument(..., metavar="LIBRARY", help="Music folder (searched recursively) or one audio file."),
+    db: Optional[str] = typer.Option(None, "--db", help="Library database (default: LIBRARY/.genrekit.sqlite)."),
+    write: bool = typer.Option(False, "--write", help="Write the tags. Without it nothing is changed: the plan is shown."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", min=0.0, max=1.0, help="Tag only files predicted with at least this confidence."),
+    keep_existing: bool = typer.Option(True, "--keep-existing/--replace-existing", help="Leave files that already have a genre alone, or replace their genre."),
+    undo: bool = typer.Option(False, "--undo", help="Put back the genres of the last tag batch (or --batch); acts at once."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="With --undo: the batch to undo."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (NAME.json); default: the bundled model."),
+    force: bool = typer.Option(False, "--force", help="Predict again even files with a stored result."),
+) -> None:
+    """Write predicted genres into the files' genre tags (dry run unless --write; undo with --undo)."""
+    from pathlib import Path
+
+    from genrekit.apps.library.db import LibraryDB, default_db_path
+    from genrekit.apps.library.genre_tags import (
+        apply_tag_changes,
+        plan_tag_changes,
+        undo_tag_batch,
+    )
+    from genrekit.utils import track
+
+    if batch is not None and not undo:
+        raise UsageError("--batch goes with --undo")
+    if not Path(library).exists():
+        raise UsageError(f"{library}: no such file or folder")
+    with LibraryDB(db or default_db_path(library)) as state:
+        if undo:
+            batch_id, outcomes = undo_tag_batch(state, batch, progress=track)
+            _print_tag_changes(outcomes, library, f"undo of tag batch {batch_id}")
+        else:
+            from genrekit.apps.library.results import library_predictions
+            from genrekit.inference.model import load_model
+
+            loaded = load_model(model)
+            predictions = track(library_predictions(state, [library], loaded, force=force), "classifying")
+            outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing)
+            if not write:
+                _print_tag_changes(outcomes, library, "dry run", "nothing changed; add --write to apply")
+            else:
+                batch_id, written = apply_tag_changes(outcomes, state, model_id=loaded.model_id, progress=track)
+                outcomes = _merge_outcomes(outcomes, written)
+                if batch_id is None:
+                    _print_tag_changes(outcomes, library, "nothing to write")
+                else:
+                    import shlex
+
+                    undo_hint = f"undo with: genrekit tag {shlex.quote(library)} --undo"
+                    _print_tag_changes(outcomes, library, f"tag batch {batch_id}", undo_hint)
+    if any(change.action == "failed" for change in outcomes):
+        raise typer.Exit(1)
+
+
+def _merge_outcomes(planned, written):
+    done = iter(written)
+    return [next(done) if change.action == "write" else change for change in planned]
+
+
+def _print_tag_changes(changes, library: str, title: str, note: str | None = None) -> None:
+    """The changes as a table on stdout and counts per action on stderr."""
+    import os
+    from collections import Counter
+
+    from genrekit.apps.library.genre_tags import format_tag_table
+    from genrekit.utils import info
+
+    root = library if os.path.isdir(library) else os.path.dirname(library)
+    sys.stdout.write(format_tag_table(changes, root))
+    counts = Counter(change.action for change in changes)
+    summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "no audio files"
+    info(f"{title}: {summary}" + (f" ({note})" if note else ""))
