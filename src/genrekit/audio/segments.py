@@ -20,7 +20,7 @@ import numpy as np
 
 from genrekit.errors import UsageError
 
-__all__ = ["LAST_POLICIES", "Segments", "segment_samples", "stream_segments"]
+__all__ = ["LAST_POLICIES", "SegmentSettings", "Segments", "segment_samples", "stream_segments"]
 
 
 LAST_POLICIES = ("pad", "drop")
@@ -30,6 +30,45 @@ LAST_POLICIES = ("pad", "drop")
 #: window only if it holds at least this fraction of a window of audio not already covered:
 #: a 30.01 s clip should not end with a 0.01 s window that is 99.7 % silence.
 MIN_TAIL = 0.25
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """How a model cuts audio: ``window`` seconds every ``hop`` seconds, the tail padded or dropped.
+
+    The typed form of the ``segment`` spec of model files and training configs
+    (``{"window": 3.0, "hop": 3.0, "last": "pad"}``); ``hop`` defaults to ``window``.
+    """
+
+    window: float = 3.0
+    hop: float | None = None
+    last: str = "pad"
+
+    def __post_init__(self):
+        if not (isinstance(self.window, (int, float)) and self.window > 0):
+            raise UsageError(f"segment window must be positive seconds, not {self.window!r}")
+        if self.hop is not None and not (isinstance(self.hop, (int, float)) and self.hop > 0):
+            raise UsageError(f"segment hop must be positive seconds, not {self.hop!r}")
+        if self.last not in LAST_POLICIES:
+            raise UsageError(f"segment last must be one of {', '.join(LAST_POLICIES)}, not {self.last!r}")
+        object.__setattr__(self, "window", float(self.window))
+        object.__setattr__(self, "hop", float(self.window if self.hop is None else self.hop))
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "SegmentSettings":
+        """From a ``segment`` spec; unknown keys are refused."""
+        unknown = set(spec) - {"window", "hop", "last"}
+        if unknown:
+            raise UsageError(f"unknown segment setting {sorted(unknown)[0]!r} (known: window, hop, last)")
+        return cls(**spec)
+
+    def to_spec(self) -> dict:
+        """The complete spec, every default written out (model files and cache keys use it)."""
+        return {"window": self.window, "hop": self.hop, "last": self.last}
+
+    def cut(self, samples: np.ndarray, sr: int) -> "Segments":
+        """:func:`segment_samples` with these settings."""
+        return segment_samples(samples, sr, window=self.window, hop=self.hop, last=self.last)
 
 
 @dataclass(frozen=True)

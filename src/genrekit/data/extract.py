@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
+from genrekit.audio.segments import SegmentSettings
 from genrekit.errors import AudioError, GenrekitError
 from genrekit.utils import track, warn
 
@@ -149,7 +150,7 @@ class _LazySegments:
     """Decode and segment a file on first call only (nothing is decoded on a full cache hit)."""
 
     def __init__(self, path, sample_rate: int, segment: dict):
-        self.path, self.sample_rate, self.segment = path, sample_rate, segment
+        self.path, self.sample_rate, self.segment = path, sample_rate, SegmentSettings.from_spec(segment)
         self._segments = None
 
     def __call__(self):
@@ -161,18 +162,15 @@ class _LazySegments:
             self._segments = segment_samples(
                 audio.samples,
                 self.sample_rate,
-                window=float(self.segment["window"]),
-                hop=self.segment.get("hop"),
-                last=self.segment.get("last", "pad"),
+                window=self.segment.window,
+                hop=self.segment.hop,
+                last=self.segment.last,
             )
         return self._segments
 
 
 def feature_cache_key(spec: dict, sample_rate: int, segment: dict) -> dict:
-    window = float(segment["window"])
-    hop = float(segment.get("hop") or window)
-    return {"feature": spec, "sample_rate": sample_rate,
-            "segment": {"window": window, "hop": hop, "last": segment.get("last", "pad")}}
+    return {"feature": spec, "sample_rate": sample_rate, "segment": SegmentSettings.from_spec(segment).to_spec()}
 
 
 def _cached(cache, path, key: dict, compute: Callable[[], np.ndarray]) -> np.ndarray:
@@ -193,7 +191,7 @@ def _apply(module: nn.Module, samples: np.ndarray, device) -> np.ndarray:
 
 def _segment_info(segments, segment: dict) -> np.ndarray:
     """``(n_segments, 2)`` float32: share of real audio and RMS level in dBFS."""
-    weights = (segments.ends - segments.starts) / float(segment["window"])
+    weights = (segments.ends - segments.starts) / SegmentSettings.from_spec(segment).window
     level = rms_dbfs(segments.samples)
     return np.stack([np.clip(weights, 1e-6, 1.0), level], axis=1).astype(np.float32)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
@@ -338,6 +339,52 @@ def _check_fraction(name: str, value: float) -> None:
 GROUP_BY = ("artist", "track")
 
 
+@dataclass(frozen=True)
+class SplitSettings:
+    """How tracks are split: the typed form of a ``split`` spec (training configs, model files).
+
+    ``method``: ``"auto"``, ``"random"``, ``"group"``, ``"official"``, ``"gtzan-artist"`` or
+    ``"kfold"``; ``valid_size`` / ``test_size``: shares of tracks (``test_size`` unused by
+    k-fold); ``folds`` / ``fold``: k-fold only (``fold`` is the test fold); ``group_by``:
+    ``"artist"`` or ``"track"``, what may not straddle two sides; ``seed``: seeds the split
+    instead of the run's seed when given.
+    """
+
+    method: str = "auto"
+    valid_size: float = 0.1
+    test_size: float = 0.2
+    folds: int = 5
+    fold: int = 0
+    group_by: str = "artist"
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.method not in (*METHODS, "kfold"):
+            raise UsageError(f"split method must be one of {', '.join((*METHODS, 'kfold'))}, not {self.method!r}")
+        if self.group_by not in GROUP_BY:
+            raise UsageError(f"split group_by must be one of {', '.join(GROUP_BY)}, not {self.group_by!r}")
+        for name in ("valid_size", "test_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise UsageError(f"split {name} must be a share in [0, 1), not {value!r}")
+        if self.method == "kfold" and not (isinstance(self.folds, int) and self.folds >= 2
+                                           and isinstance(self.fold, int) and 0 <= self.fold < self.folds):
+            raise UsageError(f"split fold must be in 0..folds-1 with folds >= 2, not fold={self.fold!r} of {self.folds!r}")
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "SplitSettings":
+        """From a ``split`` spec; unknown keys are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(spec) - known
+        if unknown:
+            raise UsageError(f"unknown split setting {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+        return cls(**spec)
+
+    def to_spec(self) -> dict:
+        """The complete spec; ``from_spec(s.to_spec()) == s``."""
+        return dataclasses.asdict(self)
+
+
 def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
     """Train / valid / test tracks by ``split`` settings, and a JSON record of the split.
 
@@ -349,14 +396,20 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
     whose artist is unknown is a group of its own) or ``"track"`` (artists ignored: only the
     segments of a track stay together).
     """
-    from genrekit.data.splits import Split, check_no_leakage, holdout_split, kfold_splits, split_dataset, take
+    from genrekit.data.splits import (
+        Split,
+        check_no_leakage,
+        holdout_split,
+        kfold_splits,
+        split_dataset,
+        take,
+    )
 
+    settings = SplitSettings.from_spec(split)
     options = {"method": "auto", "valid_size": 0.1, "test_size": 0.2, **split}
-    method = options["method"]
-    seed = int(options.pop("seed", seed))
-    group_by = options.get("group_by", "artist")
-    if group_by not in GROUP_BY:
-        raise UsageError(f"split group_by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    options.pop("seed", None)
+    method, group_by = settings.method, settings.group_by
+    seed = int(seed if settings.seed is None else settings.seed)
     if group_by == "track":
         # deliberately artist-blind (to measure what artist-disjoint splits cost): forget the groups
         dataset = dataclasses.replace(dataset, tracks=[dataclasses.replace(t, group=None) for t in dataset.tracks])

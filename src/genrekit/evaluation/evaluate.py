@@ -11,7 +11,12 @@ from typing import Sequence
 import numpy as np
 
 from genrekit.errors import DatasetError, UsageError
-from genrekit.evaluation.metrics import softmax, summarize_predictions, track_probabilities, voiced_mask
+from genrekit.evaluation.metrics import (
+    softmax,
+    summarize_predictions,
+    track_probabilities,
+    voiced_mask,
+)
 from genrekit.evaluation.reports import evaluation_markdown
 
 SPLITS = ("test", "valid", "all", "kfold")

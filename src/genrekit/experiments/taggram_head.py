@@ -20,7 +20,11 @@ import torch
 from torch import nn
 
 from genrekit.data.tables import FeatureTable
-from genrekit.evaluation.metrics import classification_metrics, softmax, track_probabilities
+from genrekit.evaluation.metrics import (
+    classification_metrics,
+    softmax,
+    track_probabilities,
+)
 from genrekit.models.registry import build_model
 
 

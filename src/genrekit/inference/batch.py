@@ -13,7 +13,13 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from genrekit.errors import GenrekitError
-from genrekit.inference.predict import _check_options, classify_segments, error_record, predict_audio, summarize
+from genrekit.inference.predict import (
+    _check_options,
+    classify_segments,
+    error_record,
+    predict_audio,
+    summarize,
+)
 
 
 def collect_audio_files(inputs: Iterable[str | os.PathLike], recursive: bool = True) -> Iterator[tuple[str, str | None]]:
@@ -127,7 +133,7 @@ def predict_found(
     options = dict(top_k=top_k, aggregate=aggregate, segments=segments)
     decode = partial(
         decode_segments, sr=model.sample_rate, window=model.window, hop=model.hop,
-        last=model.spec["segment"].get("last", "pad"), offset=offset, duration=max_duration,
+        last=model.segment.last, offset=offset, duration=max_duration,
     )
     decoded = _decode_in_workers(found, decode, workers)
     pending: list[tuple] = []  # (path, Segments, seconds, warnings) waiting for the network

@@ -14,8 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrekit.audio.segments import SegmentSettings
 from genrekit.errors import ModelError
-from genrekit.models.files import default_model_path, read_model_files, resolve_model_path
+from genrekit.models.files import (
+    default_model_path,
+    read_model_files,
+    resolve_model_path,
+)
 
 
 @dataclass
@@ -48,12 +53,17 @@ class GenreModel:
         return int(self.spec["sample_rate"])
 
     @property
+    def segment(self) -> SegmentSettings:
+        """How this model cuts audio into windows."""
+        return SegmentSettings.from_spec(self.spec["segment"])
+
+    @property
     def window(self) -> float:
-        return float(self.spec["segment"]["window"])
+        return self.segment.window
 
     @property
     def hop(self) -> float:
-        return float(self.spec["segment"].get("hop") or self.window)
+        return self.segment.hop
 
     @property
     def temperature(self) -> float:

@@ -14,7 +14,15 @@ from torch import nn
 
 from genrekit.errors import ModelError
 from genrekit.models.classical import build_module
-from genrekit.models.networks import MLP, CNN1d, CNN2d, Recurrent, SampleCNN, _Classifier, _head
+from genrekit.models.networks import (
+    MLP,
+    CNN1d,
+    CNN2d,
+    Recurrent,
+    SampleCNN,
+    _Classifier,
+    _head,
+)
 
 
 class Parallel(nn.Module):

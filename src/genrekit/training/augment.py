@@ -4,8 +4,12 @@ masks on time-frequency features. Identity in eval mode.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
+
 import torch
 from torch import nn
+
+from genrekit.errors import UsageError
 
 
 class WaveAugment(nn.Module):
@@ -95,7 +99,39 @@ class SpecAugment(nn.Module):
         return torch.where(masked, fill, x)
 
 
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The typed form of a training config's ``augment`` spec (all off by default).
+
+    Waveform: ``gain_db``, ``noise_snr_db``, ``shift`` (see :class:`WaveAugment`); SpecAugment:
+    ``freq_masks``, ``freq_width``, ``time_masks``, ``time_width`` (see :class:`SpecAugment`).
+    """
+
+    gain_db: float = 0.0
+    noise_snr_db: float | None = None
+    shift: float = 0.0
+    freq_masks: int = 0
+    freq_width: int = 8
+    time_masks: int = 0
+    time_width: int = 20
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "AugmentSettings":
+        """From an ``augment`` spec; unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(spec) - known
+        if unknown:
+            raise UsageError(f"unknown augmentation {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+        return cls(**spec)
+
+    def to_spec(self) -> dict:
+        """The complete spec; ``from_spec(s.to_spec()) == s``."""
+        return asdict(self)
+
+
 def build_augmentations(options: dict) -> tuple[WaveAugment, SpecAugment]:
-    wave = WaveAugment(**{k: v for k, v in options.items() if k in WaveAugment.OPTIONS})
-    spec = SpecAugment(**{k: v for k, v in options.items() if k in SpecAugment.OPTIONS})
+    """The waveform and SpecAugment modules of an ``augment`` spec."""
+    settings = AugmentSettings.from_spec(options)
+    wave = WaveAugment(**{k: getattr(settings, k) for k in WaveAugment.OPTIONS})
+    spec = SpecAugment(**{k: getattr(settings, k) for k in SpecAugment.OPTIONS})
     return wave, spec

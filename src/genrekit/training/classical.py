@@ -9,7 +9,11 @@ import time
 import torch
 
 from genrekit.errors import UsageError
-from genrekit.models.classical import build_module, make_estimator, module_from_estimator
+from genrekit.models.classical import (
+    build_module,
+    make_estimator,
+    module_from_estimator,
+)
 
 
 def train_baseline(config):

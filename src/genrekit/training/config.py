@@ -11,8 +11,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genrekit.audio.segments import SegmentSettings
+from genrekit.data.splits import SplitSettings
 from genrekit.errors import UsageError
-from genrekit.training.augment import SpecAugment, WaveAugment
+from genrekit.training.augment import AugmentSettings
 from genrekit.training.checkpoints import read_checkpoint
 
 
@@ -113,11 +115,15 @@ class TrainConfig:
                 raise UsageError(f"{where}: {name} must be a positive integer, not {value!r}")
         if not self.learning_rate > 0:
             raise UsageError(f"{where}: learning_rate must be positive, not {self.learning_rate!r}")
-        if not float(self.segment.get("window", 0)) > 0:
-            raise UsageError(f"{where}: segment.window must be positive seconds")
-        unknown = set(self.augment) - set(WaveAugment.OPTIONS) - set(SpecAugment.OPTIONS)
-        if unknown:
-            raise UsageError(f"{where}: unknown augmentation {sorted(unknown)[0]!r}")
+        try:
+            SegmentSettings.from_spec(self.segment)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        for settings, spec in ((AugmentSettings, self.augment), (SplitSettings, self.split)):
+            try:
+                settings.from_spec(spec)
+            except (UsageError, TypeError) as exc:
+                raise UsageError(f"{where}: {exc}") from None
         if isinstance(self.feature, list) != (self.architecture.get("name") == "parallel"):
             raise UsageError(f"{where}: a list of features needs the 'parallel' architecture and back")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

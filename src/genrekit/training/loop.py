@@ -26,7 +26,12 @@ from genrekit.training.checkpoints import (
     write_checkpoint,
 )
 from genrekit.training.config import TrainConfig
-from genrekit.training.run import TrainResult, _track_labels, finish_training, prepare_data
+from genrekit.training.run import (
+    TrainResult,
+    _track_labels,
+    finish_training,
+    prepare_data,
+)
 from genrekit.utils import info, track
 
 

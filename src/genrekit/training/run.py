@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrekit.data.extract import SegmentFeatures, extract_features, feature_cache_key, open_cache
+from genrekit.data.extract import (
+    SegmentFeatures,
+    extract_features,
+    feature_cache_key,
+    open_cache,
+)
 from genrekit.data.splits import data_fingerprint, limit_tracks, split_tracks
 from genrekit.features.registry import resolve_feature
 from genrekit.models.registry import predict_logits

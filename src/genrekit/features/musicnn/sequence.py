@@ -14,8 +14,16 @@ from __future__ import annotations
 import torch
 
 from genrekit.errors import UsageError
-from genrekit.features.musicnn.embedding import HOP_LENGTH, SAMPLE_RATE, MusicnnEmbedding
-from genrekit.features.musicnn.network import CONSTANT_FILTER_TOLERANCE, N_MELS, PATCH_FRAMES
+from genrekit.features.musicnn.embedding import (
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    MusicnnEmbedding,
+)
+from genrekit.features.musicnn.network import (
+    CONSTANT_FILTER_TOLERANCE,
+    N_MELS,
+    PATCH_FRAMES,
+)
 
 __all__ = ["MusicnnSequence"]
 

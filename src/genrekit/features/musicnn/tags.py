@@ -10,8 +10,18 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from genrekit.features.musicnn.embedding import HOP_LENGTH, SAMPLE_RATE, file_logmel, logmel_patches
-from genrekit.features.musicnn.network import HOP_1S_FRAMES, MODELS, PATCH_FRAMES, Musicnn
+from genrekit.features.musicnn.embedding import (
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    file_logmel,
+    logmel_patches,
+)
+from genrekit.features.musicnn.network import (
+    HOP_1S_FRAMES,
+    MODELS,
+    PATCH_FRAMES,
+    Musicnn,
+)
 from genrekit.features.musicnn.weights import _cached_model, load_musicnn
 
 

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 
 from genrekit.errors import ModelError, UsageError
-from genrekit.features.musicnn.network import CONSTANT_FILTER_TOLERANCE, MODELS, Musicnn, MusicnnVgg
+from genrekit.features.musicnn.network import (
+    CONSTANT_FILTER_TOLERANCE,
+    MODELS,
+    Musicnn,
+    MusicnnVgg,
+)
 
 INSTALL_HINT = "pip install --no-deps musicnn==0.1.0"
 
