@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from genrekit.errors import UsageError
 from genrekit.evaluation.reports import pct
+
+if TYPE_CHECKING:
+    from genrekit.training.run import TrainResult
 
 
 @dataclass
@@ -71,6 +75,38 @@ def kfold_split(folds: int, fold: int, *, valid_size: float = 0.1, group_by: str
 CV_METRICS = ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macro_f1")
 
 
+def train_folds(config, folds: int, *, out_dir: str | Path, prefix: str | None = None, group_by: str | None = None,
+                quiet: bool = False, **changes) -> Iterator[tuple[int, "TrainResult"]]:
+    """Train ``config``'s recipe on each of ``folds`` folds in turn; yield ``(fold, TrainResult)``.
+
+    The one sequential k-fold driver (``genrekit evaluate --split kfold`` and tuning's inner
+    folds; experiments schedule the same fold configs over worker processes). Fold ``i``'s
+    model goes to ``out_dir/<prefix>-fold<i>`` (``prefix``: the model name), its split is
+    :func:`kfold_split` keeping the recipe's ``valid_size``; ``changes`` replace other settings
+    (e.g. another dataset). Stop iterating to stop training (tuning prunes that way).
+    ``quiet`` silences the per-epoch lines.
+    """
+    import dataclasses
+
+    from genrekit.training.loop import train_model
+    from genrekit.utils import is_quiet, set_verbosity
+
+    prefix = prefix or config.model_name
+    for fold in range(folds):
+        name = f"{prefix}-fold{fold}"
+        fold_config = dataclasses.replace(
+            config, **changes, out=str(Path(out_dir) / name), name=name,
+            split=kfold_split(folds, fold, valid_size=config.split.get("valid_size", 0.1), group_by=group_by),
+        )
+        was_quiet = is_quiet()
+        set_verbosity(quiet=quiet or was_quiet)
+        try:
+            result = train_model(fold_config)
+        finally:
+            set_verbosity(quiet=was_quiet)
+        yield fold, result
+
+
 def cross_validate(config, folds: int = 5, *, out_dir: str | Path | None = None) -> CrossValidation:
     """Train ``config``'s recipe on ``folds`` track-level folds and test each on its held-out fold.
 
@@ -89,22 +125,11 @@ def cross_validate(config, folds: int = 5, *, out_dir: str | Path | None = None)
         Mean and (sample) standard deviation over folds of track / segment accuracy and
         macro-F1, and the confusion matrix summed over folds.
     """
-    import dataclasses
-
-    from genrekit.training.loop import train_model
-
     if folds < 2:
         raise UsageError(f"cross-validation needs at least 2 folds, not {folds}")
     out_dir = Path(out_dir) if out_dir else Path(config.out).parent
     fold_metrics, histories, confusion = [], [], None
-    for fold in range(folds):
-        fold_config = dataclasses.replace(
-            config,
-            split=kfold_split(folds, fold, valid_size=config.split.get("valid_size", 0.1)),
-            out=str(out_dir / f"{config.model_name}-fold{fold}"),
-            name=f"{config.model_name}-fold{fold}",
-        )
-        result = train_model(fold_config)
+    for fold, result in train_folds(config, folds, out_dir=out_dir):
         test = result.metrics["test"]
         fold_metrics.append({key: test[key] for key in (*CV_METRICS, "n_tracks", "n_segments")})
         histories.append(result.history)

@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from genrekit.errors import UsageError
+from genrekit.experiments.crossval import train_folds
 from genrekit.utils import atomic_write_text, info
 
 __all__ = ["DEFAULT_SPACE", "TuneResult", "read_tune_config", "apply_params", "tune", "to_toml"]
@@ -247,9 +248,13 @@ def tune(
     def objective(trial) -> float:
         params = _suggest(trial, space)
         values = []
-        for fold in range(folds):
-            fold_config = _trial_config(config, params, manifest, folds, fold, group_by, study_path, trial.number)
-            values.append(_held_out_metric(fold_config, metric))
+        tuned = apply_params(config, params)
+        for fold, result in train_folds(
+            tuned, folds, out_dir=study_path.parent / f"{study_path.stem}-trials", prefix=f"trial{trial.number}",
+            group_by=group_by, quiet=True, dataset=str(manifest), dataset_kind="manifest", checkpoint=False,
+            limit_per_label=None,  # already applied when the manifest was written
+        ):
+            values.append(_held_out_metric(result, metric))
             trial.report(float(np.mean(values)), fold)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -311,33 +316,10 @@ def _recipe(config) -> dict:
     return values
 
 
-def _trial_config(config, params: dict, manifest: Path, folds: int, fold: int, group_by: str,
-                  study_path: Path, number: int):
-    import dataclasses
-
-    from genrekit.experiments.crossval import kfold_split
-
-    tuned = apply_params(config, params)
-    out = study_path.parent / f"{study_path.stem}-trials" / f"trial{number}-fold{fold}"
-    return dataclasses.replace(
-        tuned, dataset=str(manifest), dataset_kind="manifest", out=str(out), name=out.name, checkpoint=False,
-        limit_per_label=None,  # already applied when the manifest was written
-        split=kfold_split(folds, fold, valid_size=config.split.get("valid_size", 0.1), group_by=group_by),
-    )
-
-
-def _held_out_metric(config, metric: str) -> float:
-    from genrekit.training.loop import train_model
-    from genrekit.utils import is_quiet, set_verbosity
-
-    quiet = is_quiet()
-    set_verbosity(quiet=True)  # one line per fold (below) instead of one per epoch
-    try:
-        result = train_model(config)
-    finally:
-        set_verbosity(quiet=quiet)
-    value = float(result.metrics["test"][metric])
-    info(f"  {config.name}: {metric} {value:.3f} on {result.metrics['test']['n_tracks']} held-out tracks")
+def _held_out_metric(result, metric: str) -> float:
+    test = result.metrics["test"]
+    value = float(test[metric])
+    info(f"  {result.spec['name']}: {metric} {value:.3f} on {test['n_tracks']} held-out tracks")
     return value
 
 
