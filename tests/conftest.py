@@ -60,3 +60,41 @@ def quiet_single_thread():
     yield
     set_verbosity(quiet=False)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def hour_of_silence(tmp_path_factory):
+    """An hour of FLAC silence in Matroska, without a duration in the header (2.5 MB)."""
+    from headerless_audio import matroska_silence_without_duration
+
+    return matroska_silence_without_duration(tmp_path_factory.mktemp("mkv") / "silence.mka", 3600)
+
+
+@pytest.fixture(scope="session")
+def unknown_length_flac(tmp_path_factory):
+    """Five seconds of a tone plus noise at 22050 Hz as FLAC with 0 total samples in STREAMINFO;
+    ``known-length.flac`` beside it holds the same samples with the length stated."""
+    import numpy as np
+    from headerless_audio import flac_of_unknown_length
+
+    rng = np.random.default_rng(2)
+    t = np.arange(5 * 22050) / 22050
+    samples = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    return flac_of_unknown_length(tmp_path_factory.mktemp("flac") / "stream.flac", samples, 22050)
+
+
+@pytest.fixture
+def decoded_samples(monkeypatch):
+    """Counts the samples FFmpeg decodes (in every thread of this process)."""
+    from genrekit.audio import decode
+
+    counted = [0]
+    original = decode._frame_to_float
+
+    def counting(path, frame, channels):
+        block = original(path, frame, channels)
+        counted[0] += len(block)
+        return block
+
+    monkeypatch.setattr(decode, "_frame_to_float", counting)
+    return counted

@@ -37,10 +37,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_args, tmp_path):
+def start_server(model_args, tmp_path, **env_vars):
     """``genrekit serve`` in a subprocess; its uploads go under ``tmp_path`` (TMPDIR)."""
     port = free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("GENREKIT_API_KEY", None)  # a key in the tester's environment would lock the page
+    env.update(env_vars)
     process = subprocess.Popen(
         [sys.executable, "-m", "genrekit", "serve", *model_args, "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -121,6 +123,16 @@ def wait_for_file_chooser(page, seen: int):
     raise AssertionError("no file chooser opened")
 
 
+def wait_until(page, expression: str, timeout: float = 30_000) -> None:
+    """Poll a JavaScript expression until it is true. (``page.wait_for_function`` evaluates its
+    string with ``eval`` inside the page, which the page's Content-Security-Policy forbids.)"""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout / 1000:g} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def upload_dir_is_empty(tmp: Path) -> bool:
     return all(not any(folder.iterdir()) for folder in tmp.glob("genrekit-uploads-*"))
 
@@ -146,21 +158,21 @@ def test_upload_see_genre_timeline_and_seek(browser, server, gtzan_mini):
     assert segments.count() == expected_segment_count(clip)
     legend = page.locator("#legend li").all_text_contents()
     assert legend and set(legend) <= set(labels)
-    page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
+    wait_until(page, "document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
 
     player = "document.getElementById('player')"
-    page.wait_for_function(f"{player}.readyState >= 1")
+    wait_until(page, f"{player}.readyState >= 1")
     assert page.evaluate(f"{player}.currentTime") == 0
     segments.nth(4).click()
-    page.wait_for_function(f"Math.abs({player}.currentTime - 12) < 1.0")
-    page.wait_for_function("document.querySelector('#timeline .current') !== null")
+    wait_until(page, f"Math.abs({player}.currentTime - 12) < 1.0")
+    wait_until(page, "document.querySelector('#timeline .current') !== null")
     assert float(page.evaluate("parseFloat(document.getElementById('playhead').style.left)")) > 30
 
     # keyboard: a focused segment plays from its start on Enter
     page.evaluate(f"{player}.pause()")
     segments.nth(8).focus()
     page.keyboard.press("Enter")
-    page.wait_for_function(f"Math.abs({player}.currentTime - 24) < 1.0")
+    wait_until(page, f"Math.abs({player}.currentTime - 24) < 1.0")
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.evaluate(f"{player}.pause()")
@@ -230,7 +242,7 @@ def test_phone_width_layout(browser, server, gtzan_mini):
     page.goto(base + "/")
     page.set_input_files("#file-input", str(clip))
     page.locator("#result").wait_for(state="visible", timeout=60_000)
-    page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
+    wait_until(page, "document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     timeline = page.locator("#timeline").bounding_box()
     assert timeline["width"] > 300 and timeline["x"] >= 0
@@ -262,7 +274,7 @@ def test_default_model_in_the_browser(browser, gtzan_mini, tmp_path):
         page.locator("#result").wait_for(state="visible", timeout=120_000)
         assert page.locator("#genre").text_content() in page.evaluate("page.labels")
         assert page.locator("#timeline button.segment").count() >= 1
-        page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
+        wait_until(page, "document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "web-page-default-model.png"), full_page=True)
         assert page.outside_requests == []
@@ -270,3 +282,43 @@ def test_default_model_in_the_browser(browser, gtzan_mini, tmp_path):
     finally:
         stop_server(process)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_page_asks_for_the_api_key_and_sends_it(browser, tiny_model_file, tmp_path):
+    """A server started with GENREKIT_API_KEY: the page asks for the key, then works as usual,
+    and the Content-Security-Policy blocks nothing it needs (blob: audio and spectrogram)."""
+    import numpy as np
+
+    process, base = start_server(["--model", str(tiny_model_file)], tmp_path, GENREKIT_API_KEY="open sesame")
+    try:
+        assert httpx.get(f"{base}/v1/models").status_code == 401
+        t = np.arange(7 * 22050) / 22050
+        sf.write(tmp_path / "chirp.wav", (0.3 * np.sin(2 * np.pi * (200 + 150 * t) * t)).astype(np.float32), 22050)
+        page = new_page(browser, base)
+        blocked = []
+        page.on("console", lambda message: blocked.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.goto(base + "/")
+        page.locator("#key-form").wait_for(state="visible", timeout=30_000)
+        assert "API key" in page.locator("#error").inner_text()
+        page.fill("#api-key", "wrong")
+        page.keyboard.press("Enter")
+        page.locator("#key-form").wait_for(state="visible", timeout=30_000)
+        wait_until(page, "document.getElementById('api-key').value === ''")
+        page.fill("#api-key", "open sesame")
+        page.get_by_role("button", name="Use key").click()
+        page.get_by_text("model: tiny-test").wait_for(timeout=30_000)
+        assert page.locator("#key-form").is_hidden() and page.locator("#error").is_hidden()
+
+        page.set_input_files("#file-input", str(tmp_path / "chirp.wav"))
+        page.locator("#result").wait_for(state="visible", timeout=60_000)
+        assert page.locator("#timeline button.segment").count() == 3
+        wait_until(page, "document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
+        wait_until(page, "document.getElementById('player').readyState >= 1", timeout=30_000)
+        page.reload()  # the key lasts for the tab's session
+        page.get_by_text("model: tiny-test").wait_for(timeout=30_000)
+        assert page.locator("#key-form").is_hidden()
+        assert blocked == [] and page.outside_requests == []
+        page.context.close()
+    finally:
+        stop_server(process)

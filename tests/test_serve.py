@@ -56,7 +56,7 @@ def make_client(tiny_model, uploads):
     clients = []
 
     def make(model=None, **limits):
-        app = create_app(model or tiny_model, upload_dir=uploads, **limits)
+        app = create_app(model or tiny_model, upload_dir=uploads, allowed_hosts=["testserver"], **limits)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
@@ -146,7 +146,8 @@ def test_models_and_health(make_client, tiny_model):
     assert model["metrics"] == tiny_model.spec["metrics"]
     assert info["limits"]["max_upload_mb"] == 3 and info["limits"]["workers"] == 1
     health = client.get("/healthz").json()
-    assert health == {"status": "ok", "model": "tiny-test", "in_flight": 0, "capacity": 3}
+    assert health == {"status": "ok", "model": "tiny-test", "in_flight": 0, "capacity": 3,
+                      "uploads_in_flight": 0, "max_uploads": 16}
 
 
 # ---- rejected requests -------------------------------------------------------------------------
@@ -309,7 +310,7 @@ def wait_for(condition, timeout=10.0):
 
 def test_full_queue_answers_429_with_retry_after(gated, uploads, wav_bytes):
     model, gate = gated
-    app = create_app(model, upload_dir=uploads, workers=1, queue_limit=1)
+    app = create_app(model, upload_dir=uploads, workers=1, queue_limit=1, allowed_hosts=["test"])
     pool = app.state.service.pool
 
     async def scenario():
@@ -336,7 +337,8 @@ def test_full_queue_answers_429_with_retry_after(gated, uploads, wav_bytes):
 
 def test_timeout_is_504_and_the_job_keeps_its_slot_until_it_ends(gated, uploads, wav_bytes):
     model, gate = gated
-    app = create_app(model, upload_dir=uploads, workers=1, queue_limit=0, request_timeout_s=0.3)
+    app = create_app(model, upload_dir=uploads, workers=1, queue_limit=0, request_timeout_s=0.3,
+                     allowed_hosts=["testserver"])
     pool = app.state.service.pool
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/v1/predict", files={"file": ("slow.wav", wav_bytes)})

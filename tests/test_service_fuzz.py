@@ -28,7 +28,8 @@ def upload_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api_schema(tiny_model_file, upload_folder):
-    app = create_app(load_model(tiny_model_file), upload_dir=upload_folder, max_upload_mb=1)
+    app = create_app(load_model(tiny_model_file), upload_dir=upload_folder, max_upload_mb=1,
+                     allowed_hosts=["testserver"])  # the Host schemathesis sends
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     app.state.service.shutdown()
 

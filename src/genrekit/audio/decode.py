@@ -74,6 +74,11 @@ _SEEK_PREROLL = 0.5
 _FFMPEG_FORMATS = frozenset({"mp3"})
 
 
+#: libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX), e.g. a FLAC file whose
+#: STREAMINFO says 0 total samples ("unknown", written by streaming encoders).
+_UNKNOWN_LENGTH = 2**63 - 1
+
+
 #: Largest possible Ogg page (RFC 3533): the last page header lies within this many final bytes.
 _MAX_OGG_PAGE = 65307
 
@@ -128,6 +133,9 @@ class AudioInfo:
     codec : str or None
         Sample encoding as the decoding library names it, lowercase: ``"pcm_16"``,
         ``"vorbis"``, ``"mpeg_layer_iii"`` (libsndfile), ``"aac"`` (FFmpeg), ...
+    lower_bound : bool
+        ``True`` when the header states no length and counting the samples stopped at the
+        ``max_duration`` given to :func:`audio_info`: the file holds *more* than ``frames``.
     """
 
     sr: int
@@ -136,15 +144,23 @@ class AudioInfo:
     duration: float
     format: str
     codec: str | None = None
+    lower_bound: bool = False
 
 
-def audio_info(path: str | os.PathLike) -> AudioInfo:
+def audio_info(path: str | os.PathLike, *, max_duration: float | None = None) -> AudioInfo:
     """Read sample rate, channels and length of an audio file from its header.
+
+    When the header states no length (a FLAC file with 0 total samples in its STREAMINFO, a
+    Matroska or raw stream without a duration), the samples are counted by decoding.
 
     Parameters
     ----------
     path : str or path-like
         Any file :func:`load_audio` can read.
+    max_duration : float, optional
+        Bound the work of counting: stop decoding as soon as more than ``max_duration`` seconds
+        are found, and return what was counted with ``lower_bound=True``. Lengths stated in
+        the header are returned as they are, however long.
 
     Returns
     -------
@@ -155,7 +171,9 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     AudioError
         The subclass names the cause (missing, not audio, corrupt, empty, unsupported).
     """
-    info, _ = _probe(Path(path))
+    if max_duration is not None and not max_duration > 0:
+        raise UsageError(f"max_duration must be positive seconds, got {max_duration}")
+    info, _ = _probe(Path(path), count_limit=max_duration)
     return info
 
 
@@ -204,7 +222,7 @@ def load_audio(
     ((48000,), 3.0)
     """
     path = Path(path)
-    info, backend = _probe(path)
+    info, backend = _probe(path, count_limit=_count_limit(offset, duration))
     sr = info.sr if sr is None else sr
     repairs = SampleRepairs()
     blocks = list(_decode(path, info, backend, sr, offset, duration, mono, block_duration=60.0, repairs=repairs))
@@ -216,7 +234,8 @@ def load_audio(
     if len(samples) == 0:
         raise EmptyAudioError(path, _nothing_read(offset))
     samples = samples[:, 0] if mono else np.ascontiguousarray(samples.T)
-    return Audio(samples, int(sr), samples.shape[-1] / sr, info.duration, repairs)
+    source_duration = None if info.lower_bound else info.duration
+    return Audio(samples, int(sr), samples.shape[-1] / sr, source_duration, repairs)
 
 
 def stream_audio(
@@ -257,10 +276,17 @@ def stream_audio(
     path = Path(path)
     if block_duration <= 0:
         raise UsageError(f"block_duration must be positive, got {block_duration}")
-    info, backend = _probe(path)
+    info, backend = _probe(path, count_limit=_count_limit(offset, duration))
     sr = info.sr if sr is None else sr
     blocks = _decode(path, info, backend, sr, offset, duration, True, block_duration, repairs)
     return _mono_blocks(path, blocks, offset)
+
+
+def _count_limit(offset, duration) -> float | None:
+    """How far a file without a stated length need be counted to serve ``[offset, offset + duration)``."""
+    if duration is None or not (np.isfinite(offset) and offset >= 0 and duration > 0):
+        return None  # bad values are reported by _check_request
+    return offset + duration + 1.0
 
 
 def _mono_blocks(path: Path, blocks: Iterator[np.ndarray], offset: float) -> Iterator[np.ndarray]:
@@ -328,8 +354,9 @@ def _mix_down(block: np.ndarray) -> np.ndarray:
     return mixed[:, None]
 
 
-def _probe(path: Path) -> tuple[AudioInfo, str]:
-    """Find a backend that can read ``path`` and return its header information."""
+def _probe(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str]:
+    """Find a backend that can read ``path`` and return its header information; a length that
+    must be counted is counted up to ``count_limit`` seconds (see :func:`audio_info`)."""
     _check_file(path)
     if _looks_like_text(path):  # every audio header has a zero byte or non-UTF-8 bytes early on
         raise NotAudioError(path, "looks like a text file")
@@ -340,15 +367,16 @@ def _probe(path: Path) -> tuple[AudioInfo, str]:
         except sf.SoundFileError as error:
             soundfile_problem = _short(str(error))
         else:
-            if info.frames > 0 and info.format not in _FFMPEG_FORMATS:
+            if 0 < info.frames < _UNKNOWN_LENGTH and info.format not in _FFMPEG_FORMATS:
                 return info, "soundfile"
             # A valid header without frames is truly empty, or a stream libsndfile cannot
-            # measure; FFmpeg decides which.
+            # measure; a length "unknown" (FLAC STREAMINFO total samples 0) must be counted.
+            # FFmpeg decides and counts.
             empty_header = info.frames == 0
     import av
 
     try:
-        return _pyav_info(path), "pyav"
+        return _pyav_info(path, count_limit), "pyav"
     except CorruptAudioError:
         # FFmpeg also guesses formats from the file name, and then finds garbage in random bytes.
         if not _has_audio_signature(path):
@@ -508,8 +536,12 @@ def _seek(handle: sf.SoundFile, frame: int) -> int:
     return position
 
 
-def _pyav_info(path: Path) -> AudioInfo:
-    """Header information from FFmpeg; lets ``av.FFmpegError`` through when it cannot open the file."""
+def _pyav_info(path: Path, count_limit: float | None = None) -> AudioInfo:
+    """Header information from FFmpeg; lets ``av.FFmpegError`` through when it cannot open the file.
+
+    Without a duration in the header, samples are counted by decoding, at most a little past
+    ``count_limit`` seconds when it is given (the result then has ``lower_bound=True``).
+    """
     import av
 
     with av.open(str(path)) as container:
@@ -532,9 +564,12 @@ def _pyav_info(path: Path) -> AudioInfo:
             codec=context.codec.canonical_name,
         )
     if duration is None:
-        # Rare (raw streams without an index): count the samples, in bounded memory.
-        frames = sum(len(block) for block in _read_pyav(path, info, 0, None, 1 << 20))
-        info = AudioInfo(sr, info.channels, frames, frames / sr, info.format, info.codec)
+        # Raw streams without an index, Matroska without a duration, FLAC with an "unknown"
+        # length: count the samples, in bounded memory, and no further than asked.
+        stop = None if count_limit is None else int(count_limit * sr) + 1
+        frames = sum(len(block) for block in _read_pyav(path, info, 0, stop, 1 << 16))
+        lower_bound = stop is not None and frames >= stop
+        info = AudioInfo(sr, info.channels, frames, frames / sr, info.format, info.codec, lower_bound)
     if info.frames <= 0:
         raise EmptyAudioError(path, "the audio stream has no samples")
     return info

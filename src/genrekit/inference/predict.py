@@ -265,7 +265,8 @@ def _audio_duration(audio, sr, offset: float, max_duration: float | None) -> flo
     if isinstance(audio, (str, os.PathLike)):
         from genrekit.audio.decode import audio_info
 
-        total = audio_info(audio).duration
+        # a file that states no length is counted only as far as the request reaches
+        total = audio_info(audio, max_duration=None if max_duration is None else offset + max_duration + 1).duration
     else:
         total = len(audio) / sr  # already mono
     available = max(total - offset, 0.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -16,9 +16,15 @@ def serve(
     workers: int = typer.Option(2, "--workers", min=1, help="Inference threads (requests classified at once)."),
     queue_limit: int = typer.Option(8, "--queue-limit", min=0, help="Requests that may wait for a worker (429 beyond)."),
     request_timeout: float = typer.Option(120.0, "--request-timeout", min=1.0, help="Seconds before a request gets 504."),
+    max_uploads: int = typer.Option(16, "--max-uploads", min=1, help="Uploads received at once, apart from inference (429 beyond)."),
+    min_upload_rate: float = typer.Option(16.0, "--min-upload-rate", min=0.0, help="Slowest accepted upload, in kB/s on average after a 10 s grace period (408 below; 0: no minimum)."),
+    allowed_host: Optional[List[str]] = typer.Option(None, "--allowed-host", help="Another Host name to answer besides localhost, IP addresses and --host (repeatable; '*': any)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENREKIT_API_KEY", show_envvar=True, help="Require 'Authorization: Bearer KEY' on /v1/ (the web page asks for it). Prefer the environment variable: options show in the process list."),
 ) -> None:
     """Serve the REST API (/v1/predict, /docs) and the web page (/) with one model loaded once."""
-    from genrekit.apps.service.app import run_server
+    from genrekit.apps.service import app as service_app
 
-    run_server(model, host=host, port=port, max_upload_mb=max_upload_mb, max_duration_s=max_duration,
-               workers=workers, queue_limit=queue_limit, request_timeout_s=request_timeout)
+    service_app.run_server(model, host=host, port=port, max_upload_mb=max_upload_mb, max_duration_s=max_duration,
+                           workers=workers, queue_limit=queue_limit, request_timeout_s=request_timeout,
+                           max_uploads=max_uploads, min_upload_rate_kbs=min_upload_rate,
+                           allowed_hosts=list(allowed_host or []), api_key=api_key or None)

@@ -10,14 +10,21 @@ Endpoints (``create_app``)::
     GET  /docs, /openapi.json   API reference (Swagger UI served from this app, no CDN)
     GET  /                  the web page (``genrekit/web``)
 
-Resource policy: at most ``workers`` requests run inference at once and ``queue_limit`` more
-wait for a worker; a request arriving beyond that is refused at once with 429 and a
-``Retry-After`` estimate, before its upload is read. A slot covers receiving the upload and the
-inference, so at most ``workers + queue_limit`` uploads of at most ``max_upload_mb`` each are on
-disk at any time. Uploads are streamed to a private temporary folder in chunks, counted as they
-arrive (413 past the limit, whatever Content-Length said), and deleted when the request ends.
-A request that runs past ``request_timeout_s`` gets 504; its inference thread cannot be killed,
-so it keeps its slot and its upload until it finishes (bounded by ``max_duration_s``).
+Resource policy: uploads in flight and inference are counted apart, so that slow clients
+cannot hold the workers. At most ``max_uploads`` uploads are received at once; each must arrive
+at ``min_upload_rate_kbs`` on average after ``upload_grace_s`` seconds (408 otherwise), within
+``request_timeout_s``. A received upload then takes one of ``workers + queue_limit`` inference
+slots: ``workers`` requests run inference at once and ``queue_limit`` more wait for a worker.
+When either kind of slot is full the request is refused with 429 and a ``Retry-After`` estimate
+(before its upload is read when the inference slots are already full). So at most
+``max_uploads + workers + queue_limit`` uploads of at most ``max_upload_mb`` each are on disk at
+any time. Uploads are streamed to a private temporary folder in chunks, counted as they arrive
+(413 past the limit, whatever Content-Length said), and deleted when the request ends.
+The length of the audio is checked before it is classified (422 past ``max_duration_s``); a file
+whose header states no length is decoded only until the limit is passed. A request that runs
+past ``request_timeout_s`` gets 504; its inference thread cannot be killed, so it keeps its slot
+and its upload until it finishes (bounded by ``max_duration_s``).
+Hosts, API key and security headers: see :mod:`genrekit.apps.service.security`.
 Every error is JSON ``{"error": {"code": ..., "message": ...}}``.
 """
 
@@ -27,16 +34,14 @@ import asyncio
 import concurrent.futures
 import io
 import math
-import re
 import shutil
 import tempfile
 import time
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -44,13 +49,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from genrekit.apps.service.security import (
+    SecurityMiddleware,
+    default_hosts,
+    policy_with_inline_scripts,
+)
+from genrekit.apps.service.uploads import (  # noqa: F401 - clean_filename is part of this module's API
+    ServiceError,
+    Upload,
+    UploadPolicy,
+    clean_filename,
+    receive_upload,
+)
 from genrekit.errors import GenrekitError
 from genrekit.version import __version__
-
-#: Bytes read past the upload limit (and thrown away) before the connection is dropped, so that
-#: ordinary clients, which send the whole body before reading the reply, see the 413.
-UPLOAD_DRAIN_BYTES = 64 * 1024 * 1024
-
 
 #: Tolerance on the duration limit: container headers round durations.
 DURATION_SLACK_S = 1.0
@@ -63,7 +75,7 @@ SPECTROGRAM_COLUMNS = 1600
 MAX_TOP_K = 100
 
 
-ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "upload_timeout",
+ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 408: "upload_timeout",
                413: "upload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
                429: "busy", 500: "internal_error", 504: "timeout"}
 
@@ -77,25 +89,35 @@ class ServiceLimits:
     workers: int = 2
     queue_limit: int = 8
     request_timeout_s: float = 120.0
+    max_uploads: int = 16
+    min_upload_rate_kbs: float = 16.0
+    upload_grace_s: float = 10.0
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
-
-class ServiceError(Exception):
-    """An error answered to the client as ``{"error": {"code", "message"}}`` with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
+    def upload_policy(self) -> UploadPolicy:
+        return UploadPolicy(self.max_upload_bytes, self.min_upload_rate_kbs * 1024, self.upload_grace_s)
 
 
-@dataclass
-class Upload:
-    path: Path
-    filename: str
-    size: int = 0
+class UploadSlots:
+    """At most ``capacity`` uploads received at once (taken and given back on the event loop)."""
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise GenrekitError("--max-uploads must be at least 1")
+        self.capacity = capacity
+        self.in_flight = 0
+
+    def try_enter(self) -> bool:
+        if self.in_flight >= self.capacity:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
 
 
 class InferencePool:
@@ -124,8 +146,11 @@ class InferencePool:
     def stop(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    def full(self) -> bool:
+        return self.in_flight >= self.capacity
+
     def try_admit(self) -> bool:
-        if self.in_flight >= self.capacity:
+        if self.full():
             return False
         self.in_flight += 1
         return True
@@ -142,12 +167,18 @@ class InferencePool:
 
 
 class Ticket:
-    """One admitted request: its slot and its upload, both given back exactly once."""
+    """One request: its upload file and, once admitted, its inference slot; both given back
+    exactly once."""
 
     def __init__(self, pool: InferencePool):
         self.pool = pool
         self.upload: Upload | None = None
+        self.admitted = False
         self._closed = False
+
+    def admit(self) -> bool:
+        self.admitted = self.pool.try_admit()
+        return self.admitted
 
     def close(self) -> None:
         if self._closed:
@@ -155,142 +186,26 @@ class Ticket:
         self._closed = True
         if self.upload is not None:
             self.upload.path.unlink(missing_ok=True)
-        self.pool.release()
-
-
-def clean_filename(raw: str | None) -> str:
-    """The last path component of a client's filename, without control characters."""
-    name = re.split(r"[\\/]", raw or "")[-1]
-    name = "".join(ch for ch in name if ch.isprintable()).strip()[:200]
-    return name or "upload"
-
-
-def _temp_suffix(filename: str) -> str:
-    # decoders pick a demuxer by extension, so keep a plain one; never reuse the client's name
-    suffix = Path(filename).suffix.lower()
-    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
-
-
-async def receive_upload(request: Request, folder: Path, max_bytes: int, ticket: Ticket) -> Upload:
-    """Stream the multipart field ``file`` of ``request`` into a new file in ``folder``.
-
-    Bytes are counted as they arrive; past ``max_bytes`` the upload is abandoned with 413.
-    The file is registered on ``ticket`` as soon as it exists, so it is deleted whatever happens.
-    """
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
-    content_type, params = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != b"multipart/form-data":
-        raise ServiceError(415, "unsupported_media_type",
-                           "send the audio file as multipart/form-data in the field 'file'")
-    if b"boundary" not in params:
-        raise ServiceError(400, "bad_request", "multipart body without a boundary")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes + UPLOAD_DRAIN_BYTES:
-        raise _too_large(max_bytes)
-    state = _MultipartState(folder, max_bytes, ticket)
-    parser = MultipartParser(params[b"boundary"], state.callbacks())
-    received = 0
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if state.overflow and received > max_bytes + UPLOAD_DRAIN_BYTES:
-                break
-            if not state.overflow:
-                parser.write(chunk)
-        if not state.overflow:
-            parser.finalize()
-    except ServiceError:
-        raise
-    except Exception as exc:  # python-multipart's parse errors have no common base class
-        raise ServiceError(400, "bad_request", f"malformed multipart body ({type(exc).__name__})") from None
-    finally:
-        state.close_file()
-    if state.overflow:
-        raise _too_large(max_bytes)
-    if ticket.upload is None:
-        raise ServiceError(422, "missing_file", "no file in the multipart field 'file'")
-    return ticket.upload
-
-
-def _too_large(max_bytes: int) -> ServiceError:
-    return ServiceError(413, "upload_too_large",
-                        f"the upload is larger than this service's limit of {max_bytes / 2**20:.3g} MB")
-
-
-class _MultipartState:
-    """Callbacks for python-multipart: the part named ``file`` goes to disk, the rest is ignored.
-
-    Writes happen on the event loop's thread: they are page-cache writes of at most one network
-    chunk, cheaper than a hop to a thread.
-    """
-
-    def __init__(self, folder: Path, max_bytes: int, ticket: Ticket):
-        self.folder, self.max_bytes, self.ticket = folder, max_bytes, ticket
-        self.overflow = False
-        self._headers: dict[bytes, bytes] = {}
-        self._name = self._value = b""
-        self._file = None
-
-    def callbacks(self) -> dict[str, Callable]:
-        return {"on_part_begin": self._part_begin, "on_header_field": self._header_field,
-                "on_header_value": self._header_value, "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
-                "on_part_end": self.close_file}
-
-    def _part_begin(self) -> None:
-        self._headers = {}
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._name += data[start:end]
-
-    def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
-
-    def _header_end(self) -> None:
-        self._headers[self._name.lower()] = self._value
-        self._name = self._value = b""
-
-    def _headers_finished(self) -> None:
-        from python_multipart.multipart import parse_options_header
-
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        if options.get(b"name") != b"file" or b"filename" not in options:
-            return
-        if self.ticket.upload is not None:
-            raise ServiceError(422, "invalid_request", "send exactly one file per request")
-        filename = clean_filename(options[b"filename"].decode("utf-8", "replace"))
-        path = self.folder / f"{uuid.uuid4().hex}{_temp_suffix(filename)}"
-        self._file = open(path, "xb")
-        self.ticket.upload = Upload(path=path, filename=filename)
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._file is None or self.overflow:
-            return
-        upload = self.ticket.upload
-        upload.size += end - start
-        if upload.size > self.max_bytes:
-            self.overflow = True
-            self.close_file()
-            return
-        self._file.write(data[start:end])
-
-    def close_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self.admitted:
+            self.pool.release()
 
 
 def check_duration(upload: Upload, limits: ServiceLimits) -> float:
-    """The upload's duration from its header; 422 when it is longer than the limit."""
+    """The upload's duration from its header; 422 when it is longer than the limit.
+
+    A file whose header states no length is decoded to count its samples, but only until the
+    limit is passed: the work is bounded by the limit, not by the file.
+    """
     from genrekit.audio.decode import audio_info
 
-    duration = audio_info(upload.path).duration
-    if duration and duration > limits.max_duration_s + DURATION_SLACK_S:
+    limit = limits.max_duration_s + DURATION_SLACK_S
+    info = audio_info(upload.path, max_duration=limit)
+    if info.lower_bound or info.duration > limit:
+        amount = f"more than {limits.max_duration_s:g} s" if info.lower_bound else f"{info.duration:.0f} s"
         raise ServiceError(422, "audio_too_long",
-                           f"{upload.filename}: {duration:.0f} s of audio is longer than this "
+                           f"{upload.filename}: {amount} of audio is longer than this "
                            f"service's limit of {limits.max_duration_s:g} s")
-    return duration
+    return info.duration
 
 
 def predict_job(model, limits: ServiceLimits, upload: Upload, **options) -> dict:
@@ -347,31 +262,31 @@ class Service:
         self.model = model
         self.limits = limits
         self.pool = InferencePool(limits.workers, limits.queue_limit)
+        self.uploads = UploadSlots(limits.max_uploads)
         self.owns_upload_dir = upload_dir is None
         self.upload_dir = Path(upload_dir or tempfile.mkdtemp(prefix="genrekit-uploads-"))
         self.upload_dir.mkdir(parents=True, exist_ok=True)
 
     async def run(self, request: Request, job: Callable[[Upload], Any]) -> Any:
-        """Admit the request, receive its upload, run ``job(upload)`` on a worker, clean up."""
-        if not self.pool.try_admit():
-            raise ServiceError(429, "busy", "the service is busy; try again shortly",
-                               headers={"Retry-After": str(self.pool.retry_after())})
-        ticket = Ticket(self.pool)
+        """Receive the request's upload, then run ``job(upload)`` on a worker; clean up."""
+        if self.pool.full():  # no point in receiving a file that cannot be classified
+            raise self._busy()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.request_timeout_s
+        ticket = Ticket(self.pool)
         future: concurrent.futures.Future | None = None
         try:
-            try:
-                upload = await asyncio.wait_for(
-                    receive_upload(request, self.upload_dir, self.limits.max_upload_bytes, ticket),
-                    self.limits.request_timeout_s)
-            except TimeoutError:
-                raise ServiceError(408, "upload_timeout", "the upload took too long") from None
+            upload = await self._receive(request, ticket)
+            if not ticket.admit():
+                raise self._busy()
             future = self.pool.executor.submit(self._timed, job, upload)
+            waiting = asyncio.wrap_future(future)
             try:
-                return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
-                                              max(0.0, deadline - loop.time()))
+                return await asyncio.wait_for(asyncio.shield(waiting), max(0.0, deadline - loop.time()))
             except TimeoutError:
+                # nobody awaits the job any more: take its outcome, so that a late failure is
+                # not logged as "Future exception was never retrieved"
+                waiting.add_done_callback(_discard_outcome)
                 raise ServiceError(504, "timeout", f"{upload.filename}: no answer within "
                                    f"{self.limits.request_timeout_s:g} s") from None
             except GenrekitError as exc:
@@ -382,6 +297,23 @@ class Service:
                 future.add_done_callback(lambda _: _close_from_thread(loop, ticket))
             else:
                 ticket.close()
+
+    async def _receive(self, request: Request, ticket: Ticket) -> Upload:
+        """The upload, received in one of the upload slots, within the rate and the timeout."""
+        if not self.uploads.try_enter():
+            raise self._busy()
+        try:
+            return await asyncio.wait_for(
+                receive_upload(request, self.upload_dir, self.limits.upload_policy(), ticket),
+                self.limits.request_timeout_s)
+        except TimeoutError:
+            raise ServiceError(408, "upload_timeout", "the upload took too long") from None
+        finally:
+            self.uploads.leave()
+
+    def _busy(self) -> ServiceError:
+        return ServiceError(429, "busy", "the service is busy; try again shortly",
+                            headers={"Retry-After": str(self.pool.retry_after())})
 
     def _timed(self, job, upload):
         start = time.perf_counter()
@@ -412,6 +344,11 @@ class Service:
         self.pool.stop()
         if self.owns_upload_dir:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+
+def _discard_outcome(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _close_from_thread(loop: asyncio.AbstractEventLoop, ticket: Ticket) -> None:
@@ -453,15 +390,22 @@ def _web_dir() -> Path:
 
 
 def create_app(model, *, max_upload_mb: float = 50, max_duration_s: float = 1200, workers: int = 2,
-               queue_limit: int = 8, request_timeout_s: float = 120,
-               upload_dir: str | Path | None = None) -> FastAPI:
+               queue_limit: int = 8, request_timeout_s: float = 120, max_uploads: int = 16,
+               min_upload_rate_kbs: float = 16, upload_grace_s: float = 10,
+               upload_dir: str | Path | None = None, allowed_hosts: Iterable[str] | None = None,
+               api_key: str | None = None) -> FastAPI:
     """The service for one loaded :class:`~genrekit.inference.model.GenreModel` (see the module doc).
 
     ``upload_dir`` is where uploads stay while they are processed; by default a private
-    temporary folder that is removed at shutdown.
+    temporary folder that is removed at shutdown. ``allowed_hosts``: the ``Host`` names answered
+    besides IP addresses (default ``localhost``; ``"*"``: any). ``api_key``: when set, every
+    ``/v1/`` request needs ``Authorization: Bearer API_KEY``.
     """
     limits = ServiceLimits(float(max_upload_mb), float(max_duration_s), int(workers),
-                           int(queue_limit), float(request_timeout_s))
+                           int(queue_limit), float(request_timeout_s), int(max_uploads),
+                           float(min_upload_rate_kbs), float(upload_grace_s))
+    if limits.min_upload_rate_kbs < 0 or limits.upload_grace_s < 0:
+        raise GenrekitError("the minimum upload rate and the grace period cannot be negative")
     service = Service(model, limits, Path(upload_dir) if upload_dir else None)
 
     @asynccontextmanager
@@ -477,7 +421,35 @@ def create_app(model, *, max_upload_mb: float = 50, max_duration_s: float = 1200
     _add_error_handlers(app)
     _add_api_routes(app, service)
     _add_page_routes(app)
+    if api_key:
+        _document_bearer_auth(app)
+    # outermost, around Starlette's own error middleware, so that every response (500s too)
+    # gets the security headers and no request reaches the app from a foreign Host
+    build_stack = app.build_middleware_stack
+    hosts = list(default_hosts("127.0.0.1") if allowed_hosts is None else allowed_hosts)
+    app.build_middleware_stack = lambda: SecurityMiddleware(build_stack(), allowed_hosts=hosts,
+                                                            api_key=api_key)
     return app
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    """Describe the API key in the OpenAPI document (Swagger UI then offers "Authorize")."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the service's API key"}}
+            for path, operations in schema["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -535,7 +507,8 @@ def _add_api_routes(app: FastAPI, service: Service) -> None:
     async def healthz() -> dict:
         pool = service.pool
         return {"status": "ok", "model": service.model.name, "in_flight": pool.in_flight,
-                "capacity": pool.capacity}
+                "capacity": pool.capacity, "uploads_in_flight": service.uploads.in_flight,
+                "max_uploads": service.uploads.capacity}
 
 
 def _add_page_routes(app: FastAPI) -> None:
@@ -574,12 +547,15 @@ def _add_docs_routes(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs():
         if assets is None:
-            return HTMLResponse(_PLAIN_DOCS)
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url, title="genrekit API",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon-32x32.png")
+            html = _PLAIN_DOCS
+        else:
+            html = get_swagger_ui_html(
+                openapi_url=app.openapi_url, title="genrekit API",
+                swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                swagger_css_url="/docs/assets/swagger-ui.css",
+                swagger_favicon_url="/docs/assets/favicon-32x32.png").body.decode()
+        # the page starts Swagger UI with an inline script: allow exactly that one, by its hash
+        return HTMLResponse(html, headers={"Content-Security-Policy": policy_with_inline_scripts(html)})
 
     @app.get("/docs/assets/{name}", include_in_schema=False)
     async def docs_asset(name: str):
@@ -598,14 +574,22 @@ The OpenAPI description is at <a href="/openapi.json">/openapi.json</a>.</p><ul 
 
 
 def run_server(model_path: str | None = None, *, host: str = "127.0.0.1", port: int = 8000,
-               **limits) -> None:
-    """Load the model once and serve it with uvicorn until interrupted."""
+               allowed_hosts: Iterable[str] = (), api_key: str | None = None, **limits) -> None:
+    """Load the model once and serve it with uvicorn until interrupted.
+
+    The ``Host`` names answered are those ``host`` is reached by (see
+    :func:`~genrekit.apps.service.security.default_hosts`) plus ``allowed_hosts``.
+    """
     import uvicorn
 
     from genrekit.inference.model import load_model
     from genrekit.utils import info
 
     model = load_model(model_path)
-    app = create_app(model, **limits)
+    hosts = [*default_hosts(host), *allowed_hosts]
+    app = create_app(model, allowed_hosts=hosts, api_key=api_key or None, **limits)
     info(f"serving {model.name} at http://{host}:{port}/ (API reference: /docs)")
+    if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
+        info("no API key: anyone who can reach this address can use the service "
+             "(set GENREKIT_API_KEY or --api-key)")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -7,6 +7,7 @@ const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
 const SILENT_COLOUR = "#3a3a44";
 
 const $ = (id) => document.getElementById(id);
+const KEY_STORAGE = "genrekit-api-key";
 const page = {
   labels: [],
   limits: null,
@@ -14,6 +15,7 @@ const page = {
   segments: [],
   total: 0,
   request: 0,
+  key: "",  // the API key when session storage is unavailable
 };
 
 function colourOf(genre) {
@@ -55,9 +57,59 @@ async function errorMessage(response, fallback) {
   return `${fallback} (HTTP ${response.status})`;
 }
 
+// ---- API key (servers started with --api-key or GENREKIT_API_KEY) --------------------------
+
+function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) || "";
+  } catch (_) {
+    return page.key || "";
+  }
+}
+
+function storeKey(key) {
+  page.key = key;
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch (_) { /* storage disabled: keep it in memory */ }
+}
+
+function api(url, options = {}) {
+  const key = apiKey();
+  const headers = key ? { Authorization: `Bearer ${key}` } : {};
+  return fetch(url, { ...options, headers });
+}
+
+// the server wants a key (or another one): forget the old one and ask
+function askForKey(message) {
+  storeKey("");
+  const form = $("key-form");
+  form.hidden = false;
+  showError(message);
+  $("api-key").focus();
+}
+
+function setUpKeyForm() {
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("api-key");
+    storeKey(input.value.trim());
+    input.value = "";
+    $("key-form").hidden = true;
+    clearMessages();
+    loadModelInfo();
+  });
+}
+
 async function loadModelInfo() {
   try {
-    const response = await fetch("/v1/models");
+    const response = await api("/v1/models");
+    if (response.status === 401) {
+      $("model-name").textContent = "";
+      askForKey(await errorMessage(response, "this server needs an API key"));
+      return;
+    }
     if (!response.ok) throw new Error(await errorMessage(response, "cannot read the model"));
     const info = await response.json();
     const model = info.models[0];
@@ -129,6 +181,11 @@ async function handleFile(file) {
   try {
     const response = await prediction;
     if (request !== page.request) return;  // a newer file was chosen meanwhile
+    if (response.status === 401) {
+      askForKey(await errorMessage(response, "this server needs an API key"));
+      $("status").textContent = "";
+      return;
+    }
     if (!response.ok) {
       showError(await errorMessage(response, `${file.name} could not be classified`));
       $("status").textContent = "";
@@ -150,7 +207,7 @@ async function handleFile(file) {
 function send(url, file) {
   const form = new FormData();
   form.append("file", file, file.name);
-  return fetch(url, { method: "POST", body: form });
+  return api(url, { method: "POST", body: form });
 }
 
 async function showSpectrogram(request, pending) {
@@ -309,5 +366,6 @@ function followPlayback() {
   });
 }
 
+setUpKeyForm();
 setUpDropZone();
 loadModelInfo();
