@@ -266,6 +266,9 @@ def summarize(model, path, *, starts, ends, probabilities, silent, taggram=None,
     the intro's genre); a file that is not music as a whole gets no genre.
     """
     warnings = list(warnings or [])
+    check_styles(model, styles)
+    if styles and taggram is None:
+        raise UsageError("styles need the segments' MSD taggram (from classify_segments)")
     if duration is None:
         duration = float(ends.max() - starts.min()) if len(ends) else 0.0
     short = duration < model.window - 1e-6
