@@ -8,7 +8,9 @@ of the artist-filtered GTZAN split, and measure it by artist-grouped cross-valid
    genre-stratified folds inside these tracks; fits the softmax temperature on the out-of-fold
    track probabilities; reports accuracy, per-genre recall, confusion and calibration (ECE).
 3. Trains the head on all 443 tracks and writes ``src/genrekit/assets/models/default`` (its
-   JSON lists every training track and artist) and ``docs/model-card-cv.json``.
+   JSON lists every training track and artist) and ``docs/model-card-cv.json``. The
+   ``not_music`` block of the model it replaces is carried over (``scripts/fit_not_music.py``
+   fits it).
 
 Usage, from the repository root::
 
@@ -83,6 +85,11 @@ def main() -> None:
                              "training tracks", "rows": len(table), "recipe": recipe.__dict__,
                      "torch_version": torch.__version__},
     }
+    previous = OUT.with_suffix(".json")
+    if previous.is_file() and "not_music" in json.loads(previous.read_text()):
+        # the not-music detector reads the taggram, not this head: keep the one fitted by
+        # scripts/fit_not_music.py (rerun that script to refit it)
+        spec["not_music"] = json.loads(previous.read_text())["not_music"]
     tensors = {f"network.{k}": v for k, v in network.state_dict().items()}
     print("wrote", save_model(OUT, spec, tensors))
     (ROOT / "docs" / "model-card-cv.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -277,6 +277,29 @@ def test_default_model_in_the_browser(browser, gtzan_mini, tmp_path):
         wait_until(page, "document.getElementById('spectrogram').naturalWidth > 0", timeout=60_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "web-page-default-model.png"), full_page=True)
+
+        # music, then hiss: the timeline shows both; hiss alone: "not music", no genre
+        import numpy as np
+        import soundfile as sf
+
+        from genrekit.audio.decode import load_audio
+
+        music = load_audio(clip, 16000).samples[: 9 * 16000]
+        hiss = np.random.default_rng(0).normal(0, 0.05, 12 * 16000).astype(np.float32)
+        sf.write(tmp_path / "intro-then-hiss.wav", np.concatenate([music, hiss]), 16000)
+        sf.write(tmp_path / "hiss.wav", hiss, 16000)
+        page.set_input_files("#file-input", str(tmp_path / "intro-then-hiss.wav"))
+        page.wait_for_function("document.getElementById('file-name').textContent === 'intro-then-hiss.wav'",
+                               timeout=120_000)
+        assert page.locator("#genre").text_content() in page.evaluate("page.labels")
+        titles = page.locator("#timeline button.segment").evaluate_all("buttons => buttons.map(b => b.title)")
+        assert any("not music" in t for t in titles) and not all("not music" in t for t in titles), titles
+        assert "not music" in page.locator("#legend").text_content()
+        page.set_input_files("#file-input", str(tmp_path / "hiss.wav"))
+        page.wait_for_function("document.getElementById('file-name').textContent === 'hiss.wav'", timeout=120_000)
+        assert page.locator("#genre").text_content() == "not music"
+        assert page.locator("#not-music").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "web-page-not-music.png"), full_page=True)
         assert page.outside_requests == []
         page.context.close()
     finally:

@@ -15,6 +15,7 @@ import numpy as np
 from genrekit.errors import GenrekitError
 from genrekit.inference.predict import (
     _check_options,
+    check_styles,
     classify_segments,
     error_record,
     predict_audio,
@@ -97,6 +98,7 @@ def predict_files(
     offset: float = 0.0,
     max_duration: float | None = None,
     recursive: bool = True,
+    styles: bool = False,
 ) -> Iterator[dict]:
     """Classify many files; yield each file's JSON record in input order.
 
@@ -104,11 +106,13 @@ def predict_files(
     one bad file never stops the batch. With ``workers > 0``, decoding, resampling and
     segmentation run in that many worker processes while this process runs the network on
     batches of ``batch_size`` segments gathered across files. ``recursive=False`` takes only
-    the files directly inside folders given in ``paths``.
+    the files directly inside folders given in ``paths``. ``styles`` adds each file's styles
+    (models computing the MSD taggram only).
     """
     yield from predict_found(
         collect_audio_files(paths, recursive=recursive), model, workers=workers, batch_size=batch_size,
         top_k=top_k, aggregate=aggregate, segments=segments, offset=offset, max_duration=max_duration,
+        styles=styles,
     )
 
 
@@ -123,6 +127,7 @@ def predict_found(
     segments: bool = False,
     offset: float = 0.0,
     max_duration: float | None = None,
+    styles: bool = False,
 ) -> Iterator[dict]:
     """:func:`predict_files` on ``(path, problem)`` pairs from :func:`collect_audio_files`.
 
@@ -130,7 +135,8 @@ def predict_found(
     comes out as that file's error record.
     """
     _check_options(top_k, aggregate)
-    options = dict(top_k=top_k, aggregate=aggregate, segments=segments)
+    check_styles(model, styles)
+    options = dict(top_k=top_k, aggregate=aggregate, segments=segments, styles=styles)
     decode = partial(
         decode_segments, sr=model.sample_rate, window=model.window, hop=model.hop,
         last=model.segment.last, offset=offset, duration=max_duration,
@@ -313,7 +319,7 @@ def _run_pending(model, pending, options) -> Iterator[dict]:
     if not pending:
         return
     try:
-        probabilities, silent = classify_segments(model, np.concatenate([segs.samples for _, segs, _, _ in pending]))
+        probabilities, silent, taggram = classify_segments(model, np.concatenate([segs.samples for _, segs, _, _ in pending]))
     except GenrekitError:  # one file made the model give NaN: find it, keep the others
         if len(pending) > 1:
             for one in pending:
@@ -327,7 +333,7 @@ def _run_pending(model, pending, options) -> Iterator[dict]:
         first = part.stop
         yield summarize(model, str(path), starts=segs.starts, ends=segs.ends, duration=duration,
                         probabilities=probabilities[part], silent=silent[part], warnings=warnings,
-                        **options).to_dict()
+                        taggram=None if taggram is None else taggram[part], **options).to_dict()
 
 
 def _predict_one_streamed(model, path, offset, max_duration, options) -> dict:

@@ -31,6 +31,10 @@ class GenreModel:
     goes through ``feature`` (an ``nn.Module`` mapping ``(batch, samples)`` to features) and
     ``network`` (features to logits ``(batch, n_classes)``). Probabilities are
     ``softmax(logits / temperature)``.
+
+    A model whose feature is the MSD_musicnn taggram (:attr:`gives_taggram`) can also report
+    styles, and, when its file carries a ``not_music`` block, which segments and files are not
+    music (:mod:`genrekit.inference.taggram`), from the taggram it computes anyway.
     """
 
     spec: dict[str, Any]
@@ -70,6 +74,18 @@ class GenreModel:
         return float(self.spec.get("calibration", {}).get("temperature", 1.0))
 
     @property
+    def gives_taggram(self) -> bool:
+        """Whether the feature output is the MSD_musicnn taggram (styles and not-music need it)."""
+        from genrekit.inference.taggram import computes_msd_taggram
+
+        return computes_msd_taggram(self.spec.get("feature"))
+
+    @property
+    def not_music(self) -> dict | None:
+        """The not-music detector of this model (the ``not_music`` block of its file), or None."""
+        return self.spec.get("not_music")
+
+    @property
     def model_id(self) -> str:
         """``NAME@sha256:DIGEST``: a digest of everything that decides an answer (weights of the
         front end and network, labels, calibration, sample rate, segmenting, feature and
@@ -83,7 +99,10 @@ class GenreModel:
         """SHA-256 hex of the weights and the answer-deciding parts of the spec."""
         digest = hashlib.sha256()
         decisive = {key: self.spec.get(key) for key in
-                    ("labels", "calibration", "sample_rate", "segment", "feature", "architecture")}
+                    ("labels", "calibration", "sample_rate", "segment", "feature", "architecture",
+                     "not_music")}
+        if decisive["not_music"] is None:  # digests of models without a detector stay as they were
+            del decisive["not_music"]
         digest.update(json.dumps(decisive, sort_keys=True, default=str).encode())
         for part, module in (("feature", self.feature), ("network", self.network)):
             for name, tensor in sorted(module.state_dict().items()):
@@ -102,6 +121,16 @@ class GenreModel:
     def segment_probabilities(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Calibrated class probabilities ``(batch, n_classes)`` for audio windows."""
         return torch.softmax(self.segment_logits(segments) / self.temperature, dim=-1)
+
+    @torch.inference_mode()
+    def segment_outputs(self, segments: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(calibrated probabilities (batch, n_classes), taggram (batch, 50) or None)``: the
+        taggram is the feature output itself when :attr:`gives_taggram`, else None."""
+        if not self.gives_taggram:
+            return self.segment_probabilities(segments).numpy(), None
+        features = self.feature(torch.as_tensor(segments, dtype=torch.float32))
+        probabilities = torch.softmax(self.network(features) / self.temperature, dim=-1).numpy()
+        return probabilities, features.numpy().astype(np.float64)
 
     def predict(self, audio, sr: int | None = None, **options):
         """Classify a file path or a waveform (``sr`` required for arrays); see :func:`genrekit.inference.predict.predict_audio`."""
@@ -131,6 +160,10 @@ def load_model(path: str | Path | None = None) -> GenreModel:
         network = build_model(spec["architecture"], n_classes=len(spec["labels"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: cannot build the model it describes ({exc})") from None
+    if spec.get("not_music") is not None:
+        from genrekit.inference.taggram import check_not_music_block
+
+        check_not_music_block(spec["not_music"], spec.get("feature"), path)
     _load_state(network, tensors, prefix="network.", where=path)
     _load_state(feature, tensors, prefix="feature.", where=path, strict=False)
     feature.eval()

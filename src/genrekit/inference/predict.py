@@ -1,5 +1,5 @@
 """One file or waveform through a model: segments -> calibrated probabilities -> track decision
-(:class:`Prediction`), with silence, short files and disagreement flagged.
+(:class:`Prediction`), with silence, not-music, short files and disagreement flagged.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from genrekit.audio.clean import SampleRepairs, as_mono_float32
 from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
 from genrekit.errors import GenrekitError, UsageError
 from genrekit.inference.aggregate import aggregate_probabilities
+from genrekit.inference.taggram import detect_not_music, file_styles
 
 #: Below this calibrated top probability, or this share of segments agreeing with the track's
 #: genre, a prediction is flagged ``uncertain``.
@@ -34,12 +35,17 @@ class SegmentPrediction:
     genre: str | None
     probabilities: dict[str, float] | None
     silent: bool = False
+    #: The segment is not music (speech, noise, ...): ``genre`` is None, ``probabilities`` are
+    #: still given. Only models with a not-music detector set it.
+    not_music: bool = False
 
     def to_dict(self) -> dict:
         out = {"start": round(self.start, 3), "end": round(self.end, 3), "genre": self.genre,
                "probabilities": self.probabilities}
         if self.silent:
             out["silent"] = True
+        if self.not_music:
+            out["not_music"] = True
         return out
 
 
@@ -47,9 +53,12 @@ class SegmentPrediction:
 class Prediction:
     """The result for one file: genre, calibrated confidence, top-k and optional timeline.
 
-    ``genre`` is ``None`` when the whole file is silent. ``uncertain`` is set when the confidence
-    is low or the segments disagree; ``short`` when the file was shorter than one segment and
-    was padded.
+    ``genre`` is ``None`` when the whole file is silent (``silent``) or is not music
+    (``not_music``: at least the model's ``file_fraction`` of its segments are not music; only
+    models with a not-music detector decide this). ``uncertain`` is set when the confidence
+    is low or the segments disagree, and whenever there is no genre; ``short`` when the file
+    was shorter than one segment and was padded. ``styles`` (when asked for) are the genre-like
+    MSD tags of the file with their mean probability, highest first.
     """
 
     path: str | None
@@ -66,6 +75,10 @@ class Prediction:
     extra: dict = field(default_factory=dict)
     #: What was wrong with the input and repaired (e.g. NaN samples replaced by 0).
     warnings: list[str] = field(default_factory=list)
+    not_music: bool = False
+    #: Share of the file's counted segments that are not music (None: no detector, or all silent).
+    not_music_fraction: float | None = None
+    styles: list[tuple[str, float]] | None = None
 
     def to_dict(self) -> dict:
         out = {
@@ -80,6 +93,10 @@ class Prediction:
             out["silent"] = True
         if self.short:
             out["short"] = True
+        if self.not_music:
+            out["not_music"] = True
+        if self.styles is not None:
+            out["styles"] = [{"style": s, "score": round(float(v), 6)} for s, v in self.styles]
         if self.segments is not None:
             out["segments"] = [s.to_dict() for s in self.segments]
         if self.warnings:
@@ -103,6 +120,7 @@ def predict_audio(
     offset: float = 0.0,
     max_duration: float | None = None,
     batch_size: int = 16,
+    styles: bool = False,
 ) -> Prediction:
     """Classify one file path or waveform with a :class:`~genrekit.inference.model.GenreModel`.
 
@@ -119,6 +137,9 @@ def predict_audio(
         Include the per-segment timeline in the result.
     offset, max_duration : float
         Classify only ``[offset, offset + max_duration)`` seconds of the audio.
+    styles : bool
+        Also give the file's styles (``Prediction.styles``); needs a model whose feature is the
+        MSD_musicnn taggram (the default model), else :class:`UsageError`.
 
     Samples that are NaN, infinite or absurdly large (in a file or an array) are repaired
     before any feature is computed, and said so in ``Prediction.warnings``. Arrays may also be
@@ -133,6 +154,7 @@ def predict_audio(
         Audio that cannot be classified.
     """
     _check_options(top_k, aggregate)
+    check_styles(model, styles)
     offset, max_duration = _check_range(offset, max_duration)
     if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
         raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -159,7 +181,8 @@ def predict_audio(
         ends=np.concatenate([p[1] for p in parts]),
         probabilities=np.concatenate([p[2] for p in parts]),
         silent=np.concatenate([p[3] for p in parts]),
-        top_k=top_k, aggregate=aggregate, segments=segments,
+        taggram=None if parts[0][4] is None else np.concatenate([p[4] for p in parts]),
+        top_k=top_k, aggregate=aggregate, segments=segments, styles=styles,
     )
 
 
@@ -168,6 +191,13 @@ def _check_options(top_k: int, aggregate: str) -> None:
         raise UsageError(f"top_k must be an integer of at least 1, got {top_k!r}")
     if aggregate not in ("mean", "vote"):
         raise UsageError(f"aggregate must be 'mean' or 'vote', not {aggregate!r}")
+
+
+def check_styles(model, styles: bool) -> None:
+    """:class:`UsageError` when styles are asked of a model that does not compute the MSD taggram."""
+    if styles and not model.gives_taggram:
+        raise UsageError(f"styles need a model whose feature is the MSD_musicnn taggram (such as the "
+                         f"default model); {model.name} uses {model.spec.get('feature')}")
 
 
 def _check_range(offset, max_duration) -> tuple[float, float | None]:
@@ -197,10 +227,11 @@ def _check_sr(sr) -> int:
     return int(sr)
 
 
-def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(probabilities (n, n_classes), silent (n,))`` for windows ``(n, window_samples)``.
+def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(probabilities (n, n_classes), silent (n,), taggram (n, 50) or None)`` for windows
+    ``(n, window_samples)``; the taggram is None unless ``model.gives_taggram``.
 
-    Silent windows are not run through the model; their probability rows are NaN.
+    Silent windows are not run through the model; their probability (and taggram) rows are NaN.
 
     Raises
     ------
@@ -210,38 +241,60 @@ def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """
     silent = rms_dbfs(samples) < SILENCE_DBFS
     probabilities = np.full((len(samples), len(model.labels)), np.nan)
+    taggram = np.full((len(samples), 50), np.nan) if model.gives_taggram else None
     voiced = np.flatnonzero(~silent)
     for first in range(0, len(voiced), MAX_NETWORK_BATCH):
         rows = voiced[first:first + MAX_NETWORK_BATCH]
-        probabilities[rows] = model.segment_probabilities(samples[rows]).numpy()
-    if not np.isfinite(probabilities[voiced]).all():
+        probabilities[rows], tags = model.segment_outputs(samples[rows])
+        if taggram is not None:
+            taggram[rows] = tags
+    if not np.isfinite(probabilities[voiced]).all() or (taggram is not None and not np.isfinite(taggram[voiced]).all()):
         raise GenrekitError("the model gave non-finite probabilities for this audio (not classified)")
-    return probabilities, silent
+    return probabilities, silent, taggram
 
 
-def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggregate="mean",
-              segments=False, duration: float | None = None, warnings=None) -> Prediction:
+def summarize(model, path, *, starts, ends, probabilities, silent, taggram=None, top_k=3, aggregate="mean",
+              segments=False, duration: float | None = None, warnings=None, styles=False) -> Prediction:
     """Aggregate one file's segment probabilities into a :class:`Prediction`.
 
     ``duration`` is the seconds of audio classified (default: the span the segments cover);
-    ``warnings`` lines about repaired input go into ``Prediction.warnings``.
+    ``warnings`` lines about repaired input go into ``Prediction.warnings``. ``taggram`` (the
+    MSD taggram of each segment, from :func:`classify_segments`) feeds the model's not-music
+    detector, if it has one, and ``styles``.
+
+    Segments that are not music are left out of the genre (a podcast with a music intro gets
+    the intro's genre); a file that is not music as a whole gets no genre.
     """
     warnings = list(warnings or [])
+    check_styles(model, styles)
+    if styles and taggram is None:
+        raise UsageError("styles need the segments' MSD taggram (from classify_segments)")
     if duration is None:
         duration = float(ends.max() - starts.min()) if len(ends) else 0.0
     short = duration < model.window - 1e-6
-    timeline = _timeline(model.labels, starts, ends, probabilities, silent) if segments else None
-    if silent.all():
+    not_music, fraction = np.zeros(len(silent), bool), None
+    if model.not_music is not None and taggram is not None:
+        not_music, fraction = detect_not_music(model.not_music, taggram, silent, ends - starts, model.window)
+        fraction = None if math.isnan(fraction) else fraction
+    timeline = _timeline(model.labels, starts, ends, probabilities, silent, not_music) if segments else None
+    file_not_music = fraction is not None and fraction >= float(model.not_music["file_fraction"])
+    music = ~silent & ~not_music
+    if not music.any():  # keep the genre of a file below the fraction whose every segment is flagged
+        music = ~silent
+    style_list = None
+    if styles:
+        style_list = [] if file_not_music or silent.all() else file_styles(taggram[music], (ends - starts)[music])
+    if silent.all() or file_not_music:
         return Prediction(path=path, genre=None, confidence=0.0, top=[], duration=duration,
-                          segments=timeline, silent=True, short=short, uncertain=True, model=model.name,
-                          warnings=warnings)
-    voiced = ~silent
-    weights = (ends - starts)[voiced] / model.window
-    mean = aggregate_probabilities(probabilities[voiced], "mean", weights=weights)
-    track = mean if aggregate == "mean" else aggregate_probabilities(probabilities[voiced], aggregate, weights=weights)
+                          segments=timeline, silent=bool(silent.all()), not_music=file_not_music,
+                          not_music_fraction=fraction, short=short, uncertain=True, model=model.name,
+                          warnings=warnings, styles=style_list)
+    weights = (ends - starts)[music] / model.window
+    mean = aggregate_probabilities(probabilities[music], "mean", weights=weights)
+    track = mean if aggregate == "mean" else aggregate_probabilities(probabilities[music], aggregate, weights=weights)
     order = np.argsort(track)[::-1]
     best = int(order[0])
-    agreement = float(np.mean(probabilities[voiced].argmax(axis=1) == best))
+    agreement = float(np.mean(probabilities[music].argmax(axis=1) == best))
     confidence = float(mean[best])
     return Prediction(
         path=path,
@@ -257,6 +310,8 @@ def summarize(model, path, *, starts, ends, probabilities, silent, top_k=3, aggr
         agreement=agreement,
         model=model.name,
         warnings=warnings,
+        not_music_fraction=fraction,
+        styles=style_list,
     )
 
 
@@ -299,14 +354,14 @@ def _segment_batches(model, audio, sr, *, offset, duration, batch_size, repairs=
                           ends=whole.ends[part] + offset, padded=whole.padded[part])
 
 
-def _timeline(labels, starts, ends, probabilities, silent) -> list[SegmentPrediction]:
+def _timeline(labels, starts, ends, probabilities, silent, not_music) -> list[SegmentPrediction]:
     out = []
-    for start, end, probs, quiet in zip(starts, ends, probabilities, silent):
+    for start, end, probs, quiet, other in zip(starts, ends, probabilities, silent, not_music):
         if quiet:
             out.append(SegmentPrediction(float(start), float(end), None, None, silent=True))
             continue
         out.append(SegmentPrediction(
-            float(start), float(end), labels[int(np.argmax(probs))],
-            {label: round(float(p), 6) for label, p in zip(labels, probs)},
+            float(start), float(end), None if other else labels[int(np.argmax(probs))],
+            {label: round(float(p), 6) for label, p in zip(labels, probs)}, not_music=bool(other),
         ))
     return out

@@ -47,7 +47,11 @@ class _TableWriter:
             w(f"{record['path']}\n  error: {record['error']}\n")
             return
         if record.get("genre") is None:
-            w(f"{record['path']}\n  silence ({record['duration']:.1f} s): nothing to classify\n")
+            if record.get("not_music"):
+                w(f"{record['path']}\n  not music ({record['duration']:.1f} s): no genre\n")
+            else:
+                w(f"{record['path']}\n  silence ({record['duration']:.1f} s): nothing to classify\n")
+            self._segments(record)
             return
         flags = [f for f in ("uncertain", "short") if record.get(f)]
         note = f"  [{', '.join(flags)}]" if flags else ""
@@ -56,15 +60,22 @@ class _TableWriter:
         for rank, item in enumerate(record["top"], 1):
             bar = "#" * int(round(item["probability"] * 30))
             w(f"  {rank}. {item['genre']:<12} {item['probability']:6.1%} {bar}\n")
+        if record.get("styles"):
+            w("  styles: " + ", ".join(f"{s['style']} {s['score']:.2f}" for s in record["styles"]) + "\n")
         for warning in record.get("warnings") or []:
             w(f"  warning: {warning}\n")
+        self._segments(record)
+
+    def _segments(self, record: dict) -> None:
         for seg in record.get("segments") or []:
             span = f"{_fmt_time(seg['start'])}-{_fmt_time(seg['end'])}"
             if seg.get("silent"):
-                w(f"     {span}  (silence)\n")
+                self.stream.write(f"     {span}  (silence)\n")
+            elif seg.get("not_music") or seg.get("genre") is None:
+                self.stream.write(f"     {span}  (not music)\n")
             else:
                 p = seg["probabilities"][seg["genre"]]
-                w(f"     {span}  {seg['genre']:<12} {p:6.1%}\n")
+                self.stream.write(f"     {span}  {seg['genre']:<12} {p:6.1%}\n")
 
     def close(self) -> None:
         pass
@@ -106,7 +117,7 @@ class _JsonlWriter:
 
 class _CsvWriter:
     def __init__(self, stream, top_k):
-        columns = ["path", "genre", "confidence", "uncertain", "duration"]
+        columns = ["path", "genre", "confidence", "uncertain", "not_music", "duration"]
         for rank in range(1, top_k + 1):
             columns += [f"top{rank}_genre", f"top{rank}_probability"]
         columns.append("error")
@@ -115,6 +126,8 @@ class _CsvWriter:
 
     def write(self, record: dict) -> None:
         row = {key: record.get(key) for key in ("path", "genre", "confidence", "uncertain", "duration", "error")}
+        if "error" not in record:
+            row["not_music"] = bool(record.get("not_music"))
         for rank, item in enumerate(record.get("top", []), 1):
             row[f"top{rank}_genre"] = item["genre"]
             row[f"top{rank}_probability"] = item["probability"]

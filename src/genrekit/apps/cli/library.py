@@ -20,8 +20,12 @@ def tag(
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="With --undo: the batch to undo."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (NAME.json); default: the bundled model."),
     force: bool = typer.Option(False, "--force", help="Predict again even files with a stored result."),
+    styles: bool = typer.Option(False, "--styles", help="Also write the predicted styles (genre-like MSD tags, see genrekit predict --styles) as additional genre values."),
 ) -> None:
-    """Write predicted genres into the files' genre tags (dry run unless --write; undo with --undo)."""
+    """Write predicted genres into the files' genre tags (dry run unless --write; undo with --undo).
+
+    Files that are not music (speech, noise, ...) or silent get nothing written.
+    """
     from pathlib import Path
 
     from genrekit.apps.library.db import LibraryDB, default_db_path
@@ -34,6 +38,8 @@ def tag(
 
     if batch is not None and not undo:
         raise UsageError("--batch goes with --undo")
+    if styles and undo:
+        raise UsageError("--styles does not go with --undo")
     if not Path(library).exists():
         raise UsageError(f"{library}: no such file or folder")
     with LibraryDB(db or default_db_path(library)) as state:
@@ -45,8 +51,10 @@ def tag(
             from genrekit.inference.model import load_model
 
             loaded = load_model(model)
-            predictions = track(library_predictions(state, [library], loaded, force=force), "classifying")
-            outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing)
+            predictions = track(library_predictions(state, [library], loaded, force=force, styles=styles),
+                                "classifying")
+            outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing,
+                                        styles=styles)
             if not write:
                 _print_tag_changes(outcomes, library, "dry run", "nothing changed; add --write to apply")
             else:

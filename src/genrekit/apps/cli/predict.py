@@ -15,6 +15,7 @@ def predict(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name (default, fast) or model file (NAME.json); default: the bundled default model."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many genres to list per file."),
     segments: bool = typer.Option(False, "--segments", help="Also give the per-segment timeline."),
+    styles: bool = typer.Option(False, "--styles", help="Also give the styles: genre-like MSD tags (electronic, folk, soul, punk, House, ...) whose mean probability is at least 0.2 (models on the MSD taggram, such as the default)."),
     aggregate: str = typer.Option("mean", "--aggregate", help="Segments to track: mean (probability) or vote."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json, jsonl or csv (written as each file finishes)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
@@ -28,6 +29,9 @@ def predict(
     force: bool = typer.Option(False, "--force", help="With --db: predict again even files with a stored result."),
 ) -> None:
     """Tell the genre of audio files: genre, confidence, top-k and optional per-segment timeline.
+
+    Speech, noise, tones and other sounds that are not music get no genre and are marked "not
+    music" (JSON: "genre": null, "not_music": true), per file and per segment.
 
     A file that cannot be classified gets a one-line error and the batch goes on; exit code 1 if any failed.
     """
@@ -64,7 +68,7 @@ def predict(
     loaded = load_model(model)
     torch.set_num_threads(threads or default_threads(workers))
     options = dict(workers=workers, batch_size=batch_size, top_k=top_k, segments=segments,
-                   aggregate=aggregate, offset=offset, max_duration=max_duration)
+                   aggregate=aggregate, offset=offset, max_duration=max_duration, styles=styles)
     stats: dict = {}
     with contextlib.ExitStack() as stack:
         if db:

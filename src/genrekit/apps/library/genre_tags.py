@@ -73,6 +73,16 @@ GENRE_NAMES = {
 }
 
 
+#: Tag spellings of the MSD style tags (``genrekit predict --styles``) that are not written as
+#: they are or with a capital first letter.
+STYLE_NAMES = {
+    "rnb": "R&B", "Hip-Hop": "Hip-Hop", "House": "House", "Progressive rock": "Progressive Rock",
+    "alternative rock": "Alternative Rock", "classic rock": "Classic Rock", "indie rock": "Indie Rock",
+    "hard rock": "Hard Rock", "heavy metal": "Heavy Metal", "indie pop": "Indie Pop",
+    "easy listening": "Easy Listening",
+}
+
+
 class TagError(AudioError):
     """A file's tags could not be read or written."""
 
@@ -121,6 +131,13 @@ def genre_tag_value(label: str) -> str:
     return label[:1].upper() + label[1:] if label.islower() else label
 
 
+def style_tag_value(style: str) -> str:
+    """The tag text for a style: ``"rnb"`` -> ``"R&B"``, ``"hard rock"`` -> ``"Hard Rock"``, ``"folk"`` -> ``"Folk"``."""
+    if style in STYLE_NAMES:
+        return STYLE_NAMES[style]
+    return style[:1].upper() + style[1:]
+
+
 def _open(path) -> mutagen.FileType:
     """The file parsed by mutagen; raises a :class:`TagError` family error if it cannot be tagged."""
     path = Path(path)
@@ -163,6 +180,7 @@ def plan_tag_changes(
     min_confidence: float = 0.5,
     keep_existing: bool = True,
     tag_value: Callable[[str], str] = genre_tag_value,
+    styles: bool = False,
 ) -> list[TagChange]:
     """Decide, for each prediction, whether and how to change the file's genre tag.
 
@@ -177,6 +195,11 @@ def plan_tag_changes(
         values are replaced by the prediction.
     tag_value : callable
         Maps a model label to the text written (default :func:`genre_tag_value`).
+    styles : bool
+        Write the prediction's ``styles`` (:func:`style_tag_value`) after the genre as additional
+        genre values, leaving out any that repeats a value already in the list.
+
+    Files without a genre (silent, or ``not_music``) are never written.
 
     Returns
     -------
@@ -185,12 +208,13 @@ def plan_tag_changes(
         Reading the current tags is the only file access; nothing is written.
     """
     return [
-        _plan_one(prediction, min_confidence=min_confidence, keep_existing=keep_existing, tag_value=tag_value)
+        _plan_one(prediction, min_confidence=min_confidence, keep_existing=keep_existing, tag_value=tag_value,
+                  styles=styles)
         for prediction in predictions
     ]
 
 
-def _plan_one(prediction: dict, *, min_confidence, keep_existing, tag_value) -> TagChange:
+def _plan_one(prediction: dict, *, min_confidence, keep_existing, tag_value, styles=False) -> TagChange:
     path = Path(prediction["path"])
     if "error" in prediction:
         return TagChange(path, [], None, FAILED, reason=str(prediction["error"]))
@@ -204,9 +228,14 @@ def _plan_one(prediction: dict, *, min_confidence, keep_existing, tag_value) -> 
         return TagChange(path, [], None, UNSUPPORTED, label, confidence, reason=str(exc))
     except AudioError as exc:
         return TagChange(path, [], None, FAILED, label, confidence, reason=str(exc))
-    if label is None:  # a silent file has no genre to write
-        return TagChange(path, old, None, LOW_CONFIDENCE, label, confidence, reason="no genre (silent)")
+    if label is None:  # a silent file, or one that is not music, has no genre to write
+        reason = "no genre (not music)" if prediction.get("not_music") else "no genre (silent)"
+        return TagChange(path, old, None, LOW_CONFIDENCE, label, confidence, reason=reason)
     new = [tag_value(label)]
+    for item in (prediction.get("styles") or []) if styles else []:
+        value = style_tag_value(str(item["style"]))
+        if value.casefold() not in {v.casefold() for v in new}:
+            new.append(value)
     if old == new:
         action = UNCHANGED
     elif confidence is None or confidence < min_confidence:

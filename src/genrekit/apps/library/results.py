@@ -12,7 +12,8 @@ from genrekit.inference.predict import error_record
 
 #: The :func:`predict_files` options of ``genrekit tag``: results made with them are stored in
 #: the library database under the bare model id, so ``predict --db`` and ``tag`` share them.
-LIBRARY_OPTIONS = {"top_k": 3, "aggregate": "mean", "segments": False, "offset": 0.0, "max_duration": None}
+LIBRARY_OPTIONS = {"top_k": 3, "aggregate": "mean", "segments": False, "offset": 0.0, "max_duration": None,
+                   "styles": False}
 
 
 def library_result_key(model, **options) -> str:
@@ -110,16 +111,18 @@ def library_predictions(
     *,
     force: bool = False,
     predict: Callable[[list[Path]], Iterable[dict]] | None = None,
+    styles: bool = False,
 ) -> Iterator[dict]:
     """Predictions for every audio file under ``inputs`` (files, folders, globs), reusing ``db``.
 
     ``model`` is a :class:`~genrekit.inference.model.GenreModel` (its ``model_id`` keys the stored
     results); ``predict`` defaults to ``genrekit.inference.batch.predict_files(paths, model)``. Inputs
     that cannot be read (missing file, symbolic link loop) come out as ``{"path", "error"}``.
+    ``styles`` asks for each file's styles (stored under their own key, ``<model id>?styles=True``).
     """
     if predict is None:
         def predict(paths):
-            return predict_files(paths, model)
+            return predict_files(paths, model, styles=styles)
 
     found = []
     for path, problem in collect_audio_files(inputs):
@@ -127,4 +130,4 @@ def library_predictions(
             yield error_record(path, f"{path}: {problem}")
         else:
             found.append(path)
-    yield from predict_with_cache(db, found, model.model_id, predict, force=force)
+    yield from predict_with_cache(db, found, library_result_key(model, styles=styles), predict, force=force)

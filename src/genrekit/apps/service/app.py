@@ -332,6 +332,8 @@ class Service:
             "feature": spec.get("feature"),
             "architecture": (spec.get("architecture") or {}).get("name"),
             "calibration": spec.get("calibration"),
+            "not_music": self.model.not_music is not None,
+            "styles": self.model.gives_taggram,
             "metrics": spec.get("metrics", {}),
             "created": spec.get("created"),
         }
@@ -483,11 +485,19 @@ def _add_api_routes(app: FastAPI, service: Service) -> None:
         top_k: int = Query(3, ge=1, le=MAX_TOP_K, description="How many genres to list."),
         segments: bool = Query(False, description="Include the per-segment timeline."),
         aggregate: Literal["mean", "vote"] = Query("mean", description="Segments to track."),
+        styles: bool = Query(False, description="Include the styles: genre-like MSD tags with a mean "
+                                                "probability of at least 0.2 (models on the MSD taggram only)."),
     ) -> dict:
-        """The same JSON object as ``genrekit predict --format json``; ``path`` is the upload's filename."""
+        """The same JSON object as ``genrekit predict --format json``; ``path`` is the upload's filename.
+
+        Audio that is not music gets ``"genre": null, "not_music": true`` (segments likewise)."""
+        if styles and not service.model.gives_taggram:
+            raise ServiceError(400, "bad_request", f"this service's model ({service.model.name}) cannot give styles: "
+                                                   "they need a model on the MSD_musicnn taggram")
+
         def job(upload):
             return predict_job(service.model, service.limits, upload,
-                               top_k=top_k, segments=segments, aggregate=aggregate)
+                               top_k=top_k, segments=segments, aggregate=aggregate, styles=styles)
         return await service.run(request, job)
 
     @app.post("/v1/spectrogram", openapi_extra=_UPLOAD_BODY, response_class=Response,

@@ -5,12 +5,15 @@
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 const SILENT_COLOUR = "#3a3a44";
+const NOT_MUSIC_COLOUR = "#8a8f98";
+const NOT_MUSIC = "not music";  // legend and timeline key of segments that are not music
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORAGE = "genrekit-api-key";
 const page = {
   labels: [],
   limits: null,
+  styles: false,
   objectUrl: null,
   segments: [],
   total: 0,
@@ -19,6 +22,7 @@ const page = {
 };
 
 function colourOf(genre) {
+  if (genre === NOT_MUSIC) return NOT_MUSIC_COLOUR;
   const index = page.labels.indexOf(genre);
   if (index < 0) return SILENT_COLOUR;
   if (index < PALETTE.length) return PALETTE[index];
@@ -114,6 +118,7 @@ async function loadModelInfo() {
     const info = await response.json();
     const model = info.models[0];
     page.labels = model.labels;
+    page.styles = Boolean(model.styles);
     page.limits = info.limits;
     $("model-name").textContent = `model: ${model.name} \u00b7 ${model.labels.length} genres`;
     $("limits").textContent =
@@ -176,7 +181,8 @@ async function handleFile(file) {
   $("drop-zone").setAttribute("aria-busy", "true");
 
   const topK = Math.min(5, Math.max(1, page.labels.length || 3));
-  const prediction = send(`/v1/predict?segments=true&top_k=${topK}`, file);
+  const styles = page.styles ? "&styles=true" : "";
+  const prediction = send(`/v1/predict?segments=true&top_k=${topK}${styles}`, file);
   const spectrogram = send("/v1/spectrogram", file);
   try {
     const response = await prediction;
@@ -242,8 +248,14 @@ function showResult(file, result) {
   player.src = page.objectUrl;
 
   $("file-name").textContent = result.path;
-  $("genre").textContent = result.genre === null ? "silence" : result.genre;
-  $("genre").style.setProperty("--genre-colour", colourOf(result.genre));
+  const verdict = result.genre !== null ? result.genre : (result.not_music ? NOT_MUSIC : "silence");
+  $("genre").textContent = verdict;
+  $("genre").style.setProperty("--genre-colour", colourOf(result.genre === null && result.not_music ? NOT_MUSIC : result.genre));
+  $("not-music").hidden = !result.not_music;
+  const styles = result.styles || [];
+  $("styles").textContent = styles.length
+    ? `Styles: ${styles.map((s) => `${s.style} (${percent(s.score)})`).join(", ")}` : "";
+  $("styles").hidden = !styles.length;
   $("confidence").textContent = result.genre === null ? "" : `${percent(result.confidence)} confident`;
   $("uncertain").hidden = !result.uncertain || result.genre === null;
 
@@ -293,10 +305,10 @@ function renderTimeline(segments, duration) {
     button.className = "segment";
     button.style.left = `${(100 * segment.start) / page.total}%`;
     button.style.width = `${(100 * Math.max(stop - segment.start, 0)) / page.total}%`;
-    const genre = segment.genre;
+    const genre = segment.not_music ? NOT_MUSIC : segment.genre;
     button.style.background = colourOf(genre);
     button.dataset.start = String(segment.start);
-    const share = genre && segment.probabilities ? ` (${percent(segment.probabilities[genre])})` : "";
+    const share = segment.genre && segment.probabilities ? ` (${percent(segment.probabilities[genre])})` : "";
     button.title = `${clock(segment.start)}\u2013${clock(segment.end)} ${genre || "silence"}${share}`;
     button.setAttribute("aria-label", `Play from ${clock(segment.start)}: ${genre || "silence"}${share}`);
     button.addEventListener("click", () => seek(segment.start));
@@ -310,6 +322,7 @@ function renderLegend(genres) {
   const legend = $("legend");
   legend.replaceChildren();
   const ordered = page.labels.filter((label) => genres.has(label));
+  if (genres.has(NOT_MUSIC)) ordered.push(NOT_MUSIC);
   if (genres.has(null)) ordered.push(null);
   for (const genre of ordered) {
     const item = document.createElement("li");
