@@ -289,14 +289,14 @@ def test_default_model_in_the_browser(browser, gtzan_mini, tmp_path):
         sf.write(tmp_path / "intro-then-hiss.wav", np.concatenate([music, hiss]), 16000)
         sf.write(tmp_path / "hiss.wav", hiss, 16000)
         page.set_input_files("#file-input", str(tmp_path / "intro-then-hiss.wav"))
-        page.wait_for_function("document.getElementById('file-name').textContent === 'intro-then-hiss.wav'",
-                               timeout=120_000)
+        wait_until(page, "document.getElementById('file-name').textContent === 'intro-then-hiss.wav'",
+                   timeout=120_000)
         assert page.locator("#genre").text_content() in page.evaluate("page.labels")
         titles = page.locator("#timeline button.segment").evaluate_all("buttons => buttons.map(b => b.title)")
         assert any("not music" in t for t in titles) and not all("not music" in t for t in titles), titles
         assert "not music" in page.locator("#legend").text_content()
         page.set_input_files("#file-input", str(tmp_path / "hiss.wav"))
-        page.wait_for_function("document.getElementById('file-name').textContent === 'hiss.wav'", timeout=120_000)
+        wait_until(page, "document.getElementById('file-name').textContent === 'hiss.wav'", timeout=120_000)
         assert page.locator("#genre").text_content() == "not music"
         assert page.locator("#not-music").is_visible()
         page.screenshot(path=str(ARTIFACTS / "web-page-not-music.png"), full_page=True)

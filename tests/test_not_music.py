@@ -158,7 +158,7 @@ def test_service_says_not_music(tmp_path):
     from genrekit.apps.service.app import create_app
 
     path = _noise_file(tmp_path)
-    with TestClient(create_app(load_model())) as client:
+    with TestClient(create_app(load_model(), allowed_hosts=["testserver"])) as client:
         assert client.get("/v1/models").json()["models"][0]["not_music"] is True
         with open(path, "rb") as fh:
             response = client.post("/v1/predict?segments=true", files={"file": ("hiss.wav", fh, "audio/wav")})
