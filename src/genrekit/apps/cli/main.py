@@ -7,6 +7,7 @@ line without a traceback; ``--debug`` shows it.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Optional
 
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         code = 2 if isinstance(exc, UsageError) else 1
+    except sqlite3.DatabaseError as exc:  # damage the up-front integrity check could not see
+        if is_debug():
+            raise
+        stderr.print(f"error: library database: {exc}", markup=False, highlight=False, soft_wrap=True)
+        code = 1
     except KeyboardInterrupt:
         stderr.print("interrupted")
         code = 130
