@@ -11,6 +11,8 @@ import csv
 import json
 from typing import IO, Iterable
 
+from genrekit.utils import printable
+
 FORMATS = ("table", "json", "jsonl", "csv")
 
 
@@ -43,21 +45,22 @@ class _TableWriter:
 
     def write(self, record: dict) -> None:
         w = self.stream.write
+        path = printable(record["path"])  # a table is for a terminal: no raw control characters
         if "error" in record:
-            w(f"{record['path']}\n  error: {record['error']}\n")
+            w(f"{path}\n  error: {printable(record['error'])}\n")
             return
         if record.get("genre") is None:
-            w(f"{record['path']}\n  silence ({record['duration']:.1f} s): nothing to classify\n")
+            w(f"{path}\n  silence ({record['duration']:.1f} s): nothing to classify\n")
             return
         flags = [f for f in ("uncertain", "short") if record.get(f)]
         note = f"  [{', '.join(flags)}]" if flags else ""
-        w(f"{record['path']}\n  genre: {record['genre']}  ({record['confidence']:.1%}){note}"
+        w(f"{path}\n  genre: {record['genre']}  ({record['confidence']:.1%}){note}"
           f"   duration {record['duration']:.1f} s\n")
         for rank, item in enumerate(record["top"], 1):
             bar = "#" * int(round(item["probability"] * 30))
             w(f"  {rank}. {item['genre']:<12} {item['probability']:6.1%} {bar}\n")
         for warning in record.get("warnings") or []:
-            w(f"  warning: {warning}\n")
+            w(f"  warning: {printable(warning)}\n")
         for seg in record.get("segments") or []:
             span = f"{_fmt_time(seg['start'])}-{_fmt_time(seg['end'])}"
             if seg.get("silent"):

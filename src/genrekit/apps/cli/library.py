@@ -96,10 +96,10 @@ def _print_tag_changes(changes, library: str, title: str, note: str | None = Non
     from collections import Counter
 
     from genrekit.apps.library.genre_tags import format_tag_table
-    from genrekit.utils import info
+    from genrekit.utils import info, printable
 
     root = library if os.path.isdir(library) else os.path.dirname(library)
     sys.stdout.write(format_tag_table(changes, root))
     counts = Counter(change.action for change in changes)
     summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "no audio files"
-    info(f"{title}: {summary}" + (f" ({note})" if note else ""))
+    info(printable(f"{title}: {summary}" + (f" ({note})" if note else "")))

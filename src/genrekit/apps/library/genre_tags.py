@@ -35,6 +35,7 @@ from mutagen.wave import WAVE
 
 from genrekit.apps.library.db import LibraryDB
 from genrekit.errors import AudioError, AudioMissingError, CorruptAudioError, GenrekitError, UsageError
+from genrekit.utils import printable
 
 _ID3_TYPES = (MP3, WAVE, AIFF)
 
@@ -549,10 +550,11 @@ def format_tag_table(changes: Iterable[TagChange], root: str | os.PathLike | Non
     header = ("File", "Old genre", "New genre", "Confidence", "Action")
     rows, notes = [], []
     for change in changes:
-        path = os.path.relpath(change.path, root) if root else str(change.path)
+        path = printable(os.path.relpath(change.path, root) if root else change.path)
         confidence = "" if change.confidence is None else f"{change.confidence:.2f}"
-        rows.append((path, "; ".join(change.old) or "-", "; ".join(change.new or []) or "-", confidence, change.action))
-        notes.append(change.reason)
+        old, new = (printable("; ".join(values or [])) or "-" for values in (change.old, change.new))
+        rows.append((path, old, new, confidence, change.action))
+        notes.append(change.reason and printable(change.reason))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip()]
     for row, note in zip(rows, notes):
