@@ -231,15 +231,7 @@ def test_symlink_loop_is_reported_once_and_the_walk_goes_on(model, library):
     assert sorted(os.path.basename(r["path"]) for r in records if r not in loops) == sorted(CASES)
 
 
-IN_PROCESS_CHATTER = pytest.mark.xfail(
-    strict=True,
-    reason="decoding in the main process, libsndfile's mpg123 writes 'Note: Illegal Audio-MPEG-Header' "
-           "lines to file descriptor 2 while probing random bytes; worker processes silence it, "
-           "genrekit.audio does not yet",
-)
-
-
-@pytest.mark.parametrize("workers", [pytest.param(0, marks=IN_PROCESS_CHATTER), 2])
+@pytest.mark.parametrize("workers", [0, 2])
 def test_mixed_folder_in_one_cli_run(model_path, library, workers):
     """The user's view: one run, one record per file, one stderr line per failure, exit code 1."""
     result = subprocess.run(

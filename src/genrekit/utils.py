@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -46,12 +47,14 @@ def is_debug() -> bool:
 def info(message: str) -> None:
     """Print a status message on stderr unless ``--quiet``."""
     if not _settings["quiet"]:
-        stderr.print(message)
+        stderr.print(message, markup=False, highlight=False)  # a path may hold "[...]"
 
 
 def warn(message: str) -> None:
     """Print a warning on stderr (shown even with ``--quiet``)."""
-    stderr.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    stderr.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True, highlight=False)
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
@@ -141,3 +144,31 @@ def finite_json(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+#: Characters that must not reach a terminal raw: C0 and C1 controls (ESC starts escape
+#: sequences, a newline would split one failure over two lines), DEL, line and paragraph
+#: separators, bidirectional overrides, and the lone surrogates that stand for file-name bytes
+#: that are not UTF-8.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text) -> str:
+    """``text`` safe for a terminal line: control characters escaped (``\\n``, ``\\x1b``, ...).
+
+    For human output only (tables, ``error:`` lines); JSON and CSV carry the text as it is.
+    """
+    return _UNPRINTABLE.sub(_escape, str(text))
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -38,6 +38,7 @@ import soundfile as sf
 import soxr
 
 from genrekit.audio.clean import SampleRepairs, clean_samples
+from genrekit.audio.quiet import c_stderr_silenced
 from genrekit.errors import (
     AudioError,
     AudioMissingError,
@@ -363,7 +364,8 @@ def _probe(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str
     soundfile_problem, empty_header = None, False
     if not _is_mpeg_audio(path):  # saves libsndfile's MP3 decoder printing to stderr
         try:
-            info = _soundfile_info(path)
+            with c_stderr_silenced():  # libmpg123 prints notes while probing non-MPEG bytes
+                info = _soundfile_info(path)
         except sf.SoundFileError as error:
             soundfile_problem = _short(str(error))
         else:

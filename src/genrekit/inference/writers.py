@@ -11,6 +11,8 @@ import csv
 import json
 from typing import IO, Iterable
 
+from genrekit.utils import printable
+
 FORMATS = ("table", "json", "jsonl", "csv")
 
 
@@ -43,19 +45,20 @@ class _TableWriter:
 
     def write(self, record: dict) -> None:
         w = self.stream.write
+        path = printable(record["path"])  # a table is for a terminal: no raw control characters
         if "error" in record:
-            w(f"{record['path']}\n  error: {record['error']}\n")
+            w(f"{path}\n  error: {printable(record['error'])}\n")
             return
         if record.get("genre") is None:
             if record.get("not_music"):
-                w(f"{record['path']}\n  not music ({record['duration']:.1f} s): no genre\n")
+                w(f"{path}\n  not music ({record['duration']:.1f} s): no genre\n")
             else:
-                w(f"{record['path']}\n  silence ({record['duration']:.1f} s): nothing to classify\n")
+                w(f"{path}\n  silence ({record['duration']:.1f} s): nothing to classify\n")
             self._segments(record)
             return
         flags = [f for f in ("uncertain", "short") if record.get(f)]
         note = f"  [{', '.join(flags)}]" if flags else ""
-        w(f"{record['path']}\n  genre: {record['genre']}  ({record['confidence']:.1%}){note}"
+        w(f"{path}\n  genre: {record['genre']}  ({record['confidence']:.1%}){note}"
           f"   duration {record['duration']:.1f} s\n")
         for rank, item in enumerate(record["top"], 1):
             bar = "#" * int(round(item["probability"] * 30))
@@ -63,7 +66,7 @@ class _TableWriter:
         if record.get("styles"):
             w("  styles: " + ", ".join(f"{s['style']} {s['score']:.2f}" for s in record["styles"]) + "\n")
         for warning in record.get("warnings") or []:
-            w(f"  warning: {warning}\n")
+            w(f"  warning: {printable(warning)}\n")
         self._segments(record)
 
     def _segments(self, record: dict) -> None:

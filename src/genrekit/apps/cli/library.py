@@ -43,6 +43,8 @@ def tag(
     if not Path(library).exists():
         raise UsageError(f"{library}: no such file or folder")
     with LibraryDB(db or default_db_path(library)) as state:
+        if undo or write:
+            _remove_stale_copies(library)
         if undo:
             batch_id, outcomes = undo_tag_batch(state, batch, progress=track)
             _print_tag_changes(outcomes, library, f"undo of tag batch {batch_id}")
@@ -63,12 +65,32 @@ def tag(
                 if batch_id is None:
                     _print_tag_changes(outcomes, library, "nothing to write")
                 else:
-                    import shlex
-
-                    undo_hint = f"undo with: genrekit tag {shlex.quote(library)} --undo"
-                    _print_tag_changes(outcomes, library, f"tag batch {batch_id}", undo_hint)
+                    _print_tag_changes(outcomes, library, f"tag batch {batch_id}", _undo_hint(written, library, db))
     if any(change.action == "failed" for change in outcomes):
         raise typer.Exit(1)
+
+
+def _undo_hint(written, library: str, db: str | None) -> str | None:
+    """The command that undoes this batch, as it can be pasted; None when no file was written."""
+    import shlex
+
+    from genrekit.apps.library.genre_tags import WRITTEN
+
+    if not any(change.action == WRITTEN for change in written):
+        return None
+    command = ["genrekit", "tag", library, "--undo"] + (["--db", db] if db else [])
+    return "undo with: " + shlex.join(command)
+
+
+def _remove_stale_copies(library: str) -> None:
+    """Remove hidden copies left in the library by an interrupted ``tag --write`` or ``--undo``."""
+    from genrekit.apps.library.genre_tags import remove_stale_temp_files
+    from genrekit.utils import info
+
+    removed = remove_stale_temp_files(library)
+    if removed:
+        info(f"removed {len(removed)} temporary cop{'y' if len(removed) == 1 else 'ies'}"
+             " left by an interrupted tag write")
 
 
 def _merge_outcomes(planned, written):
@@ -82,10 +104,10 @@ def _print_tag_changes(changes, library: str, title: str, note: str | None = Non
     from collections import Counter
 
     from genrekit.apps.library.genre_tags import format_tag_table
-    from genrekit.utils import info
+    from genrekit.utils import info, printable
 
     root = library if os.path.isdir(library) else os.path.dirname(library)
     sys.stdout.write(format_tag_table(changes, root))
     counts = Counter(change.action for change in changes)
     summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "no audio files"
-    info(f"{title}: {summary}" + (f" ({note})" if note else ""))
+    info(printable(f"{title}: {summary}" + (f" ({note})" if note else "")))

@@ -7,13 +7,15 @@ line without a traceback; ``--debug`` shows it.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import sys
 from typing import Optional
 
 import typer
 
 from genrekit.errors import GenrekitError, UsageError
-from genrekit.utils import is_debug, set_verbosity, stderr
+from genrekit.utils import is_debug, printable, set_verbosity, stderr
 from genrekit.version import __version__
 
 app = typer.Typer(
@@ -62,15 +64,58 @@ def _global_options(
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``genrekit`` script; exits with 0, 1 or 2."""
     command = typer.main.get_command(app)
+    invoke = command.invoke
+    command.invoke = lambda ctx: _report_broken_pipe(invoke, ctx)
     try:
-        # standalone mode: click prints usage errors itself and exits 2, --help exits 0
+        # standalone mode: click prints usage errors itself and exits 2, --help exits 0, and a
+        # closed output pipe (``genrekit predict ... | head -1``) ends the program quietly
         code = command.main(args=argv, prog_name="genrekit", standalone_mode=True)
     except GenrekitError as exc:
         if is_debug():
             raise
-        stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         code = 2 if isinstance(exc, UsageError) else 1
+    except sqlite3.DatabaseError as exc:  # damage the up-front integrity check could not see
+        if is_debug():
+            raise
+        _error_line(f"library database: {exc}")
+        code = 1
+    except OSError as exc:  # not caught where it happened: still one line, not a traceback
+        if is_debug():
+            raise
+        _error_line(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+        code = 1
     except KeyboardInterrupt:
         stderr.print("interrupted")
         code = 130
+    _settle_stdout()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error_line(message: str) -> None:
+    # escaped: a file name with a newline or an escape sequence stays one plain line
+    stderr.print(f"error: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _report_broken_pipe(invoke, ctx):
+    """Run the command; with ``--debug``, say in one line that its output was closed early."""
+    try:
+        return invoke(ctx)
+    except BrokenPipeError:
+        if is_debug():
+            _error_line("output closed before everything was written (broken pipe); stopped")
+        raise
+
+
+def _settle_stdout() -> None:
+    """Flush stdout now; if it cannot take the rest (a full disk, a closed pipe), drop it, so
+    that the interpreter's own flush at exit adds no "Exception ignored" message."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import Optional
 
 import typer
 
-from genrekit.errors import UsageError
-from genrekit.utils import stderr
+from genrekit.errors import GenrekitError, UsageError
+from genrekit.utils import printable, stderr
+
+
+class OutputError(GenrekitError):
+    """The results cannot be written (full disk, closed or unwritable output)."""
 
 
 def predict(
@@ -43,6 +49,8 @@ def predict(
         raise UsageError(f"--aggregate must be mean or vote, not {aggregate!r}")
     if force and not db:
         raise UsageError("--force goes with --db")
+    if output is not None and os.path.isdir(output):
+        raise UsageError(f"--output {printable(output)}: is a folder; give a file name")
     import contextlib
     import time
 
@@ -58,7 +66,7 @@ def predict(
     )
     from genrekit.inference.model import load_model
     from genrekit.inference.writers import write_records
-    from genrekit.utils import atomic_write, is_quiet, stdout, track
+    from genrekit.utils import is_quiet, stdout, track
 
     started = time.perf_counter()
     found = list(collect_audio_files(inputs, recursive=recursive))
@@ -79,13 +87,14 @@ def predict(
         else:
             records = predict_found(found, loaded, **options)
         records = _report_failures(track(records, "classifying", total=len(found)))
-        handle = stack.enter_context(atomic_write(output, "w")) if output else stdout.file
+        handle = _open_output(stack, output) if output else _Output(stdout.file, "standard output")
         n_ok, failed = write_records(records, fmt, handle, top_k=top_k)
     seconds = time.perf_counter() - started
     if not is_quiet():
         reused = f" ({stats['reused']} answered from {db})" if stats.get("reused") else ""
-        stderr.print(f"{n_ok + failed} files in {seconds:.1f} s ({(n_ok + failed) / max(seconds, 1e-9):.1f} files/s): "
-                     f"{n_ok} classified{reused}, {failed} failed", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(printable(f"{n_ok + failed} files in {seconds:.1f} s ({(n_ok + failed) / max(seconds, 1e-9):.1f} "
+                               f"files/s): {n_ok} classified{reused}, {failed} failed"),
+                     markup=False, highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -95,8 +104,45 @@ def _report_failures(records):
     for record in records:
         if "error" in record:
             # soft_wrap: one line per failure however long the path, so logs can be grepped
-            stderr.print(f"error: {record['error']}", markup=False, highlight=False, soft_wrap=True)
+            # escaped: a file name with a newline or an escape sequence stays one plain line
+            stderr.print(f"error: {printable(record['error'])}", markup=False, highlight=False, soft_wrap=True)
         yield record
+
+
+def _open_output(stack, output: str):
+    """``--output``, written atomically, its write errors reported as :class:`OutputError`."""
+    from genrekit.utils import atomic_write
+
+    try:
+        return _Output(stack.enter_context(atomic_write(output, "w")), output)
+    except OSError as exc:
+        raise OutputError(f"{printable(output)}: cannot write ({exc.strerror or exc})") from None
+
+
+class _Output:
+    """A text stream whose write failures (full disk, closed pipe) name the output.
+
+    A closed pipe (``genrekit predict ... | head -1``) stays a :class:`BrokenPipeError`: the
+    command line ends quietly on it, as other tools do.
+    """
+
+    def __init__(self, stream, name: str):
+        self.stream, self.name = stream, name
+
+    def write(self, text: str) -> int:
+        return self._checked(self.stream.write, text)
+
+    def flush(self) -> None:
+        self._checked(self.stream.flush)
+
+    def _checked(self, method, *args):
+        try:
+            return method(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write the results to {printable(self.name)}"
+                              f" ({exc.strerror or exc})", ) from None
 
 
 
@@ -124,6 +170,6 @@ def tags_command(
     def ranked(tags):
         return ", ".join(f"{t['tag']} {t['probability']:.2f}" for t in tags)
 
-    lines = [f"{result['file']}  ({result['model']}, {result['duration']:.1f} s)", f"whole file: {ranked(result['tags'])}"]
+    lines = [f"{printable(result['file'])}  ({result['model']}, {result['duration']:.1f} s)", f"whole file: {ranked(result['tags'])}"]
     lines += [f"{s['start']:7.2f}-{s['end']:7.2f} s  {ranked(s['tags'])}" for s in result["segments"]]
     stdout.print("\n".join(lines), markup=False, highlight=False)

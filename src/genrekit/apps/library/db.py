@@ -63,8 +63,28 @@ CREATE INDEX IF NOT EXISTS tag_changes_by_batch ON tag_changes (batch_id);
 """
 
 
+#: Columns every genrekit library database has had in its ``files`` table (schema 1 on).
+_FILES_COLUMNS = frozenset({"path", "model_id", "size", "mtime_ns", "sha256", "status", "result", "error"})
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if not line.startswith("***")] or [text]
+    return lines[0] + (f" ... and {len(lines) - 1} more problems" if len(lines) > 1 else "")
+
+
 class LibraryDBError(GenrekitError):
     """The library database cannot be opened or is not a genrekit database."""
+
+
+def _open_error(path: Path, exc: Exception) -> LibraryDBError:
+    if isinstance(exc, LibraryDBError):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError):  # read-only folder, locked, no space
+        return LibraryDBError(f"{path}: cannot use library database ({exc}); --db PATH puts it elsewhere")
+    if isinstance(exc, sqlite3.Error):
+        return LibraryDBError(f"{path}: not a usable genrekit library database ({exc})")
+    reason = getattr(exc, "strerror", None) or exc
+    return LibraryDBError(f"{path}: cannot use library database ({reason}); --db PATH puts it elsewhere")
 
 
 @dataclass(frozen=True)
@@ -161,38 +181,67 @@ class LibraryDB:
         self.path = Path(path)
         self.root = Path(os.path.abspath(self.path.parent))
         self.hash_files = hash_files
+        self._conn = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit mode: every statement outside an explicit BEGIN commits at once
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             self._setup()
-        except sqlite3.OperationalError as exc:  # read-only folder, locked, no space
-            raise LibraryDBError(
-                f"{self.path}: cannot use library database ({exc}); --db PATH puts it elsewhere"
-            ) from exc
-        except sqlite3.DatabaseError as exc:
-            raise LibraryDBError(f"{self.path}: not a usable genrekit library database ({exc})") from exc
-        except OSError as exc:
-            raise LibraryDBError(
-                f"{self.path}: cannot use library database ({exc.strerror}); --db PATH puts it elsewhere"
-            ) from exc
+        except (sqlite3.Error, OSError) as exc:
+            self._close_quietly()
+            raise _open_error(self.path, exc) from exc
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        """Close a connection that is given up on, so no -wal or -shm file stays beside the file."""
+        if self._conn is not None:
+            self._conn.close()
 
     def _setup(self) -> None:
         conn = self._conn
+        self._check_existing()  # before anything is written: a foreign or damaged file stays as it is
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed result survives a power cut too, not only a killed process
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise LibraryDBError(
-                f"{self.path}: written by a newer genrekit (schema {version} > {SCHEMA_VERSION})"
-            )
         columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
         # schema 1 had no fingerprint: its rows are checked by content once, then re-keyed
         upgrade = "ALTER TABLE files ADD COLUMN fingerprint TEXT;" if columns and "fingerprint" not in columns else ""
         conn.executescript(f"BEGIN; {upgrade} {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+
+    def _check_existing(self) -> None:
+        """Refuse, by reading only, a damaged database or a SQLite file genrekit did not make.
+
+        An empty file (or one SQLite left without any table) is a new database. Anything else
+        must pass ``PRAGMA integrity_check`` and hold genrekit's ``files`` table under a schema
+        version genrekit knows, or nothing is written to it (not even the switch to WAL mode).
+        """
+        conn = self._conn
+        try:
+            problem = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:  # too damaged to be checked, or not SQLite at all
+            if str(exc) == "file is not a database":
+                raise
+            problem = str(exc)
+        if problem != "ok":
+            raise LibraryDBError(f"{self.path}: library database is damaged ({_one_line(problem)});"
+                                 " nothing was changed; restore it from a backup or use --db NEW_PATH")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        has_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+        foreign = has_objects and not _FILES_COLUMNS <= columns
+        if version > SCHEMA_VERSION and not foreign:
+            raise LibraryDBError(
+                f"{self.path}: written by a newer genrekit (schema {version} > {SCHEMA_VERSION})"
+            )
+        if foreign or (has_objects and version < 1):
+            raise LibraryDBError(f"{self.path}: a SQLite database, but not a genrekit library database;"
+                                 " left unchanged (--db PATH chooses another file)")
 
     def close(self) -> None:
         self._conn.close()

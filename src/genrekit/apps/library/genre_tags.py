@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -33,13 +34,8 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
 from genrekit.apps.library.db import LibraryDB
-from genrekit.errors import (
-    AudioError,
-    AudioMissingError,
-    CorruptAudioError,
-    GenrekitError,
-    UsageError,
-)
+from genrekit.errors import AudioError, AudioMissingError, CorruptAudioError, GenrekitError, UsageError
+from genrekit.utils import printable
 
 _ID3_TYPES = (MP3, WAVE, AIFF)
 
@@ -277,7 +273,8 @@ def write_genres(path: str | os.PathLike, genres: list[str] | None, *, expected:
     kind = type(_open(target))
     fd, tmp = _temp_file_beside(path, target)
     try:
-        with os.fdopen(fd, "wb") as out, open(target, "rb") as src:
+        _lock(fd)  # held until the copy is in place: a copy nobody holds is stale
+        with os.fdopen(os.dup(fd), "wb") as out, open(target, "rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
         copy = kind(tmp)
         if expected is not None and _get_genres(copy) != list(expected):
@@ -297,7 +294,74 @@ def write_genres(path: str | os.PathLike, genres: list[str] | None, *, expected:
         if isinstance(exc, mutagen.MutagenError):
             raise TagError(path, str(exc)) from None
         raise
+    finally:
+        os.close(fd)
     _fsync_folder(target.parent)
+
+
+#: Names of :func:`write_genres`' temporary copies: ``.<stem>.<8 random characters>.genrekit-tmp<suffix>``.
+TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}\.genrekit-tmp(\.[^./]*)?", re.DOTALL)
+
+
+#: Without file locks (not POSIX), a copy is taken as stale only when untouched for this long.
+STALE_AFTER_SECONDS = 3600
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: staleness is judged by age
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)  # waits at most for a cleaner's test of the lock
+
+
+def _is_stale(path: str) -> bool:
+    """Whether a temporary copy was left by a writer that is gone (killed, crashed, powered off)."""
+    try:
+        import fcntl
+    except ImportError:
+        import time
+
+        return time.time() - os.stat(path).st_mtime > STALE_AFTER_SECONDS
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds the copy
+    except OSError:
+        return False
+    else:
+        return True  # closing ``fd`` releases the lock again
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Remove the hidden copies that killed :func:`write_genres` calls left in ``folder``.
+
+    Only regular files named as :func:`write_genres` names its copies (``.NAME.xxxxxxxx.genrekit-tmp.EXT``)
+    and held by no running writer are removed; returns their paths. A file given instead of a
+    folder means its folder. Folders that cannot be read are passed over.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        folder = folder.parent
+    removed = []
+    for root, dirs, names in os.walk(folder):
+        if not recursive:
+            dirs.clear()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if not TEMP_NAME.fullmatch(name) or os.path.islink(path) or not os.path.isfile(path):
+                continue
+            if _is_stale(path):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    continue
+                removed.append(Path(path))
+    return removed
 
 
 def _check_writable(path, target: Path) -> os.stat_result:
@@ -344,6 +408,11 @@ def _set_genres(audio: mutagen.FileType, genres: list[str] | None) -> None:
 
 
 def _save(audio: mutagen.FileType) -> None:
+    if isinstance(audio.tags, ID3) and not audio.tags:
+        # An ID3 tag without frames says nothing: remove it rather than keep an empty tag, so
+        # that undoing the tagging of an untagged WAV, AIFF or MP3 gives back its exact bytes.
+        audio.delete()
+        return
     if isinstance(audio.tags, ID3):
         # Keep the file's ID3 version (rewriting v2.3 as v2.4 hides tags from old players), and
         # in v2.3 join multiple values with NUL as they were read, not with mutagen's "/",
@@ -410,6 +479,7 @@ def apply_tag_changes(
         The written changes with action ``written`` or ``failed`` (and ``reason``).
     """
     to_write = [change for change in changes if change.action == WRITE]
+    _remove_stale_beside(change.path for change in to_write)
     batch_id = db.begin_tag_batch(model_id) if db is not None and to_write else None
     items = progress(to_write, "tagging", len(to_write)) if progress else to_write
     outcomes = []
@@ -461,6 +531,7 @@ def undo_tag_batch(
     elif not db.tag_batch_exists(batch_id):
         raise UsageError(f"{db.path}: there is no tag batch {batch_id}")
     records = [r for r in reversed(db.tag_changes(batch_id)) if r.state in ("pending", "applied")]
+    _remove_stale_beside(record.path for record in records)
     items = progress(records, "restoring", len(records)) if progress else records
     outcomes = [_undo_one(db, record) for record in items]
     if all(outcome.action != FAILED for outcome in outcomes):
@@ -488,6 +559,11 @@ def _undo_one(db: LibraryDB, record) -> TagChange:
     return TagChange(path, current, record.previous, action)
 
 
+def _remove_stale_beside(paths: Iterable[Path]) -> None:
+    for folder in sorted({Path(os.path.realpath(path)).parent for path in paths}):
+        remove_stale_temp_files(folder, recursive=False)
+
+
 def _message(path, exc: Exception) -> str:
     if isinstance(exc, GenrekitError):
         return str(exc)
@@ -503,10 +579,11 @@ def format_tag_table(changes: Iterable[TagChange], root: str | os.PathLike | Non
     header = ("File", "Old genre", "New genre", "Confidence", "Action")
     rows, notes = [], []
     for change in changes:
-        path = os.path.relpath(change.path, root) if root else str(change.path)
+        path = printable(os.path.relpath(change.path, root) if root else change.path)
         confidence = "" if change.confidence is None else f"{change.confidence:.2f}"
-        rows.append((path, "; ".join(change.old) or "-", "; ".join(change.new or []) or "-", confidence, change.action))
-        notes.append(change.reason)
+        old, new = (printable("; ".join(values or [])) or "-" for values in (change.old, change.new))
+        rows.append((path, old, new, confidence, change.action))
+        notes.append(change.reason and printable(change.reason))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip()]
     for row, note in zip(rows, notes):

@@ -5,23 +5,22 @@ file's top tags (``genrekit tags``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from genrekit.errors import UsageError
 from genrekit.features.musicnn.embedding import (
     HOP_LENGTH,
+    N_FFT,
     SAMPLE_RATE,
+    MusicnnFrontEnd,
     file_logmel,
     logmel_patches,
 )
-from genrekit.features.musicnn.network import (
-    HOP_1S_FRAMES,
-    MODELS,
-    PATCH_FRAMES,
-    Musicnn,
-)
+from genrekit.features.musicnn.network import HOP_1S_FRAMES, MODELS, N_MELS, PATCH_FRAMES, Musicnn
 from genrekit.features.musicnn.weights import _cached_model, load_musicnn
 
 
@@ -65,9 +64,10 @@ def _top_tags(probabilities: np.ndarray, tags: Sequence[str], top: int) -> list[
 def tag_file(path: str | Path, name: str = "MSD_musicnn", *, top: int = 5, overlap: bool = False) -> dict:
     """Top musicnn tags of an audio file, overall and per 3 s patch, as JSON-able data.
 
-    The file is decoded at 16 kHz mono (``genrekit.audio.load_audio``) and cut into
-    187-frame patches every 3 s (every 1 s with ``overlap``); the whole-file ranking is the
-    mean taggram over patches, as musicnn's ``top_tags``.
+    The file is decoded at 16 kHz mono block by block (``genrekit.audio.stream_audio``) and
+    cut into 187-frame patches every 3 s (every 1 s with ``overlap``); the whole-file ranking
+    is the mean taggram over patches, as musicnn's ``top_tags``. Memory stays bounded whatever
+    the file's length: a minute of audio, its log-mel frames and one batch of patches at a time.
 
     Returns
     -------
@@ -75,23 +75,106 @@ def tag_file(path: str | Path, name: str = "MSD_musicnn", *, top: int = 5, overl
         ``{"file", "model", "duration", "tags": [{"tag", "probability"}, ...],
         "segments": [{"start", "end", "tags": [...]}, ...]}``, times in seconds.
     """
-    from genrekit.audio.decode import load_audio
+    from genrekit.audio.decode import stream_audio
 
     if name not in MODELS:
         load_musicnn(name)  # raises the UsageError
-    audio = load_audio(path, sr=SAMPLE_RATE)
+    blocks = stream_audio(path, SAMPLE_RATE)
     model = _cached_model(name)
-    taggram, starts = tag_samples(audio.samples, model, hop_frames=HOP_1S_FRAMES if overlap else PATCH_FRAMES)
+    counted = _Counted(blocks)
+    taggram, starts = tag_stream(counted, model, hop_frames=HOP_1S_FRAMES if overlap else PATCH_FRAMES)
+    duration = counted.samples / SAMPLE_RATE
     patch_seconds = PATCH_FRAMES * HOP_LENGTH / SAMPLE_RATE
     segments = [
-        {"start": round(float(start), 3), "end": round(float(min(start + patch_seconds, audio.duration)), 3),
+        {"start": round(float(start), 3), "end": round(float(min(start + patch_seconds, duration)), 3),
          "tags": _top_tags(row, model.tags, top)}
         for start, row in zip(starts, taggram)
     ]
     return {
         "file": str(path),
         "model": name,
-        "duration": round(float(audio.duration), 3),
+        "duration": round(float(duration), 3),
         "tags": _top_tags(taggram.mean(axis=0), model.tags, top),
         "segments": segments,
     }
+
+
+class _Counted:
+    """Blocks passed through, their samples counted."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]):
+        self.blocks, self.samples = blocks, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self.blocks:
+            self.samples += len(block)
+            yield block
+
+
+def tag_stream(
+    blocks: Iterable[np.ndarray],
+    model: Musicnn,
+    *,
+    hop_frames: int = PATCH_FRAMES,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tag_samples` of a signal given as consecutive 16 kHz mono blocks, in bounded memory.
+
+    Gives the patches :func:`tag_samples` gives for the concatenated blocks (the same frames and
+    patch starts); only a block, its frames and one batch of patches are held at a time.
+    """
+    if hop_frames < 1:
+        raise UsageError(f"patch hop must be at least one frame, not {hop_frames}")
+    rows, starts, batch = [], [], []
+
+    def run(patches):
+        with torch.inference_mode():
+            rows.append(model(torch.stack(patches))["taggram"].numpy())
+
+    frames = torch.zeros((0, N_MELS))
+    first_frame = 0  # index of frames[0] in the file
+    n_frames = 0
+    for chunk in stream_logmel(blocks):
+        frames = torch.cat([frames, chunk])
+        n_frames += len(chunk)
+        while (start := len(starts) * hop_frames) + PATCH_FRAMES <= n_frames:
+            batch.append(frames[start - first_frame : start - first_frame + PATCH_FRAMES])
+            starts.append(start)
+            if len(batch) == batch_size:
+                run(batch)
+                batch = []
+        keep_from = len(starts) * hop_frames  # the next patch's first frame
+        frames, first_frame = frames[keep_from - first_frame:].clone(), keep_from
+    if not starts:  # shorter than one patch: padded with silence, as logmel_patches does
+        batch.append(F.pad(frames, (0, 0, 0, PATCH_FRAMES - len(frames))))
+        starts.append(0)
+    if batch:
+        run(batch)
+    taggram = np.concatenate(rows) if rows else np.zeros((0, len(model.tags)), np.float32)
+    return taggram, np.asarray(starts) * HOP_LENGTH / SAMPLE_RATE
+
+
+def stream_logmel(blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+    """``file_logmel`` of the concatenated blocks, as consecutive ``(frames, 96)`` chunks.
+
+    The frames are those of one pass over the whole signal (centred, zero-padded at both ends);
+    each block adds the frames whose 512 samples it completes, the end adds the last ones.
+    """
+    frontend = MusicnnFrontEnd(center=False)
+    pending = torch.zeros(N_FFT // 2)  # the centring's zeros before the first sample
+    n_samples = 0
+    for block in blocks:
+        block = torch.as_tensor(np.asarray(block, dtype=np.float32))
+        n_samples += len(block)
+        pending = torch.cat([pending, block])
+        ready = 0 if len(pending) < N_FFT else 1 + (len(pending) - N_FFT) // HOP_LENGTH
+        if ready:
+            yield frontend.logmel(pending[: (ready - 1) * HOP_LENGTH + N_FFT])
+            pending = pending[ready * HOP_LENGTH:].clone()
+    # the last frames: 1 + n // hop in all, the signal padded with zeros after its end
+    done = (n_samples + N_FFT // 2 - len(pending)) // HOP_LENGTH
+    remaining = 1 + n_samples // HOP_LENGTH - done
+    if remaining > 0:
+        pending = F.pad(pending, (0, N_FFT // 2))
+        pending = F.pad(pending, (0, max(0, (remaining - 1) * HOP_LENGTH + N_FFT - len(pending))))
+        yield frontend.logmel(pending[: (remaining - 1) * HOP_LENGTH + N_FFT])
