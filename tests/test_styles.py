@@ -93,13 +93,13 @@ def test_service_styles(gtzan_mini, model, tiny_model_file):
     from genrekit.apps.service.app import create_app
 
     clip = sorted((gtzan_mini / "metal").glob("*.flac"))[0]
-    with TestClient(create_app(model)) as client:
+    with TestClient(create_app(model, allowed_hosts=["testserver"])) as client:
         assert client.get("/v1/models").json()["models"][0]["styles"] is True
         for query, has in (("?styles=true", True), ("", False)):
             with open(clip, "rb") as fh:
                 body = client.post("/v1/predict" + query, files={"file": (clip.name, fh, "audio/flac")}).json()
             assert ("styles" in body) == has and (not has or body["styles"])
-    with TestClient(create_app(load_model(tiny_model_file))) as client:
+    with TestClient(create_app(load_model(tiny_model_file), allowed_hosts=["testserver"])) as client:
         with open(clip, "rb") as fh:
             response = client.post("/v1/predict?styles=true", files={"file": (clip.name, fh, "audio/flac")})
         assert response.status_code == 400 and "styles" in response.json()["error"]["message"]
