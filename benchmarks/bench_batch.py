@@ -21,7 +21,7 @@ run (worker start-up, page cache), which is reported separately as "first run".
 
 Usage, from the repository root::
 
-    .venv/bin/python benchmarks/bench_batch.py [../shared/data/gtzan-mini] --model fast --model default
+    .venv/bin/python benchmarks/bench_batch.py [../shared/data/gtzan-mini] --model default
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "gtzan-mini"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA, help="folder of audio clips")
-    parser.add_argument("--model", action="append", help="bundled model name or model file (repeatable; default: fast)")
+    parser.add_argument("--model", action="append", help="bundled model name or model file (repeatable; default: default)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="worker counts to time")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per network batch")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median reported)")
@@ -127,7 +127,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"{len(paths)} clips from {args.data}; {cores} cores, torch {torch.__version__}, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; load average {os.getloadavg()[0]:.1f} at start")
-    for name in args.model or ["fast"]:
+    for name in args.model or ["default"]:
         model = load_model(name)
         json_path, weights_path = model_paths(model.source)
         size = json_path.stat().st_size + weights_path.stat().st_size

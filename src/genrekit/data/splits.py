@@ -443,8 +443,10 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
         **{side: sorted(t.track_id for t in tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
         "train_groups": sorted({t.group for t in parts.train} - {None}),
         "labels_not_in_train": unseen,
-        # file keys find the same tracks when the data is opened another way (manifest vs folder)
-        "keys": {side: sorted(track_key(t) for t in tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
+        # file keys find the same tracks when the data is opened another way (manifest vs folder);
+        # a feature table's tracks are rows, not files: their ids are all there is
+        "keys": {} if dataset.kind == "table" else
+        {side: sorted(track_key(t) for t in tracks) for side, tracks in zip(("train", "valid", "test"), parts)},
     }
     return parts, record
 

@@ -12,6 +12,15 @@ Two layouts are read:
 Rows of a track stay together, so every split and metric is track level. GTZAN track ids map
 to Sturm's artist annotations (:func:`genrekit.data.datasets.load_gtzan_artists`) for
 artist-grouped splits.
+
+A table is a training dataset too (``genrekit train --dataset TABLE``): :func:`table_dataset`
+makes its tracks :class:`~genrekit.data.datasets.Track` objects that the usual splits take, and
+:func:`table_segments` hands their rows to training as segment features. The feature the rows
+are (``{"name": "musicnn", "model": "MSD_musicnn", "layer": "taggram"}``, say) comes from the
+user or from the table: Parquet key-value metadata ``genrekit`` holding JSON
+``{"feature": {...}, "labels": [...]}`` (``labels``: the names integer labels index); an
+``.npz`` may carry the same JSON text as ``META``. Integer labels without names are GTZAN's
+sorted genres when every track id is a GTZAN id.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import numpy as np
 from genrekit.errors import DatasetError, UsageError
 
 TABLE_SUFFIXES = (".npz", ".parquet")
+#: Key of the Parquet key-value metadata (JSON) that says what a table's rows are.
+METADATA_KEY = b"genrekit"
 
 
 @dataclass
@@ -53,6 +64,15 @@ class FeatureTable:
     def __len__(self) -> int:
         return len(self.features)
 
+    def subset(self, tracks: Sequence[int], source: str | None = None) -> "FeatureTable":
+        """The rows of the tracks at positions ``tracks``, in that order."""
+        tracks = [int(i) for i in tracks]
+        rows = [np.flatnonzero(self.track_index == i) for i in tracks]
+        index = np.concatenate([np.full(len(r), new, dtype=np.int64) for new, r in enumerate(rows)] or [np.zeros(0, np.int64)])
+        picked = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return FeatureTable(self.features[picked], index, [self.tracks[i] for i in tracks],
+                            None if self.labels is None else [self.labels[i] for i in tracks], source or self.source)
+
 
 def is_table(path: str | Path) -> bool:
     """Whether ``path`` names a feature table (by suffix) rather than audio or a dataset folder."""
@@ -80,13 +100,53 @@ def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> Fe
     if features.ndim != 2 or len(features) != len(ids) or (labels is not None and len(labels) != len(ids)):
         raise DatasetError(f"{path}: X must be (rows, features) with one id (and label) per row")
     if labels is not None and np.issubdtype(np.asarray(labels).dtype, np.integer):
+        label_names = label_names or read_metadata(path).get("labels") or _gtzan_names(ids)
         if label_names is None:
-            raise DatasetError(f"{path}: labels are class indices; give the label names they index")
+            raise DatasetError(f"{path}: labels are class indices; give the label names they index "
+                               "(the table's metadata 'labels', or string labels)")
         names = list(label_names)
         if labels.min() < 0 or labels.max() >= len(names):
             raise DatasetError(f"{path}: class index out of range for {len(names)} labels")
         labels = np.asarray(names, dtype=object)[labels]
     return _grouped(path, features, ids, labels)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The table's own description (``{"feature": ..., "labels": ...}``), ``{}`` when it has none."""
+    import json
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            text = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                text = str(data["META"]) if "META" in data else None
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by read_table
+        return {}
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise DatasetError(f"{path}: the table's {METADATA_KEY.decode()} metadata is not JSON") from None
+    return value if isinstance(value, dict) else {}
+
+
+def _gtzan_names(ids) -> list[str] | None:
+    from genrekit.data.datasets import GTZAN_GENRES
+
+    bare = {bare_track_id(str(t)) for t in np.unique(ids)}
+    return list(GTZAN_GENRES) if bare and all(_is_gtzan_id(t) for t in bare) else None
+
+
+def _is_gtzan_id(track: str) -> bool:
+    from genrekit.data.datasets import GTZAN_GENRES
+
+    genre, _, number = track.partition(".")
+    return genre in GTZAN_GENRES and len(number) == 5 and number.isdigit()
 
 
 def _read_npz(path: Path):
@@ -190,3 +250,94 @@ def gtzan_groups(tracks: Sequence[str]) -> list[str]:
         else:
             groups.append(f"unannotated:{genre}.{low:05d}-{high:05d}")
     return groups
+
+
+# -- tables as training data -------------------------------------------------------------------------
+
+
+def table_track_ids(tracks: Sequence[str]) -> list[str]:
+    """The dataset id of each table track: the bare id (``blues.00012``, as GTZAN folders name their
+    tracks, so a model trained on a table can be checked against audio of the same tracks) when
+    those are unique, else the table's ids unchanged."""
+    bare = [bare_track_id(t) for t in tracks]
+    return bare if len(set(bare)) == len(bare) else [str(t) for t in tracks]
+
+
+def table_dataset(table: FeatureTable):
+    """The table's tracks as a :class:`~genrekit.data.datasets.Dataset` (``kind="table"``) for the
+    usual splits: GTZAN ids get artist groups (:func:`gtzan_groups`), other tracks none; the
+    track's ``path`` is its table id, so ``gtzan-artist`` lists find GTZAN tracks by name."""
+    from genrekit.data.datasets import Dataset, Track
+
+    if table.labels is None:
+        raise DatasetError(f"{table.source}: a training table needs labels (Y, or a 'label' column)")
+    ids = table_track_ids(table.tracks)
+    gtzan = all(_is_gtzan_id(bare_track_id(t)) for t in table.tracks)
+    groups = gtzan_groups(table.tracks) if gtzan else [None] * len(ids)
+    tracks = [Track(Path(raw), label, track_id, group=group)
+              for raw, label, track_id, group in zip(table.tracks, table.labels, ids, groups)]
+    return Dataset(Path(table.source).stem, Path(table.source), tracks, sorted(set(table.labels)), [], kind="table")
+
+
+def table_segments(table: FeatureTable, tracks: Sequence):
+    """The rows of ``tracks`` (tracks of :func:`table_dataset`) as
+    :class:`~genrekit.data.extract.SegmentFeatures`: every row weighs 1 and none is silent."""
+    from genrekit.data.extract import SegmentFeatures
+
+    position = {track_id: i for i, track_id in enumerate(table_track_ids(table.tracks))}
+    order = np.argsort(table.track_index, kind="stable")
+    bounds = np.searchsorted(table.track_index[order], np.arange(len(table.tracks) + 1))
+    rows = [order[bounds[position[t.track_id]]:bounds[position[t.track_id] + 1]] for t in tracks]
+    index = np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(rows)] or [np.zeros(0, np.int64)])
+    picked = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    return SegmentFeatures(inputs=[table.features[picked]], track_index=index,
+                           weights=np.ones(len(picked)), silent=np.zeros(len(picked), bool), tracks=list(tracks))
+
+
+def table_fingerprint(table: FeatureTable, tracks: Sequence) -> str:
+    """``sha256:`` of the used tracks' ids, labels and row contents: changes when the data does."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    segments = table_segments(table, sorted(tracks, key=lambda t: t.track_id))
+    for track, features in zip(segments.tracks, np.split(segments.inputs[0], np.flatnonzero(np.diff(segments.track_index)) + 1)):
+        digest.update(f"{track.track_id}\t{track.label}\t{len(features)}\n".encode())
+        digest.update(np.ascontiguousarray(features, dtype=np.float32).tobytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def table_feature(given: dict | list | None, table: FeatureTable, sample_rate: int, window: float) -> tuple[dict, int]:
+    """The resolved feature spec the table's rows are, and the sample rate it implies.
+
+    ``given`` (the user's spec, None when not given) and the table's metadata ``feature`` must
+    agree when both exist; one of them must. A front end with a fixed rate (musicnn: 16 kHz)
+    sets the rate; others take ``sample_rate``. The spec's output for one ``window``-second
+    segment must have the table's width, so the trained head runs on audio unchanged.
+    """
+    import torch
+
+    from genrekit.features.registry import build_feature, resolve_feature
+
+    stored = read_metadata(table.source).get("feature")
+    if isinstance(given, list) or isinstance(stored, list):
+        raise UsageError(f"{table.source}: a feature table holds one feature, not a list")
+    spec = given or stored
+    if spec is None:
+        raise UsageError(f"{table.source}: say which feature the table's rows are, e.g. --feature "
+                         '\'{"name": "musicnn", "model": "MSD_musicnn", "layer": "taggram"}\' '
+                         "(the table's metadata names none)")
+    module = build_feature(spec)
+    configurable = "sr" in (module.config() if hasattr(module, "config") else {})
+    rate = int(getattr(module, "sr", None) or sample_rate) if not configurable and "sr" not in spec else sample_rate
+    resolved, module = resolve_feature(spec, rate)
+    if given and stored:
+        other, _ = resolve_feature(stored, rate)
+        if other != resolved:
+            raise UsageError(f"{table.source}: the table says its rows are {stored}, but the feature given is {given}")
+    with torch.no_grad():
+        shape = tuple(module(torch.zeros(1, int(round(window * rate)))).shape[1:])
+    if shape != tuple(table.features.shape[1:]):
+        raise UsageError(f"{table.source}: rows have {table.features.shape[1]} values, but feature "
+                         f"{resolved.get('name')} {resolved.get('layer', '')} gives {list(shape)} per "
+                         f"{window:g} s segment: not the feature these rows are")
+    return resolved, rate

@@ -244,30 +244,48 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
 
     The model's front end is skipped: each row goes straight into ``model.network`` (e.g. a
     taggram head on published MSD-musicnn taggrams), rows are combined per track as
-    ``genrekit predict`` combines segments, and metrics are track level. Only ``split="all"``
-    applies (a table carries no split). Tracks the model lists as its training tracks are refused.
+    ``genrekit predict`` combines segments, and metrics are track level. ``split="all"`` scores
+    every track of the table; ``"test"`` / ``"valid"`` the tracks the model file records on that
+    side of its split (a model trained on this table by ``genrekit train``). Tracks the model
+    lists as its training tracks, and GTZAN tracks by an annotated artist it was trained on,
+    are refused.
     """
-    from genrekit.data.tables import bare_track_id, read_table
+    from genrekit.data.tables import bare_track_id, read_table, table_track_ids
     from genrekit.inference.model import GenreModel, load_model
     from genrekit.models.registry import predict_logits
 
-    if split != "all":
-        raise UsageError(f"a feature table is scored whole: use --split all, not {split!r}")
+    if split not in ("test", "valid", "all"):
+        raise UsageError(f"a feature table is scored on --split all, test or valid, not {split!r}")
     model_path = None
     if not isinstance(model, GenreModel):
         model_path, model = str(model), load_model(model)
     table = read_table(table, model.labels) if not hasattr(table, "features") else table
+    record = model.spec.get("split") or {}
+    source = f"every track of the feature table ({len(table.tracks)} tracks, {len(table)} rows)"
+    if split != "all":
+        wanted = {bare_track_id(t) for t in record.get(split) or []}
+        if not wanted:
+            raise DatasetError(f"{model.name} records no {split} tracks (it was not trained on a split of this "
+                               "data): use --split all")
+        chosen = [i for i, t in enumerate(table.tracks) if bare_track_id(t) in wanted]
+        if not chosen:
+            raise DatasetError(f"{table.source}: none of the {len(wanted)} {split} tracks {model.name} records is in "
+                               "this table")
+        table = table.subset(chosen)
+        source = (f"the model's recorded {split} tracks ({len(chosen)} of {len(wanted)} found in this table; "
+                  f"{record.get('method', '?')} split, seed {record.get('seed', '?')})")
     expected = (model.spec["architecture"].get("input_shape") or [None])[0]
     if expected is not None and table.features.shape[1] != int(expected):
         raise DatasetError(f"{table.source}: rows have {table.features.shape[1]} features, but {model.name} "
                            f"takes {expected} ({model.spec['feature'].get('name')} {model.spec['feature'].get('layer', '')})")
     if table.labels is None:
         raise DatasetError(f"{table.source}: the table has no labels to score against")
-    trained = {bare_track_id(t) for t in (model.spec.get("split") or {}).get("train", [])}
+    trained = {bare_track_id(t) for t in record.get("train", [])}
     overlap = sorted({bare_track_id(t) for t in table.tracks} & trained)
     if overlap:
         raise DatasetError(f"{table.source}: {len(overlap)} tracks were used to train {model.name} "
                            f"(first: {overlap[0]}); score it on held-out tracks")
+    notes = _table_artist_notes(table_track_ids(table.tracks), record.get("train_groups") or [], model.name)
     known = [label in set(model.labels) for label in table.labels]
     if not all(known):
         raise DatasetError(f"{table.source}: labels the model does not know: "
@@ -282,9 +300,39 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
                     "confidence": round(float(p.max()), 4)}
                    for t, label, p in zip(table.tracks, table.labels, per_track)]
     return Evaluation(
-        model_name=model.name, model_path=model_path, dataset=table.source, split="all",
-        split_source=f"every track of the feature table ({len(table.tracks)} tracks, {len(table)} rows)",
-        labels=model.labels, metrics=metrics, predictions=predictions,
+        model_name=model.name, model_path=model_path, dataset=table.source,
+        split=split, split_source=source, labels=model.labels, metrics=metrics, predictions=predictions,
         notes=[f"Feature table {table.source}: {len(table.tracks)} tracks, {len(table)} rows fed to the network "
-               f"directly (no audio front end); none of them is a training track of the model."],
+               f"directly (no audio front end); none of them is a training track of the model.", *notes],
+        training_counts=dict(record.get("counts") or {}),
     )
+
+
+def _table_artist_notes(track_ids: Sequence[str], train_groups: Sequence[str], name: str) -> list[str]:
+    """Refuse GTZAN tracks whose annotated artist the model was trained on; note inferred ones.
+
+    Artists are compared without the ``artist:`` prefix that tables' groups carry. An
+    unannotated clip's artist is only inferred (:func:`genrekit.data.tables.gtzan_groups`), so a
+    match there is reported, not refused.
+    """
+    from genrekit.data.datasets import load_gtzan_artists
+    from genrekit.data.tables import gtzan_groups
+
+    trained = {g.removeprefix("artist:") for g in train_groups}
+    if not trained:
+        return []
+    annotated = load_gtzan_artists()
+    known = [a.strip().lower() for t in track_ids if (a := annotated.get(t)) is not None]
+    shared = sorted(set(known) & trained)
+    if shared:
+        raise DatasetError(f"artist {shared[0]!r} (and {len(shared) - 1} more) has tracks in {name}'s training data "
+                           "and in the evaluated table: the evaluation leaks")
+    if not known:
+        return []
+    inferred = sorted({g.removeprefix("artist:") for t, g in zip(track_ids, gtzan_groups(track_ids))
+                       if t not in annotated and g.startswith("artist:")} & trained)
+    note = f"No annotated artist of the {len(known)} annotated GTZAN tracks appears in the model's training data."
+    if inferred:
+        note += (f" Unannotated tracks sit between clips of {', '.join(repr(a) for a in inferred)}, an artist the "
+                 "model was trained on: they may be by that artist.")
+    return [note]

@@ -100,6 +100,24 @@ class CrossValidatedHead:
 def cross_validate_head(table: FeatureTable, groups: list[str], labels: list[str], *, folds: int = 5,
                         repeats: int = 3, recipe: HeadRecipe = HeadRecipe()) -> CrossValidatedHead:
     """Artist-grouped, genre-stratified k-fold CV of the head on ``table``, ``repeats`` times."""
+
+    def fit(features, y, n_classes, seed):
+        network = fit_head(features, y, n_classes, recipe, seed=seed)
+        return lambda rows: row_logits(network, rows)
+
+    return cross_validate_rows(table, groups, labels, fit, folds=folds, repeats=repeats)
+
+
+def cross_validate_rows(table: FeatureTable, groups: list[str], labels: list[str], fit, *, folds: int = 5,
+                        repeats: int = 3) -> CrossValidatedHead:
+    """Artist-grouped, genre-stratified k-fold CV of any row classifier on ``table``.
+
+    ``fit(features, y, n_classes, seed)`` trains on the training rows and returns a function from
+    rows to ``(n_rows, n_classes)`` logits (log-probabilities will do); a track's answer is the
+    mean of its rows' softmax probabilities. Repeat ``r`` shuffles the folds with seed ``r``
+    (``StratifiedGroupKFold``), so every classifier given the same table and groups sees the same
+    folds and their fold accuracies pair up.
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
     code = {label: i for i, label in enumerate(labels)}
@@ -111,8 +129,8 @@ def cross_validate_head(table: FeatureTable, groups: list[str], labels: list[str
         logits = np.zeros((len(table), len(labels)))
         for train_tracks, test_tracks in splitter.split(np.zeros(len(track_y)), track_y, groups):
             train_rows = np.isin(table.track_index, train_tracks)
-            network = fit_head(table.features[train_rows], row_y[train_rows], len(labels), recipe, seed=repeat)
-            logits[~train_rows] = row_logits(network, table.features[~train_rows])
+            predict = fit(table.features[train_rows], row_y[train_rows], len(labels), repeat)
+            logits[~train_rows] = predict(table.features[~train_rows])
             test_rows = np.isin(table.track_index, test_tracks)
             per_track = track_probabilities(softmax(logits[test_rows]), table.track_index[test_rows],
                                             len(track_y))[test_tracks]

@@ -142,7 +142,7 @@ class GenreModel:
 def load_model(path: str | Path | None = None) -> GenreModel:
     """Load a model from ``NAME.json`` / ``NAME.safetensors`` / ``NAME``, or a bundled model by name.
 
-    ``None`` loads the bundled default; ``"fast"`` (or any name in :func:`bundled_model_names`)
+    ``None`` loads the bundled default; ``"default"`` (or any name in :func:`bundled_model_names`)
     the bundled model of that name, unless a model file of that name exists in the current folder.
     """
     from genrekit.features.registry import build_feature

@@ -36,7 +36,7 @@ def default_model_path() -> Path:
 
 
 def bundled_model_names() -> list[str]:
-    """Names of the models shipped inside the package (``default``, ``fast``, ...)."""
+    """Names of the models shipped inside the package (``default``, ...)."""
     folder = bundled_models_dir()
     if not folder.is_dir():
         return []
@@ -44,7 +44,7 @@ def bundled_model_names() -> list[str]:
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """``path`` itself, or the bundled model it names (``"fast"``) when no such file exists here.
+    """``path`` itself, or the bundled model it names (``"default"``) when no such file exists here.
 
     A model file on disk wins over a bundled model of the same name; a bare name that is
     neither gives a :class:`ModelError` listing the bundled names.

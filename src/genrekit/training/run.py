@@ -59,6 +59,8 @@ class PreparedData:
     seconds: float
     feature: dict | list
     modules: list
+    fingerprint: str | None = None  # None: computed from the tracks' audio files
+    sample_rate: int | None = None  # None: the config's
 
     def train_set(self) -> SegmentFeatures:
         """Training segments without the silent ones (they carry no genre)."""
@@ -81,6 +83,10 @@ def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = Fa
     """Open the dataset, split it at track level and compute (or read from cache) all features."""
     from genrekit.data.datasets import open_dataset
 
+    from genrekit.data.tables import is_table
+
+    if is_table(config.dataset):
+        return _prepare_table(config)
     started = time.perf_counter()
     resolved = [resolve_feature(spec, config.sample_rate) for spec in config.feature_specs]
     specs, modules = [spec for spec, _ in resolved], [module.to(device) for _, module in resolved]
@@ -103,6 +109,33 @@ def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = Fa
             )
     feature = specs if isinstance(config.feature, list) else specs[0]
     return PreparedData(labels, parts, split_record, features, time.perf_counter() - started, feature, modules)
+
+
+def _prepare_table(config: TrainConfig) -> PreparedData:
+    """A feature table's rows as the run's segment features (no audio, no front end)."""
+    from genrekit.data.tables import read_table, table_dataset, table_feature, table_fingerprint, table_segments
+    from genrekit.errors import UsageError
+
+    started = time.perf_counter()
+    if config.augment:
+        raise UsageError(f"{config.dataset}: augmentation works on audio; a feature table has none")
+    table = read_table(config.dataset)
+    default_feature = TrainConfig.__dataclass_fields__["feature"].default_factory()
+    given = None if config.feature == default_feature else config.feature
+    feature, sample_rate = table_feature(given, table, config.sample_rate, float(config.segment.get("window", 3.0)))
+    dataset = table_dataset(table)
+    dataset.tracks = limit_tracks(dataset.tracks, config.limit_per_label)
+    labels = sorted({t.label for t in dataset.tracks})
+    parts, split_record = split_tracks(dataset, config.split, config.seed)
+    info(
+        f"{config.dataset}: feature table of {len(table)} rows x {table.features.shape[1]} ({feature.get('name')} "
+        f"{feature.get('layer', '')}); {len(labels)} labels; tracks train {len(parts.train)}, "
+        f"valid {len(parts.valid)}, test {len(parts.test)} ({split_record['method']} split)"
+    )
+    features = {side: table_segments(table, tracks) for side, tracks in zip(("train", "valid", "test"), parts) if tracks}
+    fingerprint = table_fingerprint(table, [t for part in parts for t in part])
+    return PreparedData(labels, parts, split_record, features, time.perf_counter() - started, feature, [],
+                        fingerprint=fingerprint, sample_rate=sample_rate)
 
 
 def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData, training: dict,
@@ -130,14 +163,14 @@ def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData,
     spec = {
         "name": config.model_name,
         "labels": labels,
-        "sample_rate": config.sample_rate,
-        "segment": feature_cache_key({}, config.sample_rate, config.segment)["segment"],
+        "sample_rate": data.sample_rate or config.sample_rate,
+        "segment": feature_cache_key({}, data.sample_rate or config.sample_rate, config.segment)["segment"],
         "feature": data.feature,
         "architecture": network.spec,
         "calibration": calibration,
         "metrics": metrics,
         "split": data.split_record,
-        "data_fingerprint": data_fingerprint([t for part in data.parts for t in part]),
+        "data_fingerprint": data.fingerprint or data_fingerprint([t for part in data.parts for t in part]),
         "training": {
             "config": config.to_dict(),
             **training,

@@ -18,7 +18,7 @@ class OutputError(GenrekitError):
 
 def predict(
     inputs: list[str] = typer.Argument(..., metavar="FILE...", help="Audio files, folders or glob patterns."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name (default, fast) or model file (NAME.json); default: the bundled default model."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name (default) or model file (NAME.json); default: the bundled default model."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many genres to list per file."),
     segments: bool = typer.Option(False, "--segments", help="Also give the per-segment timeline."),
     styles: bool = typer.Option(False, "--styles", help="Also give the styles: genre-like MSD tags (electronic, folk, soul, punk, House, ...) whose mean probability is at least 0.2 (models on the MSD taggram, such as the default)."),

@@ -14,7 +14,7 @@ experiment_app = typer.Typer(help="Cross-validate many training recipes into one
 
 def train(
     config: Optional[str] = typer.Argument(None, metavar="[CONFIG.toml]", help="Training config (TOML); options override it."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset folder or CSV manifest."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset folder, CSV manifest, or feature table (.npz, .parquet: its rows are the network input; give --feature unless the table names it)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Model path NAME (writes NAME.json + NAME.safetensors)."),
     kind: Optional[str] = typer.Option(None, "--kind", help="Dataset kind: auto, gtzan, fma, folder or manifest."),
     feature: Optional[str] = typer.Option(None, "--feature", help='Feature spec, JSON: \'{"name": "mfcc", "n_mfcc": 20}\'.'),
