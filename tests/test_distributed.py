@@ -124,6 +124,25 @@ def test_resume_skips_same_path_and_fingerprint_and_refuses_other_settings(tmp_p
     assert skip_done(found, str(tmp_path / "nothing-yet.parquet"), settings) == (found, 0)
 
 
+def test_rows_round_trip_the_json_record_warnings_and_segments_included():
+    """A predict row holds every field of ``Prediction.to_dict()`` (``warnings`` of repaired
+    samples, silent segments) and gives the same record back, through Arrow too."""
+    import pyarrow as pa
+
+    from genrekit.apps.cluster.output import predict_schema, record_to_row, row_to_record
+
+    record = {"path": "a.wav", "genre": "jazz", "confidence": 0.75, "top": [{"genre": "jazz", "probability": 0.75}],
+              "duration": 6.0, "uncertain": False, "short": True,
+              "segments": [{"start": 0.0, "end": 3.0, "genre": "jazz", "probabilities": {"jazz": 0.75, "rock": 0.25}},
+                           {"start": 3.0, "end": 6.0, "genre": None, "probabilities": None, "silent": True}],
+              "warnings": ["3 NaN or infinite samples were read as 0"]}
+    rows = pa.Table.from_pylist([record_to_row(record, model="m")], schema=predict_schema()).to_pylist()
+    assert row_to_record(rows[0]) == record
+    assert list(row_to_record(rows[0])) == list(record)  # same key order as the local JSON
+    error = {"path": "b.wav", "error": "b.wav: not audio"}
+    assert row_to_record(pa.Table.from_pylist([record_to_row(error)], schema=predict_schema()).to_pylist()[0]) == error
+
+
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory, gtzan_mini) -> Path:
     """A folder-per-label dataset of three clips."""
