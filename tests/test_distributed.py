@@ -129,7 +129,11 @@ def test_rows_round_trip_the_json_record_warnings_and_segments_included():
     samples, silent segments) and gives the same record back, through Arrow too."""
     import pyarrow as pa
 
-    from genrekit.apps.cluster.output import predict_schema, record_to_row, row_to_record
+    from genrekit.apps.cluster.output import (
+        predict_schema,
+        record_to_row,
+        row_to_record,
+    )
 
     record = {"path": "a.wav", "genre": "jazz", "confidence": 0.75, "top": [{"genre": "jazz", "probability": 0.75}],
               "duration": 6.0, "uncertain": False, "short": True,
@@ -141,6 +145,46 @@ def test_rows_round_trip_the_json_record_warnings_and_segments_included():
     assert list(row_to_record(rows[0])) == list(record)  # same key order as the local JSON
     error = {"path": "b.wav", "error": "b.wav: not audio"}
     assert row_to_record(pa.Table.from_pylist([record_to_row(error)], schema=predict_schema()).to_pylist()[0]) == error
+
+
+def test_stages_without_a_cluster_equal_local_predict(tiny_model_file, tmp_path):
+    """The decoding stage and the model actor's code, run in this process on a clean file, a file
+    with NaN samples (cleaned, with a warning) and a file streamed by the actor: the local records."""
+    pytest.importorskip("ray")
+    import pyarrow as pa
+    import soundfile as sf
+
+    from genrekit.apps.cluster.output import predict_schema, row_to_record
+    from genrekit.apps.cluster.stages import Classify, decode_batch
+    from genrekit.inference.batch import decode_segments, predict_files
+    from genrekit.inference.model import load_model
+
+    model = load_model(tiny_model_file)
+    t = np.arange(int(7.5 * 22050)) / 22050
+    clean, damaged = tmp_path / "clean.wav", tmp_path / "nan.wav"
+    sf.write(clean, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 22050, subtype="FLOAT")
+    samples = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    samples[1000:1100] = np.nan
+    sf.write(damaged, samples, 22050, subtype="FLOAT")
+    files = [str(clean), str(damaged)]
+    local = list(predict_files(files, model, segments=True))
+    assert "warnings" in local[1]
+
+    options = {"top_k": 3, "aggregate": "mean", "segments": True}
+    stage = Classify.__new__(Classify)  # the actor's state, without Ray's actor machinery
+    stage.model, stage.model_id, stage.options = model, model.model_id, options
+    stage.excerpt, stage.ledger, stage.node = {"offset": 0.0, "max_duration": None}, None, "here"
+    stage.schema = predict_schema({"model": model.model_id})
+    decode = partial(decode_segments, sr=model.sample_rate, window=model.window, hop=model.hop,
+                     last=model.segment.last, offset=0.0, duration=None)
+    items = pa.Table.from_pylist([{"path": f, "track": None, "label": None, "problem": None} for f in files])
+    decoded = decode_batch(items, decode=decode).to_pylist()
+    ours = [row_to_record(row) for row in stage._classify(decoded)]
+    streamed = row_to_record(stage._classify([{**decoded[1], "stream": True, "samples": None}])[0])
+    for record, reference in zip([*ours, streamed], [*local, local[1]]):
+        assert set(record) == set(reference)
+        assert_same_prediction(record, reference)
+        assert record.get("warnings") == reference.get("warnings")
 
 
 @pytest.fixture(scope="module")
@@ -319,8 +363,8 @@ def test_rerun_skips_files_already_done(cluster, cluster_run, clips, gtzan_mini)
 @pytest.mark.timeout(180)
 def test_a_file_that_kills_its_worker_twice_becomes_an_error_row(cluster, clips, tmp_path):
     import ray.cloudpickle
-
     import ray_poison
+
     from genrekit.apps.cluster.pipeline import predict_on_ray
 
     ray.cloudpickle.register_pickle_by_value(ray_poison)  # the workers cannot import the tests folder

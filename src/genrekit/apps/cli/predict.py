@@ -157,7 +157,12 @@ def embed(
 
     import torch
 
-    from genrekit.data.embed import Embedder, embed_items, list_items, write_feature_table
+    from genrekit.data.embed import (
+        Embedder,
+        embed_items,
+        list_items,
+        write_feature_table,
+    )
     from genrekit.utils import info, track
 
     started = time.perf_counter()

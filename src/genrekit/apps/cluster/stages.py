@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import partial
 from typing import Callable
 
 from genrekit.apps.cluster.inputs import fingerprint, is_uri, open_input
 from genrekit.apps.cluster.output import predict_schema, record_to_row
 from genrekit.data.embed import Embedder, error_row
 from genrekit.errors import GenrekitError
-from genrekit.inference.predict import classify_segments, error_record, predict_audio, summarize
+from genrekit.inference.predict import (
+    classify_segments,
+    error_record,
+    predict_audio,
+    summarize,
+)
 
 #: A file on which this many workers died becomes an error row instead of killing another.
 DEATHS_PER_FILE = 2
@@ -285,7 +291,7 @@ class Embed:
             elif row["error"] is not None:
                 out += self.embedder.rows(row, row["error"])
             elif row["stream"]:
-                out += with_local_copy(row["path"], lambda local: self._streamed(row, local))
+                out += with_local_copy(row["path"], partial(self._streamed, row))
             else:
                 out += self.embedder.rows(row, _segments_of(row))
         careful.finish()
