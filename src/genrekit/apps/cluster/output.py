@@ -103,6 +103,7 @@ def predict_schema(metadata: dict | None = None):
         ("duration", pa.float64()), ("uncertain", pa.bool_()), ("silent", pa.bool_()), ("short", pa.bool_()),
         ("segments", pa.list_(segment)), ("warnings", pa.list_(pa.string())), ("error", pa.string()),
         ("fingerprint", pa.string()), ("model", pa.string()), ("node", pa.string()),
+        ("decode_node", pa.string()),
     ], metadata={METADATA_KEY: json.dumps(metadata).encode()} if metadata else None)
 
 

@@ -32,7 +32,7 @@ def _decoded_schema():
         ("samples", pa.large_binary()), ("width", pa.int64()), ("starts", pa.list_(pa.float64())),
         ("ends", pa.list_(pa.float64())), ("padded", pa.list_(pa.bool_())), ("duration", pa.float64()),
         ("warnings", pa.list_(pa.string())), ("stream", pa.bool_()),
-        ("error", pa.string()),
+        ("error", pa.string()), ("node", pa.string()),
     ])
 
 
@@ -113,12 +113,13 @@ def decode_batch(batch, *, decode: Callable, ledger=None):
 
     rows = batch.to_pylist()
     careful = _Careful(ledger, "decode", [row["path"] for row in rows])
+    node = _node_address()
     out = []
     for row in rows:
         path = str(row["path"])
         base = {"path": path, "track": row.get("track"), "label": row.get("label"), "samples": None,
                 "width": None, "starts": None, "ends": None, "padded": None, "duration": None, "warnings": None,
-                "stream": False, "error": None, "fingerprint": None}
+                "stream": False, "error": None, "fingerprint": None, "node": node}
         if row.get("problem"):
             out.append({**base, "error": f"{path}: {row['problem']}"})
             continue
@@ -221,7 +222,8 @@ class Classify:
         return pa.Table.from_pylist(out, schema=self.schema)
 
     def _row(self, record: dict, source: dict) -> dict:
-        return record_to_row(record, fingerprint=source.get("fingerprint"), model=self.model_id, node=self.node)
+        return record_to_row(record, fingerprint=source.get("fingerprint"), model=self.model_id, node=self.node,
+                             decode_node=source.get("node"))
 
     def _classify(self, rows: list[dict]) -> list[dict]:
         """Like the local path: the windows of all decoded files through the network at once, then
