@@ -134,3 +134,37 @@ def test_bundled_default_scores_a_taggram_table_of_held_out_audio(gtzan_mini, tm
             assert prediction.genre == row["predicted"]
             compared += 1
     assert compared >= 1
+
+
+
+def test_parquet_folder_with_error_rows_and_metadata(tmp_path):
+    """A folder as ``genrekit embed --ray`` writes it: several files, a track's rows gathered
+    whatever file they are in, error rows left out but listed, no labels, the metadata kept."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from genrekit.data.tables import METADATA_KEY
+
+    schema = pa.schema([("track", pa.string()), ("path", pa.string()), ("label", pa.string()),
+                        ("start", pa.float64()), ("end", pa.float64()), ("feature", pa.list_(pa.float32(), 2)),
+                        ("fingerprint", pa.string()), ("error", pa.string())],
+                       metadata={METADATA_KEY: json.dumps({"feature": {"name": "mfcc"}}).encode()})
+
+    def part(rows, name):
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / "t.parquet" / name)
+
+    def row(track, start, value):
+        return {"track": track, "path": track, "label": None, "start": start, "end": start + 3.0,
+                "feature": [value, value], "fingerprint": "1-1", "error": None}
+
+    (tmp_path / "t.parquet").mkdir()
+    part([row("a.wav", 0.0, 1.0), row("b.wav", 0.0, 2.0)], "0.parquet")
+    part([{"track": None, "path": "bad.wav", "label": None, "start": None, "end": None, "feature": None,
+           "fingerprint": None, "error": "bad.wav: not audio"}, row("a.wav", 3.0, 3.0)], "1.parquet")
+    table = read_table(tmp_path / "t.parquet")
+    assert table.tracks == ["a.wav", "b.wav"] and table.labels is None
+    assert table.row_tracks == ["a.wav", "a.wav", "b.wav"] and table.paths == table.row_tracks
+    np.testing.assert_array_equal(table.features[:, 0], [1.0, 3.0, 2.0])
+    np.testing.assert_array_equal(table.starts, [0.0, 3.0, 0.0])
+    assert table.errors == [("bad.wav", "bad.wav: not audio")]
+    assert table.metadata == {"feature": {"name": "mfcc"}}

@@ -8,6 +8,12 @@ Two layouts are read:
   (e.g. ``"blues/blues.00012.au"``).
 - Parquet, one row per segment: ``track``, ``label``, ``start``, ``end`` and the feature vector
   (a list column ``feature``, as ``genrekit embed`` writes, or one float column per dimension).
+  A file, or a folder of Parquet files (``genrekit embed --ray`` writes one). Tables written by
+  ``genrekit embed`` (:mod:`genrekit.data.embed`) also hold ``path``, ``fingerprint`` and
+  ``error``: a file that could not be embedded is one row with ``path`` and ``error`` only;
+  such rows are left out of the features and listed in ``FeatureTable.errors``. Their schema
+  metadata key ``genrekit`` (:data:`METADATA_KEY`) describes the feature, sample rate and
+  windows (``FeatureTable.metadata``).
 
 Rows of a track stay together, so every split and metric is track level. GTZAN track ids map
 to Sturm's artist annotations (:func:`genrekit.data.datasets.load_gtzan_artists`) for
@@ -25,7 +31,8 @@ sorted genres when every track id is a GTZAN id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -53,6 +60,12 @@ class FeatureTable:
     labels : list of str or None
         Label of each track (None when the table has no labels).
     source : str
+    paths, starts, ends : per row, when the table has them (``genrekit embed`` tables do)
+        Audio file, and start and end of the segment in seconds.
+    metadata : dict
+        The table's ``genrekit`` schema metadata (feature spec, sample rate, windows), if any.
+    errors : list of (path, error)
+        Files the table records as failed (their rows carry no features).
     """
 
     features: np.ndarray
@@ -60,6 +73,11 @@ class FeatureTable:
     tracks: list[str]
     labels: list[str] | None
     source: str
+    paths: list[str] | None = None
+    starts: np.ndarray | None = None
+    ends: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -73,28 +91,44 @@ class FeatureTable:
         return FeatureTable(self.features[picked], index, [self.tracks[i] for i in tracks],
                             None if self.labels is None else [self.labels[i] for i in tracks], source or self.source)
 
+    @property
+    def row_tracks(self) -> list[str]:
+        """The track of every row."""
+        return [self.tracks[i] for i in self.track_index]
+
+    @property
+    def row_labels(self) -> list[str] | None:
+        """The label of every row (None when the table has no labels)."""
+        return None if self.labels is None else [self.labels[i] for i in self.track_index]
+
 
 def is_table(path: str | Path) -> bool:
-    """Whether ``path`` names a feature table (by suffix) rather than audio or a dataset folder."""
+    """Whether ``path`` names a feature table (by suffix: a file, or a ``NAME.parquet`` folder)
+    rather than audio or a dataset folder."""
     return Path(path).suffix.lower() in TABLE_SUFFIXES
 
 
 def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> FeatureTable:
     """Read a feature table; integer labels are indices into ``label_names`` (sorted names).
 
+    ``path`` is an ``.npz`` file, a Parquet file, or a folder of Parquet files (read as one
+    table; rows of a track are gathered, since parallel writers interleave files freely).
+
     Raises
     ------
     DatasetError
-        Missing file, missing columns, rows of one track that are not consecutive, labels
-        that disagree within a track, or class indices without ``label_names``.
+        Missing file, missing columns, rows of one track that are not consecutive (in one
+        file), labels that disagree within a track, or class indices without ``label_names``.
     """
     path = Path(path)
-    if not path.is_file():
+    folder = path.is_dir() and (path.suffix.lower() == ".parquet" or any(path.rglob("*.parquet")))
+    if not (path.is_file() or folder):
         raise DatasetError(f"{path}: feature table not found")
-    if path.suffix.lower() == ".npz":
+    extra: dict = {}
+    if path.suffix.lower() == ".npz" and not folder:
         features, ids, labels = _read_npz(path)
-    elif path.suffix.lower() == ".parquet":
-        features, ids, labels = _read_parquet(path)
+    elif path.suffix.lower() == ".parquet" or folder:
+        features, ids, labels, extra = _read_parquet(path, regroup=folder)
     else:
         raise UsageError(f"{path}: a feature table is .npz or .parquet")
     if features.ndim != 2 or len(features) != len(ids) or (labels is not None and len(labels) != len(ids)):
@@ -108,7 +142,10 @@ def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> Fe
         if labels.min() < 0 or labels.max() >= len(names):
             raise DatasetError(f"{path}: class index out of range for {len(names)} labels")
         labels = np.asarray(names, dtype=object)[labels]
-    return _grouped(path, features, ids, labels)
+    table = _grouped(path, features, ids, labels)
+    for name, value in extra.items():
+        setattr(table, name, value)
+    return table
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -165,31 +202,69 @@ def _read_npz(path: Path):
     return features, ids, labels
 
 
-def _read_parquet(path: Path):
+def _read_parquet(path: Path, regroup: bool = False):
+    """``(features, ids, labels, extra)`` of a Parquet file or folder; ``extra`` holds the
+    per-row ``paths``, ``starts``, ``ends``, the ``metadata`` and the ``errors`` of error rows."""
     try:
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - pyarrow is a dependency
         raise UsageError("reading Parquet needs pyarrow: pip install pyarrow") from None
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(str(path))
     except Exception as exc:  # noqa: BLE001 - any Arrow error means an unreadable file
         raise DatasetError(f"{path}: not a readable Parquet feature table ({exc})") from None
     columns = table.column_names
     if "track" not in columns:
         raise DatasetError(f"{path}: a Parquet feature table needs a 'track' column")
+    try:
+        metadata = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+    except ValueError:
+        metadata = {}
+    errors: list[tuple[str, str]] = []
+    if "error" in columns:  # files that failed: recorded, not features
+        failed = table.filter(pc.is_valid(table["error"]))
+        where = failed["path"] if "path" in columns else failed["track"]
+        errors = list(zip(where.to_pylist(), failed["error"].to_pylist()))
+        table = table.filter(pc.is_null(table["error"]))
+    if regroup and len(table):  # a folder: gather each track's rows, in order of first appearance
+        ids = np.asarray(table.column("track").to_pylist()).astype(str)
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        table = table.take(np.argsort(first[inverse], kind="stable"))
     ids = np.asarray(table.column("track").to_pylist()).astype(str)
-    labels = np.asarray(table.column("label").to_pylist()) if "label" in columns else None
-    if labels is not None and labels.dtype.kind not in "iu":
-        labels = labels.astype(str)
+    labels = None
+    if "label" in columns and table["label"].null_count < len(table):
+        labels = np.asarray(table.column("label").to_pylist())
+        if labels.dtype.kind not in "iu":
+            labels = labels.astype(str)
     if "feature" in columns:
-        features = np.asarray(table.column("feature").to_pylist(), dtype=np.float32)
+        features = _feature_column(table["feature"])
     else:
-        numeric = [c for c in columns if c not in ("track", "path", "label", "start", "end", "error")]
+        numeric = [c for c in columns if c not in ("track", "path", "label", "start", "end", "error", "fingerprint")]
         if not numeric:
             raise DatasetError(f"{path}: no feature columns")
         features = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in numeric], axis=1)
         features = features.astype(np.float32)
-    return features, ids, labels
+    extra = {"metadata": metadata, "errors": errors}
+    if "path" in columns:
+        extra["paths"] = [str(p) for p in table["path"].to_pylist()]
+    for name, key in (("start", "starts"), ("end", "ends")):
+        if name in columns:
+            extra[key] = table[name].to_numpy(zero_copy_only=False).astype(np.float64)
+    return features, ids, labels, extra
+
+
+def _feature_column(column) -> np.ndarray:
+    """A list column of feature vectors as ``(rows, dim)`` float32 (fixed-size lists without a
+    round trip through Python objects)."""
+    import pyarrow as pa
+
+    column = column.combine_chunks()
+    if pa.types.is_fixed_size_list(column.type) and column.null_count == 0:
+        dim = column.type.list_size
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        return np.asarray(values, dtype=np.float32).reshape(len(column), dim)
+    return np.asarray(column.to_pylist(), dtype=np.float32)
 
 
 def _grouped(path: Path, features, ids, labels) -> FeatureTable:

@@ -31,6 +31,7 @@ app = typer.Typer(
 from genrekit.apps.cli import data, library, predict, research, serve  # noqa: E402
 
 app.command()(predict.predict)
+app.command()(predict.embed)
 app.command("tags")(predict.tags_command)
 app.command()(library.tag)
 app.command()(data.plot)

@@ -1,4 +1,5 @@
-"""``genrekit predict`` (genres of files) and ``genrekit tags`` (musicnn tags of a file)."""
+"""``genrekit predict`` (genres of files), ``genrekit embed`` (feature tables) and ``genrekit tags``
+(musicnn tags of a file). ``predict --ray`` and ``embed --ray`` hand over to :mod:`genrekit.apps.cluster`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class OutputError(GenrekitError):
 
 
 def predict(
-    inputs: list[str] = typer.Argument(..., metavar="FILE...", help="Audio files, folders or glob patterns."),
+    inputs: Optional[list[str]] = typer.Argument(None, metavar="FILE...", help="Audio files, folders or glob patterns (with --ray also pyarrow.fs URIs such as s3://bucket/music/)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name (default) or model file (NAME.json); default: the bundled default model."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many genres to list per file."),
     segments: bool = typer.Option(False, "--segments", help="Also give the per-segment timeline."),
@@ -33,6 +34,10 @@ def predict(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads running the network. Default: the cores the decoding workers leave, at least 1."),
     db: Optional[str] = typer.Option(None, "--db", "--library-db", help="Library database (SQLite, shared with genrekit tag): files already predicted with this model and unchanged are answered from it, new results are stored."),
     force: bool = typer.Option(False, "--force", help="With --db: predict again even files with a stored result."),
+    files_from: Optional[str] = typer.Option(None, "--files-from", metavar="LIST", help="Also the files listed in LIST: text (one path a line), CSV or Parquet (a path column); relative to the list's folder."),
+    ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run on a Ray cluster: auto (the running one, or RAY_ADDRESS), local (start one here) or HOST:PORT. -o NAME.parquet writes a Parquet folder, and a re-run skips files already in it."),
+    actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --ray: model actors (default: one per GPU with --device cuda, else half the cluster's CPUs)."),
+    device: str = typer.Option("cpu", "--device", help="With --ray: cpu, or cuda for one GPU per model actor."),
 ) -> None:
     """Tell the genre of audio files: genre, confidence, top-k and optional per-segment timeline.
 
@@ -49,6 +54,24 @@ def predict(
         raise UsageError(f"--aggregate must be mean or vote, not {aggregate!r}")
     if force and not db:
         raise UsageError("--force goes with --db")
+    inputs = _check_inputs(inputs, files_from)
+    if ray_address:
+        if styles:
+            raise UsageError("--styles does not go with --ray yet")
+        if db:
+            raise UsageError("--db does not go with --ray: a Parquet output (-o NAME.parquet) resumes instead")
+        from genrekit.apps.cluster.pipeline import predict_on_ray
+
+        report = predict_on_ray(inputs, address=ray_address, model=model, output=output, fmt=fmt, files_from=files_from,
+                                recursive=recursive, top_k=top_k, aggregate=aggregate, segments=segments, offset=offset,
+                                max_duration=max_duration, actors=actors, threads=threads or 1, device=device)
+        _ray_exit(report, "classified", output)
+    if actors or device != "cpu":
+        raise UsageError("--actors and --device go with --ray")
+    if files_from:
+        from genrekit.apps.cluster.inputs import read_file_list
+
+        inputs = inputs + read_file_list(files_from)
     if output is not None and os.path.isdir(output):
         raise UsageError(f"--output {printable(output)}: is a folder; give a file name")
     import contextlib
@@ -97,6 +120,89 @@ def predict(
                      markup=False, highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+def _check_inputs(inputs: list[str] | None, files_from: str | None) -> list[str]:
+    if not inputs and not files_from:
+        raise UsageError("give audio files, folders or patterns, or --files-from LIST")
+    return list(inputs or [])
+
+
+def _ray_exit(report, verb: str, output: str | None) -> None:
+    """End a ``--ray`` command: summary on stderr; exit 1 if any file failed or is missing."""
+    from genrekit.apps.cluster.pipeline import summary_line
+    from genrekit.utils import is_quiet, warn
+
+    if not is_quiet():
+        stderr.print(summary_line(report, verb, output), markup=False, highlight=False, soft_wrap=True)
+    if report.missing:
+        warn(f"{report.missing} files are missing from the output (their batch failed); run the command again to retry them")
+    raise typer.Exit(1 if report.failed or report.missing else 0)
+
+
+def embed(
+    inputs: Optional[list[str]] = typer.Argument(None, metavar="FILE...", help="Audio files, folders or glob patterns (with --labels: datasets; with --ray also pyarrow.fs URIs)."),
+    output: str = typer.Option(..., "--output", "-o", help="Parquet file to write (with --ray: a folder NAME.parquet; a re-run skips files already in it)."),
+    feature: Optional[str] = typer.Option(None, "--feature", help='Feature name or spec, JSON: \'{"name": "musicnn", "layer": "taggram"}\' (default: musicnn penultimate, what the default model uses).'),
+    window: float = typer.Option(3.0, "--window", min=0.1, help="Segment length in seconds."),
+    hop: Optional[float] = typer.Option(None, "--hop", min=0.01, help="Seconds between segment starts (default: the window)."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", min=1000, help="Decode at this rate in Hz (default: the feature's own)."),
+    labels: Optional[str] = typer.Option(None, "--labels", metavar="KIND", help="Open each input as a labelled dataset (auto, gtzan, fma, folder or manifest): rows get its labels and track ids."),
+    files_from: Optional[str] = typer.Option(None, "--files-from", metavar="LIST", help="Also the files listed in LIST (text, CSV or Parquet)."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads running the feature network (per actor with --ray; default 1 there)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run on a Ray cluster: auto, local or HOST:PORT."),
+    actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --ray: feature actors (default: one per GPU with --device cuda, else half the CPUs)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Write a feature table: one Parquet row per segment (track, path, label, start, end, feature vector)."""
+    from genrekit.data.embed import parse_feature
+
+    inputs = _check_inputs(inputs, files_from)
+    spec = parse_feature(feature)
+    settings = {"window": window, "hop": hop, "sample_rate": sample_rate}
+    if ray_address:
+        from genrekit.apps.cluster.pipeline import embed_on_ray
+
+        report = embed_on_ray(inputs, address=ray_address, output=output, spec=spec, settings=settings, labels=labels,
+                              files_from=files_from, recursive=recursive, actors=actors, threads=threads or 1,
+                              device=device)
+        _ray_exit(report, "embedded", output)
+    import time
+
+    import torch
+
+    from genrekit.data.embed import (
+        Embedder,
+        embed_items,
+        list_items,
+        write_feature_table,
+    )
+    from genrekit.utils import info, track
+
+    started = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    items = list_items(inputs, labels=labels, recursive=recursive)
+    if files_from:
+        from genrekit.apps.cluster.inputs import read_file_list
+
+        items += list_items(read_file_list(files_from))
+    embedder = Embedder(spec, device=device, **settings)
+    per_file = _report_failed_rows(track(embed_items(items, embedder), "embedding", total=len(items)))
+    n_ok, failed = write_feature_table(per_file, output, embedder)
+    seconds = time.perf_counter() - started
+    info(f"{n_ok + failed} files in {seconds:.1f} s: {n_ok} embedded, {failed} failed; wrote {output}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _report_failed_rows(per_file):
+    """Pass each file's table rows through, echoing a failed file as one line on stderr."""
+    for rows in per_file:
+        if rows and rows[0]["error"] is not None:
+            stderr.print(f"error: {rows[0]['error']}", markup=False, highlight=False, soft_wrap=True)
+        yield rows
 
 
 def _report_failures(records):

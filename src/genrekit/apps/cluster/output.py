@@ -1,0 +1,143 @@
+"""Where a Ray run writes: the Parquet output folder (one row per file for ``predict``, one per
+segment for ``embed``), reading it back, and resuming (files already done are skipped)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from genrekit.apps.cluster.inputs import fingerprint, is_uri
+from genrekit.data.tables import METADATA_KEY
+from genrekit.errors import UsageError
+from genrekit.inference.predict import error_record
+from genrekit.utils import warn
+
+
+def is_parquet_output(output: str | None) -> bool:
+    return bool(output) and str(output).rstrip("/").lower().endswith(".parquet")
+
+
+def output_fs(output: str):
+    """``(pyarrow filesystem, root path in it)`` of an output folder (local path or URI)."""
+    from pyarrow import fs
+
+    if is_uri(output):
+        return fs.FileSystem.from_uri(output)
+    return fs.LocalFileSystem(), os.path.abspath(output)
+
+
+def output_files(output: str) -> list[str]:
+    """The Parquet files in an output folder (paths for its ``pyarrow.fs`` filesystem)."""
+    from pyarrow import fs
+
+    filesystem, root = output_fs(output)
+    if filesystem.get_file_info(root).type != fs.FileType.Directory:
+        return []
+    found = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    return sorted(f.path for f in found if f.type == fs.FileType.File and f.path.endswith(".parquet"))
+
+
+def read_output(output: str, files: list[str] | None = None, columns: list[str] | None = None) -> list[dict]:
+    """Rows of an output folder (or of some of its ``files``); unreadable files are skipped with a
+    warning, since an interrupted run can leave half a file."""
+    import pyarrow.parquet as pq
+
+    filesystem, _ = output_fs(output)
+    rows: list[dict] = []
+    for name in output_files(output) if files is None else files:
+        try:
+            rows += pq.read_table(name, filesystem=filesystem, columns=columns).to_pylist()
+        except (OSError, ValueError) as exc:
+            warn(f"{name}: unreadable Parquet file skipped ({exc})")
+    return rows
+
+
+def output_metadata(output: str) -> dict | None:
+    """The ``genrekit`` schema metadata of an output folder's first readable file (what made it)."""
+    import pyarrow.parquet as pq
+
+    filesystem, _ = output_fs(output)
+    for name in output_files(output):
+        try:
+            metadata = pq.read_schema(name, filesystem=filesystem).metadata or {}
+        except (OSError, ValueError):
+            continue
+        return json.loads(metadata.get(METADATA_KEY, b"{}"))
+    return None
+
+
+def skip_done(found: list[tuple[str, str | None]], output: str, metadata: dict | None = None
+              ) -> tuple[list[tuple[str, str | None]], int]:
+    """Drop files that already have rows in ``output`` with the same path and fingerprint.
+
+    Only files whose path is in the output are looked at again (one ``stat`` each), so resuming
+    a job costs time in proportion to what it had done, not to the whole list. An output made
+    with other settings (``metadata``: model and options, or feature and segmenting) is refused.
+    """
+    existing = output_metadata(output)
+    if metadata is not None and existing is not None and existing != json.loads(json.dumps(metadata)):
+        raise UsageError(f"{output} holds results made with other settings ({json.dumps(existing)}); "
+                         "write to another folder, or delete it to start again")
+    done: dict[str, set] = {}
+    for row in read_output(output, columns=["path", "fingerprint"]):
+        if row["fingerprint"]:
+            done.setdefault(row["path"], set()).add(row["fingerprint"])
+    if not done:
+        return found, 0
+    todo = [(path, problem) for path, problem in found
+            if problem or path not in done or fingerprint(path) not in done[path]]
+    return todo, len(found) - len(todo)
+
+
+def predict_schema(metadata: dict | None = None):
+    """Columns of ``predict`` output: the JSON contract's fields plus bookkeeping; ``metadata``
+    (model and options) is stored under the schema metadata key ``genrekit``."""
+    import pyarrow as pa
+
+    probabilities = pa.map_(pa.string(), pa.float64())
+    segment = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("genre", pa.string()),
+                         ("probabilities", probabilities), ("silent", pa.bool_())])
+    return pa.schema([
+        ("path", pa.string()), ("genre", pa.string()), ("confidence", pa.float64()),
+        ("top", pa.list_(pa.struct([("genre", pa.string()), ("probability", pa.float64())]))),
+        ("duration", pa.float64()), ("uncertain", pa.bool_()), ("silent", pa.bool_()), ("short", pa.bool_()),
+        ("segments", pa.list_(segment)), ("warnings", pa.list_(pa.string())), ("error", pa.string()),
+        ("fingerprint", pa.string()), ("model", pa.string()), ("node", pa.string()),
+        ("decode_node", pa.string()),
+    ], metadata={METADATA_KEY: json.dumps(metadata).encode()} if metadata else None)
+
+
+def record_to_row(record: dict, **extra) -> dict:
+    """A JSON record of :func:`genrekit.inference.batch.predict_found` as a ``predict`` output row."""
+    row = {name: None for name in predict_schema().names}
+    row.update({key: value for key, value in record.items() if key in row})
+    if "error" not in record:
+        row["silent"], row["short"] = bool(record.get("silent")), bool(record.get("short"))
+        if record.get("segments") is not None:
+            row["segments"] = [{**segment, "silent": bool(segment.get("silent"))} for segment in record["segments"]]
+    row.update(extra)
+    return row
+
+
+def row_to_record(row: dict) -> dict:
+    """A ``predict`` output row back to the JSON record ``genrekit predict`` prints."""
+    if row.get("error") is not None:
+        return error_record(row["path"], row["error"])
+    record = {key: row[key] for key in ("path", "genre", "confidence", "top", "duration", "uncertain")}
+    record["top"] = [dict(item) for item in row["top"] or []]
+    if row.get("silent"):
+        record["silent"] = True
+    if row.get("short"):
+        record["short"] = True
+    if row.get("segments") is not None:
+        record["segments"] = []
+        for segment in row["segments"]:
+            probabilities = segment["probabilities"]
+            out = {"start": segment["start"], "end": segment["end"], "genre": segment["genre"],
+                   "probabilities": None if probabilities is None else dict(probabilities)}
+            if segment.get("silent"):
+                out["silent"] = True
+            record["segments"].append(out)
+    if row.get("warnings"):
+        record["warnings"] = list(row["warnings"])
+    return record

@@ -1,0 +1,230 @@
+"""Writing feature tables: audio -> one Parquet row per segment (track, path, label, start, end, feature).
+
+``genrekit embed`` extracts a feature (musicnn embeddings or taggrams, log-mel, MFCC: any
+:func:`genrekit.features.registry.build_feature` spec) once, so that many heads can be trained on
+the table. Files are decoded and cut exactly as ``genrekit predict`` does
+(:func:`genrekit.inference.batch.decode_segments`).
+
+Columns: ``track`` (the dataset's track id, else the path), ``path``, ``label`` (null for plain
+files), ``start`` and ``end`` (seconds), ``feature`` (``fixed_size_list<float32>[dim]``; a feature
+with several axes, such as a log-mel patch, is flattened in C order and its shape recorded in the
+metadata), ``fingerprint`` (size and modification time of the file, for resuming) and ``error``.
+A file that cannot be read gives one row with ``path``, ``error`` and nothing else, so a table
+says which files are missing. The schema metadata key ``genrekit``
+(:data:`genrekit.data.tables.METADATA_KEY`) holds the feature spec, sample rate, window and hop
+as JSON. :func:`genrekit.data.tables.read_table` reads the tables back (a file, or the folder
+that ``--ray`` writes), leaving out the error rows.
+
+The Ray path (:mod:`genrekit.apps.cluster`) writes the same columns with the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Iterator
+
+import numpy as np
+
+# torch, the feature modules, the segmenter and the datasets are imported where used (torch,
+# librosa and friends load only when needed)
+from genrekit.data.cache import file_identity
+from genrekit.data.tables import METADATA_KEY
+from genrekit.errors import GenrekitError, UsageError
+from genrekit.inference.batch import collect_audio_files, decode_segments
+
+#: The feature ``genrekit embed`` extracts by default: what the bundled default model consumes.
+DEFAULT_FEATURE = {"name": "musicnn", "model": "MSD_musicnn", "layer": "penultimate"}
+#: Windows sent through the feature module at once (bounds activation memory).
+FEATURE_BATCH = 64
+
+__all__ = ["DEFAULT_FEATURE", "METADATA_KEY", "Embedder", "embed_items", "error_row", "file_fingerprint",
+           "list_items", "parse_feature", "write_feature_table"]
+
+
+def parse_feature(text: str | None) -> dict:
+    """A feature spec from ``--feature``: JSON (``'{"name": "mfcc", "n_mfcc": 20}'``) or a bare name."""
+    if not text:
+        return dict(DEFAULT_FEATURE)
+    text = text.strip()
+    if not text.startswith("{"):
+        return {"name": text}
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--feature is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise UsageError('--feature must be a name or a JSON object with a "name", e.g. {"name": "musicnn"}')
+    return spec
+
+
+def file_fingerprint(path) -> str | None:
+    """``"<size>-<mtime_ns>"`` of a local file (what resuming compares), ``None`` if it is missing."""
+    try:
+        identity = file_identity(path)
+    except GenrekitError:
+        return None
+    return f"{identity['size']}-{identity['mtime_ns']}"
+
+
+class Embedder:
+    """A feature module with the decoding and segmenting settings of one table.
+
+    Parameters
+    ----------
+    spec : dict
+        Feature spec for :func:`genrekit.features.registry.build_feature`.
+    window, hop : float
+        Segment length and step in seconds (``hop`` defaults to ``window``).
+    sample_rate : int, optional
+        Decoding rate; default the feature's own (``sr``), else 22050 Hz.
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, spec: dict, *, window: float = 3.0, hop: float | None = None, last: str = "pad",
+                 sample_rate: int | None = None, device: str = "cpu"):
+        import torch
+
+        from genrekit.features.registry import build_feature
+
+        self.spec = dict(spec)
+        self.module = build_feature(self.spec).eval().to(device)
+        self.device = torch.device(device)
+        self.sr = int(sample_rate or getattr(self.module, "sr", None) or 22050)
+        self.window, self.hop, self.last = float(window), float(hop or window), last
+        probe = self._forward(np.zeros((1, int(round(self.window * self.sr))), np.float32))
+        self.shape = list(probe.shape[1:])
+        self.dim = int(np.prod(self.shape))
+
+    @property
+    def metadata(self) -> dict:
+        return {"feature": self.spec, "feature_shape": self.shape, "sample_rate": self.sr,
+                "window": self.window, "hop": self.hop, "last": self.last}
+
+    def schema(self):
+        """The Arrow schema of this table (columns in the module docstring)."""
+        import pyarrow as pa
+
+        return pa.schema([
+            ("track", pa.string()), ("path", pa.string()), ("label", pa.string()),
+            ("start", pa.float64()), ("end", pa.float64()),
+            ("feature", pa.list_(pa.float32(), self.dim)),
+            ("fingerprint", pa.string()), ("error", pa.string()),
+        ], metadata={METADATA_KEY: json.dumps(self.metadata).encode()})
+
+    def decode(self, path):
+        """:func:`genrekit.inference.batch.decode_segments` with this table's settings:
+        ``(Segments, seconds, warnings)``, ``"stream"`` for a very long file, or an error."""
+        return decode_segments(path, sr=self.sr, window=self.window, hop=self.hop, last=self.last,
+                               offset=0.0, duration=None)
+
+    def _forward(self, samples: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(torch.as_tensor(samples, dtype=torch.float32, device=self.device))
+        return out.float().cpu().numpy()
+
+    def vectors(self, samples: np.ndarray) -> np.ndarray:
+        """Feature vectors ``(n, dim)`` float32 of windows ``(n, window_samples)``."""
+        parts = [self._forward(samples[first:first + FEATURE_BATCH]).reshape(-1, self.dim)
+                 for first in range(0, len(samples), FEATURE_BATCH)]
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
+
+    def rows(self, item: dict, decoded) -> list[dict]:
+        """The table rows of one file: ``item`` holds ``path`` (and ``track``, ``label``,
+        ``fingerprint``); ``decoded`` is what :meth:`decode` returned for it."""
+        base = {"track": item.get("track") or str(item["path"]), "path": str(item["path"]),
+                "label": item.get("label"), "fingerprint": item.get("fingerprint")}
+        if isinstance(decoded, str) and decoded != "stream":
+            return [error_row(item["path"], decoded, item.get("fingerprint"))]
+        try:
+            batches = self._stream(item["path"]) if decoded == "stream" else [decoded[0]]
+            rows = []
+            for segs in batches:
+                features = self.vectors(segs.samples)
+                rows += [{**base, "start": float(s), "end": float(e), "feature": f, "error": None}
+                         for s, e, f in zip(segs.starts, segs.ends, features)]
+        except GenrekitError as exc:
+            return [error_row(item["path"], str(exc), item.get("fingerprint"))]
+        return rows
+
+    def _stream(self, path):
+        """Windows of a file too long to decode whole, in batches (bounded memory)."""
+        from genrekit.audio.segments import stream_segments
+
+        return stream_segments(path, self.sr, window=self.window, hop=self.hop, last=self.last,
+                               batch_size=FEATURE_BATCH)
+
+    def table(self, rows: list[dict]):
+        """Rows as an Arrow table of :meth:`schema` (features as one contiguous array)."""
+        import pyarrow as pa
+
+        schema = self.schema()
+        columns = {name: [row.get(name) for row in rows] for name in schema.names if name != "feature"}
+        flat = np.zeros((len(rows), self.dim), np.float32)
+        present = np.array([row.get("feature") is not None for row in rows], bool)
+        for i in np.flatnonzero(present):
+            flat[i] = rows[i]["feature"]
+        values = pa.array(flat.reshape(-1))
+        features = pa.FixedSizeListArray.from_arrays(values, self.dim, mask=pa.array(~present))
+        arrays = [features if name == "feature" else pa.array(columns[name], schema.field(name).type)
+                  for name in schema.names]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def error_row(path, error: str, fingerprint: str | None = None) -> dict:
+    """The row of a file that failed: only ``path``, ``error`` (and ``fingerprint``) are set."""
+    return {"track": None, "path": str(path), "label": None, "start": None, "end": None,
+            "feature": None, "fingerprint": fingerprint, "error": str(error)}
+
+
+def list_items(inputs: Iterable[str], *, labels: str | None = None, recursive: bool = True) -> list[dict]:
+    """The files to embed as ``{"path", "track", "label", "problem"}`` dicts.
+
+    Without ``labels`` the inputs are files, folders and globs as for ``genrekit predict`` and rows
+    get no label. With ``labels`` (``auto``, ``gtzan``, ``fma``, ``folder`` or ``manifest``) each
+    input is opened as a labelled dataset of that kind and rows carry its labels and track ids.
+    """
+    if not labels:
+        return [{"path": path, "track": None, "label": None, "problem": problem}
+                for path, problem in collect_audio_files(inputs, recursive=recursive)]
+    from genrekit.data.datasets import open_dataset
+
+    items = []
+    for item in inputs:
+        dataset = open_dataset(item, labels)
+        items += [{"path": str(t.path), "track": t.track_id, "label": t.label, "problem": None}
+                  for t in dataset.tracks]
+    return items
+
+
+def embed_items(items: Iterable[dict], embedder: Embedder) -> Iterator[list[dict]]:
+    """Each file's rows, in input order (one error row for a file that failed)."""
+    for item in items:
+        item = {**item, "fingerprint": file_fingerprint(item["path"])}
+        if item.get("problem"):
+            yield [error_row(item["path"], f"{item['path']}: {item['problem']}", item["fingerprint"])]
+            continue
+        yield embedder.rows(item, embedder.decode(item["path"]))
+
+
+def write_feature_table(per_file: Iterable[list[dict]], path, embedder: Embedder) -> tuple[int, int]:
+    """Write rows to one Parquet file (atomically); returns ``(files embedded, files failed)``."""
+    import pyarrow.parquet as pq
+
+    from genrekit.utils import atomic_write
+
+    n_ok = n_failed = 0
+    with atomic_write(path, "wb") as handle:
+        writer = pq.ParquetWriter(handle, embedder.schema())
+        try:
+            for rows in per_file:
+                writer.write_table(embedder.table(rows))
+                if rows and rows[0]["error"] is not None:
+                    n_failed += 1
+                else:
+                    n_ok += 1
+        finally:
+            writer.close()
+    return n_ok, n_failed
