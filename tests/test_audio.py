@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit.audio.decode import AUDIO_EXTENSIONS, Audio, AudioInfo, audio_info, load_audio, stream_audio
+from genrekit.audio.decode import (
+    AUDIO_EXTENSIONS,
+    Audio,
+    AudioInfo,
+    audio_info,
+    load_audio,
+    stream_audio,
+)
 from genrekit.errors import (
     AudioError,
     AudioMissingError,

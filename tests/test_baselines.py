@@ -8,7 +8,12 @@ import torch
 
 from genrekit.errors import ModelError, UsageError
 from genrekit.features.summary import SummaryFeatures
-from genrekit.models.classical import ABSENT_LOGIT, ESTIMATORS, make_estimator, module_from_estimator
+from genrekit.models.classical import (
+    ABSENT_LOGIT,
+    ESTIMATORS,
+    make_estimator,
+    module_from_estimator,
+)
 from genrekit.models.registry import build_model
 
 NAMES = sorted(ESTIMATORS)

@@ -254,7 +254,13 @@ def one_thread():
 def test_trained_temperature_reaches_predict(tmp_path, one_thread):
     """train_model fits a temperature into the model file; predictions are softmax(logits / T)."""
     from tones import SR as TONE_SR
-    from tones import TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset, tone_track
+    from tones import (
+        TINY_CNN,
+        TINY_FEATURE,
+        TINY_SEGMENT,
+        make_tone_dataset,
+        tone_track,
+    )
 
     from genrekit.training.config import TrainConfig
     from genrekit.training.loop import train_model

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from genrekit.apps.cli.main import main
-from genrekit.data.cache import FEATURE_VERSION, FeatureCache, default_cache_dir, file_identity
+from genrekit.data.cache import (
+    FEATURE_VERSION,
+    FeatureCache,
+    default_cache_dir,
+    file_identity,
+)
 from genrekit.errors import AudioMissingError
 
 SPEC = {"name": "mfcc", "n_mfcc": 20, "sr": 22050}

@@ -17,8 +17,18 @@ import torch
 
 from genrekit.errors import UsageError
 from genrekit.features.registry import build_feature, feature_spec
-from genrekit.features.spectral import MFCC, LogMel, MelSpectrogram, dct_matrix, mel_filterbank
-from genrekit.features.summary import SUMMARY_FEATURE_NAMES, summary_features, summary_vector
+from genrekit.features.spectral import (
+    MFCC,
+    LogMel,
+    MelSpectrogram,
+    dct_matrix,
+    mel_filterbank,
+)
+from genrekit.features.summary import (
+    SUMMARY_FEATURE_NAMES,
+    summary_features,
+    summary_vector,
+)
 
 MUSICNN_FRONT_END = dict(sr=16000, n_fft=512, hop_length=256, n_mels=96)
 CONFIGS = [

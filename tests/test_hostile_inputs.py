@@ -11,7 +11,12 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genrekit.audio.clean import MAX_SAMPLE, SampleRepairs, as_mono_float32, clean_samples
+from genrekit.audio.clean import (
+    MAX_SAMPLE,
+    SampleRepairs,
+    as_mono_float32,
+    clean_samples,
+)
 from genrekit.errors import GenrekitError, UsageError
 from genrekit.inference.model import load_model
 from genrekit.inference.writers import write_records

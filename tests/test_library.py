@@ -10,7 +10,12 @@ import textwrap
 
 import pytest
 
-from genrekit.apps.library.db import LibraryDB, LibraryDBError, default_db_path, file_sha256
+from genrekit.apps.library.db import (
+    LibraryDB,
+    LibraryDBError,
+    default_db_path,
+    file_sha256,
+)
 from genrekit.apps.library.results import predict_with_cache
 
 MODEL = "model-a"

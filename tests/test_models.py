@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from genrekit.errors import ModelError
-from genrekit.models.registry import MODELS, build_model, count_parameters, model_summary
+from genrekit.models.registry import (
+    MODELS,
+    build_model,
+    count_parameters,
+    model_summary,
+)
 
 N_CLASSES = 3
 

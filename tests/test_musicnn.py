@@ -31,7 +31,13 @@ from genrekit.features.musicnn.embedding import (
     logmel_patches,
     musicnn_embeddings,
 )
-from genrekit.features.musicnn.network import LAYERS, MODELS, PATCH_FRAMES, Musicnn, MusicnnVgg
+from genrekit.features.musicnn.network import (
+    LAYERS,
+    MODELS,
+    PATCH_FRAMES,
+    Musicnn,
+    MusicnnVgg,
+)
 from genrekit.features.musicnn.weights import convert_checkpoint, load_musicnn
 
 MUSICNN_MODELS = ["MSD_musicnn", "MTT_musicnn"]  # the ones with TF reference outputs

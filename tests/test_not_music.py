@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 
+import notmusic_corpus
 import numpy as np
 import pytest
 import soundfile as sf
 
-import notmusic_corpus
-from genrekit.inference.taggram import detect_not_music, not_music_scores, taggram_features
+from genrekit.inference.taggram import (
+    detect_not_music,
+    not_music_scores,
+    taggram_features,
+)
 
 SR = 16000
 needs_espeak = pytest.mark.skipif(not notmusic_corpus.espeak_available(),

@@ -9,7 +9,12 @@ from tones import GENRES, SR, make_tone_dataset, tone_track
 
 from genrekit.apps.cli.main import main
 from genrekit.evaluation import plots
-from genrekit.experiments.data_report import clip_statistics, data_report, embedding_maps, neighbour_agreement
+from genrekit.experiments.data_report import (
+    clip_statistics,
+    data_report,
+    embedding_maps,
+    neighbour_agreement,
+)
 
 
 def _musicnn_installed() -> bool:

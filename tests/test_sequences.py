@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from genrekit.features.musicnn.embedding import file_logmel, logmel_patches, musicnn_embeddings
+from genrekit.features.musicnn.embedding import (
+    file_logmel,
+    logmel_patches,
+    musicnn_embeddings,
+)
 from genrekit.features.musicnn.network import HOP_1S_FRAMES
 from genrekit.features.registry import build_feature, feature_spec
 

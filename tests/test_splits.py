@@ -9,7 +9,13 @@ from conftest import SHARED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genrekit.data.datasets import GTZAN_GENRES, Dataset, Track, load_gtzan_artists, open_dataset
+from genrekit.data.datasets import (
+    GTZAN_GENRES,
+    Dataset,
+    Track,
+    load_gtzan_artists,
+    open_dataset,
+)
 from genrekit.data.splits import (
     check_no_leakage,
     gtzan_artist_split,

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from genrekit.errors import ModelError
-from genrekit.features.musicnn.tfcheckpoint import crc32c, list_checkpoint, read_checkpoint
+from genrekit.features.musicnn.tfcheckpoint import (
+    crc32c,
+    list_checkpoint,
+    read_checkpoint,
+)
 
 # --------------------------------------------------------------------------------------------
 # a minimal writer of the format, independent of the reader's code

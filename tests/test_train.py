@@ -3,7 +3,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from tones import GENRES, SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset, tone_track
+from tones import (
+    GENRES,
+    SR,
+    TINY_CNN,
+    TINY_FEATURE,
+    TINY_SEGMENT,
+    make_tone_dataset,
+    tone_track,
+)
 
 from genrekit.data.splits import data_fingerprint
 from genrekit.errors import UsageError

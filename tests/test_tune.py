@@ -11,7 +11,13 @@ from genrekit.apps.cli.main import main
 from genrekit.data.datasets import open_dataset
 from genrekit.data.splits import split_tracks
 from genrekit.errors import UsageError
-from genrekit.experiments.tune import DEFAULT_SPACE, apply_params, read_tune_config, to_toml, tune
+from genrekit.experiments.tune import (
+    DEFAULT_SPACE,
+    apply_params,
+    read_tune_config,
+    to_toml,
+    tune,
+)
 from genrekit.training import loop as train_module
 from genrekit.training.config import TrainConfig, load_config
 

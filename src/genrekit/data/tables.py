@@ -127,6 +127,7 @@ def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> Fe
     extra: dict = {}
     if path.suffix.lower() == ".npz" and not folder:
         features, ids, labels = _read_npz(path)
+        extra = {"metadata": _npz_metadata(path)}
     elif path.suffix.lower() == ".parquet" or folder:
         features, ids, labels, extra = _read_parquet(path, regroup=folder)
     else:
@@ -134,7 +135,7 @@ def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> Fe
     if features.ndim != 2 or len(features) != len(ids) or (labels is not None and len(labels) != len(ids)):
         raise DatasetError(f"{path}: X must be (rows, features) with one id (and label) per row")
     if labels is not None and np.issubdtype(np.asarray(labels).dtype, np.integer):
-        label_names = label_names or read_metadata(path).get("labels") or _gtzan_names(ids)
+        label_names = label_names or extra.get("metadata", {}).get("labels") or _gtzan_names(ids)
         if label_names is None:
             raise DatasetError(f"{path}: labels are class indices; give the label names they index "
                                "(the table's metadata 'labels', or string labels)")
@@ -148,21 +149,14 @@ def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> Fe
     return table
 
 
-def read_metadata(path: str | Path) -> dict:
-    """The table's own description (``{"feature": ..., "labels": ...}``), ``{}`` when it has none."""
-    import json
+def _npz_metadata(path: Path) -> dict:
+    """An ``.npz`` table's description, the JSON text of its ``META`` array (``{}`` without one)."""
+    with np.load(path, allow_pickle=False) as data:
+        text = str(data["META"]) if "META" in data else None
+    return _metadata_json(path, text)
 
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
 
-            text = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
-        else:
-            with np.load(path, allow_pickle=False) as data:
-                text = str(data["META"]) if "META" in data else None
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by read_table
-        return {}
+def _metadata_json(path: Path, text) -> dict:
     if not text:
         return {}
     try:
@@ -217,10 +211,7 @@ def _read_parquet(path: Path, regroup: bool = False):
     columns = table.column_names
     if "track" not in columns:
         raise DatasetError(f"{path}: a Parquet feature table needs a 'track' column")
-    try:
-        metadata = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
-    except ValueError:
-        metadata = {}
+    metadata = _metadata_json(path, (table.schema.metadata or {}).get(METADATA_KEY))
     errors: list[tuple[str, str]] = []
     if "error" in columns:  # files that failed: recorded, not features
         failed = table.filter(pc.is_valid(table["error"]))
@@ -393,7 +384,7 @@ def table_feature(given: dict | list | None, table: FeatureTable, sample_rate: i
 
     from genrekit.features.registry import build_feature, resolve_feature
 
-    stored = read_metadata(table.source).get("feature")
+    stored = table.metadata.get("feature")
     if isinstance(given, list) or isinstance(stored, list):
         raise UsageError(f"{table.source}: a feature table holds one feature, not a list")
     spec = given or stored

@@ -146,22 +146,22 @@ def predict_found(
     n_waiting = 0
     for path, result in decoded:
         if result == "stream":
-            yield from _run_pending(model, pending, options)
+            yield from classify_decoded(model, pending, options)
             pending, n_waiting = [], 0
             yield _predict_one_streamed(model, path, offset, max_duration, options)
             continue
         if isinstance(result, str):
             if pending:  # keep input order: finish earlier files before reporting this one
-                yield from _run_pending(model, pending, options)
+                yield from classify_decoded(model, pending, options)
                 pending, n_waiting = [], 0
             yield error_record(path, result)
             continue
         pending.append((path, *result))
         n_waiting += len(result[0].samples)
         if n_waiting >= batch_size:
-            yield from _run_pending(model, pending, options)
+            yield from classify_decoded(model, pending, options)
             pending, n_waiting = [], 0
-    yield from _run_pending(model, pending, options)
+    yield from classify_decoded(model, pending, options)
 
 
 def decode_segments(path, *, sr, window, hop, last, offset, duration):
@@ -314,8 +314,13 @@ def _quiet_stderr() -> None:
     os.close(devnull)
 
 
-def _run_pending(model, pending, options) -> Iterator[dict]:
-    """Run the network once over all pending files' segments and yield their records."""
+def classify_decoded(model, pending, options) -> Iterator[dict]:
+    """Run the network once over decoded files and yield one record per file, in order.
+
+    ``pending``: ``(path, Segments, duration in s, warnings)`` per file. A file that makes the
+    model give non-finite probabilities is found (file by file) and gets an error record; the
+    others are classified. Shared by the local batch and the Ray model actors.
+    """
     if not pending:
         return
     try:
@@ -323,7 +328,7 @@ def _run_pending(model, pending, options) -> Iterator[dict]:
     except GenrekitError:  # one file made the model give NaN: find it, keep the others
         if len(pending) > 1:
             for one in pending:
-                yield from _run_pending(model, [one], options)
+                yield from classify_decoded(model, [one], options)
         else:
             yield error_record(pending[0][0], "the model gave non-finite probabilities (not classified)")
         return

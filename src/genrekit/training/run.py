@@ -82,7 +82,6 @@ class PreparedData:
 def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = False) -> PreparedData:
     """Open the dataset, split it at track level and compute (or read from cache) all features."""
     from genrekit.data.datasets import open_dataset
-
     from genrekit.data.tables import is_table
 
     if is_table(config.dataset):
@@ -113,7 +112,13 @@ def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = Fa
 
 def _prepare_table(config: TrainConfig) -> PreparedData:
     """A feature table's rows as the run's segment features (no audio, no front end)."""
-    from genrekit.data.tables import read_table, table_dataset, table_feature, table_fingerprint, table_segments
+    from genrekit.data.tables import (
+        read_table,
+        table_dataset,
+        table_feature,
+        table_fingerprint,
+        table_segments,
+    )
     from genrekit.errors import UsageError
 
     started = time.perf_counter()

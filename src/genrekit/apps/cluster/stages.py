@@ -13,12 +13,8 @@ from genrekit.apps.cluster.inputs import fingerprint, is_uri, open_input
 from genrekit.apps.cluster.output import predict_schema, record_to_row
 from genrekit.data.embed import Embedder, error_row
 from genrekit.errors import GenrekitError
-from genrekit.inference.predict import (
-    classify_segments,
-    error_record,
-    predict_audio,
-    summarize,
-)
+from genrekit.inference.batch import classify_decoded
+from genrekit.inference.predict import error_record, predict_audio
 
 #: A file on which this many workers died becomes an error row instead of killing another.
 DEATHS_PER_FILE = 2
@@ -245,27 +241,9 @@ class Classify:
         return [self._row(records[i], rows[i]) for i in range(len(rows))]
 
     def _summarize(self, rows: list[dict], decoded: list[tuple]) -> dict[int, dict]:
-        """Records of decoded files; as locally, a file that makes the model give non-finite
-        probabilities is found (file by file) and becomes an error, the others are classified."""
-        import numpy as np
-
-        if not decoded:
-            return {}
-        try:
-            probabilities, silent = classify_segments(self.model, np.concatenate([segs.samples for _, segs, _, _ in decoded]))
-        except GenrekitError:
-            if len(decoded) > 1:
-                return {i: record for one in decoded for i, record in self._summarize(rows, [one]).items()}
-            i = decoded[0][0]
-            return {i: error_record(rows[i]["path"], "the model gave non-finite probabilities (not classified)")}
-        records, first = {}, 0
-        for i, segs, duration, warnings in decoded:
-            part = slice(first, first + len(segs.samples))
-            first = part.stop
-            records[i] = summarize(self.model, rows[i]["path"], starts=segs.starts, ends=segs.ends,
-                                   duration=duration, probabilities=probabilities[part], silent=silent[part],
-                                   warnings=warnings, **self.options).to_dict()
-        return records
+        """Records of decoded files, exactly as the local batch makes them."""
+        pending = [(rows[i]["path"], segs, duration, warnings) for i, segs, duration, warnings in decoded]
+        return dict(zip([i for i, *_ in decoded], classify_decoded(self.model, pending, self.options)))
 
     def _predict_streamed(self, path: str):
         try:

@@ -34,7 +34,13 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
 from genrekit.apps.library.db import LibraryDB
-from genrekit.errors import AudioError, AudioMissingError, CorruptAudioError, GenrekitError, UsageError
+from genrekit.errors import (
+    AudioError,
+    AudioMissingError,
+    CorruptAudioError,
+    GenrekitError,
+    UsageError,
+)
 from genrekit.utils import printable
 
 _ID3_TYPES = (MP3, WAVE, AIFF)

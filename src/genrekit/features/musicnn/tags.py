@@ -20,7 +20,13 @@ from genrekit.features.musicnn.embedding import (
     file_logmel,
     logmel_patches,
 )
-from genrekit.features.musicnn.network import HOP_1S_FRAMES, MODELS, N_MELS, PATCH_FRAMES, Musicnn
+from genrekit.features.musicnn.network import (
+    HOP_1S_FRAMES,
+    MODELS,
+    N_MELS,
+    PATCH_FRAMES,
+    Musicnn,
+)
 from genrekit.features.musicnn.weights import _cached_model, load_musicnn
 
 
