@@ -141,3 +141,33 @@ def test_splits_never_put_rows_of_one_track_or_artist_on_two_sides(tmp_path, spl
             assert not seen_rows[i] & seen_rows[j] and not seen_groups[i] & seen_groups[j]
     assert sum(map(len, seen_rows)) == sum(len(s) for s in sides)
     assert record["groups"] == "all" and record["train_groups"]
+
+
+@pytest.mark.slow
+def test_embed_train_evaluate_and_predict_audio_round_trip(tmp_path, capsys, gtzan_mini):
+    """Extract once with `genrekit embed`, train a head on the Parquet table, score it on the table's
+    recorded test side, and run the same model on audio: the head needs no change."""
+    import shutil
+
+    data = tmp_path / "clips"
+    for genre in ("classical", "metal"):
+        (data / genre).mkdir(parents=True)
+        for clip in sorted((gtzan_mini / genre).glob("*.flac"))[:5]:
+            shutil.copy(clip, data / genre / clip.name)
+    feature = '{"name": "mfcc", "n_mfcc": 13, "hop_length": 2048}'
+    code, _, err = _cli(capsys, "embed", data, "--labels", "folder", "--feature", feature, "-o", tmp_path / "t.parquet")
+    assert code in (None, 0), err
+    code, out, err = _cli(capsys, "train", "-d", tmp_path / "t.parquet", "-o", tmp_path / "head",
+                          "--arch", '{"name": "mlp", "hidden": 16, "dropout": 0.0}', "--split", "random",
+                          "--valid-size", "0.2", "--test-size", "0.2", "--epochs", "15", "--batch-size", "16",
+                          "--no-cache")
+    assert code in (None, 0), err
+    spec = json.loads((tmp_path / "head.json").read_text())
+    assert spec["feature"]["name"] == "mfcc" and spec["labels"] == ["classical", "metal"]
+    code, out, err = _cli(capsys, "evaluate", tmp_path / "head.json", tmp_path / "t.parquet", "--split", "test", "--json")
+    assert code in (None, 0), err
+    assert json.loads(out)["metrics"]["n_tracks"] == len(spec["split"]["test"])
+    clip = next((data / "metal").glob("*.flac"))
+    code, out, err = _cli(capsys, "predict", clip, "-m", tmp_path / "head.json", "-f", "json")
+    assert code in (None, 0), err
+    assert json.loads(out)["genre"] in ("classical", "metal")

@@ -372,6 +372,18 @@ def table_fingerprint(table: FeatureTable, tracks: Sequence) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+def shape_rows(table: FeatureTable, shape: Sequence[int]) -> bool:
+    """Give ``table``'s rows the feature shape ``shape`` (tables store 2-D features flattened, as
+    ``genrekit embed`` writes them); False when the rows do not hold that many values."""
+    shape = tuple(int(n) for n in shape)
+    if table.features.shape[1:] == shape:
+        return True
+    if int(np.prod(table.features.shape[1:])) != int(np.prod(shape)):
+        return False
+    table.features = table.features.reshape(len(table.features), *shape)
+    return True
+
+
 def table_feature(given: dict | list | None, table: FeatureTable, sample_rate: int, window: float) -> tuple[dict, int]:
     """The resolved feature spec the table's rows are, and the sample rate it implies.
 
@@ -402,8 +414,8 @@ def table_feature(given: dict | list | None, table: FeatureTable, sample_rate: i
             raise UsageError(f"{table.source}: the table says its rows are {stored}, but the feature given is {given}")
     with torch.no_grad():
         shape = tuple(module(torch.zeros(1, int(round(window * rate)))).shape[1:])
-    if shape != tuple(table.features.shape[1:]):
-        raise UsageError(f"{table.source}: rows have {table.features.shape[1]} values, but feature "
+    if not shape_rows(table, shape):
+        raise UsageError(f"{table.source}: rows have {int(np.prod(table.features.shape[1:]))} values, but feature "
                          f"{resolved.get('name')} {resolved.get('layer', '')} gives {list(shape)} per "
                          f"{window:g} s segment: not the feature these rows are")
     return resolved, rate

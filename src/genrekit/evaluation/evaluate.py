@@ -250,7 +250,7 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
     lists as its training tracks, and GTZAN tracks by an annotated artist it was trained on,
     are refused.
     """
-    from genrekit.data.tables import bare_track_id, read_table, table_track_ids
+    from genrekit.data.tables import bare_track_id, read_table, shape_rows, table_track_ids
     from genrekit.inference.model import GenreModel, load_model
     from genrekit.models.registry import predict_logits
 
@@ -274,10 +274,11 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
         table = table.subset(chosen)
         source = (f"the model's recorded {split} tracks ({len(chosen)} of {len(wanted)} found in this table; "
                   f"{record.get('method', '?')} split, seed {record.get('seed', '?')})")
-    expected = (model.spec["architecture"].get("input_shape") or [None])[0]
-    if expected is not None and table.features.shape[1] != int(expected):
-        raise DatasetError(f"{table.source}: rows have {table.features.shape[1]} features, but {model.name} "
-                           f"takes {expected} ({model.spec['feature'].get('name')} {model.spec['feature'].get('layer', '')})")
+    expected = model.spec["architecture"].get("input_shape")
+    if expected and not shape_rows(table, expected):
+        raise DatasetError(f"{table.source}: rows have {int(np.prod(table.features.shape[1:]))} features, but "
+                           f"{model.name} takes {expected} ({model.spec['feature'].get('name')} "
+                           f"{model.spec['feature'].get('layer', '')})")
     if table.labels is None:
         raise DatasetError(f"{table.source}: the table has no labels to score against")
     trained = {bare_track_id(t) for t in record.get("train", [])}
