@@ -1,0 +1,100 @@
+# genrekit: the REST service (default command) and batch jobs in one CPU image.
+#
+#   docker/wheelhouse                         # once: the wheels the build installs (no index needed)
+#   docker build -t genrekit .                # or docker/build, which also sets the labels
+#   docker run --rm -p 127.0.0.1:8000:8000 --read-only --tmpfs /tmp genrekit
+#   docker run --rm -v ~/Music:/music:ro --read-only --tmpfs /tmp genrekit predict /music -f jsonl
+#
+# Build arguments: RAY=1 adds genrekit's [ray] extra (Ray Data workers); VERSION, REVISION,
+# CREATED and SOURCE fill the OCI labels. See docs/deploy.md.
+
+# --- runtime base: Debian's Python 3.11 and tini, nothing else --------------------------------
+FROM debian:bookworm-slim AS base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3.11 tini \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+
+# --- deps: a virtual environment with genrekit's dependencies, from the local wheelhouse -------
+FROM base AS deps
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3.11-venv \
+ && rm -rf /var/lib/apt/lists/*
+# pip lives in its own environment: the runtime environment gets none
+RUN python3.11 -m venv /opt/pip && python3.11 -m venv --without-pip /opt/genrekit/venv
+ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PIP_PYTHON=/opt/genrekit/venv/bin/python
+COPY docker/wheels/ /wheels/
+ARG RAY=0
+# Installs pyproject's dependencies (+ the ray extra) as docker/wheelhouse listed them, then drops
+# what CPU inference never uses: PyTorch's C++ headers, CMake files and test binaries (about 190 MB).
+RUN test -f /wheels/requirements.txt \
+      || { echo "docker/wheels/ is empty: run docker/wheelhouse (or docker/wheelhouse --ray) first" >&2; exit 1; } \
+ && requirements=/wheels/requirements.txt \
+ && if [ "$RAY" = 1 ]; then requirements=/wheels/requirements-ray.txt; fi \
+ && /opt/pip/bin/pip install -r "$requirements" \
+ && cd /opt/genrekit/venv/lib/python3.11/site-packages/torch \
+ && rm -rf include test bin/test_* bin/*Test bin/protoc* share/cmake
+
+# --- build: genrekit itself, and the musicnn weights converted once -------------------------
+FROM deps AS build
+COPY pyproject.toml README.md /src/
+COPY src/ /src/src/
+RUN /opt/pip/bin/pip install --no-deps /src \
+ && /opt/pip/bin/pip check \
+ && /opt/pip/bin/pip install --no-deps musicnn==0.1.0
+# Convert musicnn's TensorFlow checkpoints (from the musicnn package, which stays in this stage)
+# into /opt/genrekit/cache/musicnn: at run time GENREKIT_CACHE_DIR points there, read-only.
+ENV GENREKIT_CACHE_DIR=/opt/genrekit/cache
+RUN cd /tmp \
+ && /opt/genrekit/venv/bin/python -c 'import numpy as np, soundfile as sf; \
+      t = np.arange(4 * 16000) / 16000; sf.write("clip.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)' \
+ && for model in MSD_musicnn MTT_musicnn MSD_vgg MTT_vgg; do \
+      /opt/genrekit/venv/bin/genrekit tags clip.wav --model "$model" >/dev/null || exit 1; done \
+ && ls /opt/genrekit/cache/musicnn/MSD_musicnn.safetensors \
+ && rm clip.wav
+# only what genrekit adds to the dependencies' environment, so that the big layer stays cached
+RUN site=/opt/genrekit/venv/lib/python3.11/site-packages \
+ && mkdir -p /stage$site /stage/opt/genrekit/venv/bin \
+ && cp -a $site/genrekit $site/genrekit-*.dist-info /stage$site/ \
+ && cp -a /opt/genrekit/venv/bin/genrekit /stage/opt/genrekit/venv/bin/ \
+ && cp -a /opt/genrekit/cache /stage/opt/genrekit/ \
+ && chmod -R a+rX,go-w /stage/opt
+
+# --- the image ---------------------------------------------------------------------------------
+FROM base
+RUN useradd --uid 10001 --user-group --home-dir /home/genrekit --create-home \
+      --shell /usr/sbin/nologin genrekit
+COPY --from=deps /opt/genrekit/venv /opt/genrekit/venv
+COPY --from=build /stage/ /
+ENV PATH=/opt/genrekit/venv/bin:$PATH \
+    GENREKIT_CACHE_DIR=/opt/genrekit/cache \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    NUMBA_CACHE_DIR=/tmp/numba \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 10001:10001
+WORKDIR /home/genrekit
+EXPOSE 8000
+# `genrekit serve` answers /healthz once its model is loaded (a few seconds). Serving on another
+# port: set GENREKIT_HEALTHCHECK_URL. Batch jobs: docker run --no-healthcheck.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import os, sys, urllib.request as u\ntry: u.urlopen(os.environ.get('GENREKIT_HEALTHCHECK_URL', 'http://127.0.0.1:8000/healthz'), timeout=4)\nexcept OSError as e: sys.exit(f'unhealthy: {e}')"]
+# tini as PID 1 passes SIGTERM on (uvicorn then shuts down gracefully) and reaps the decoders
+ENTRYPOINT ["tini", "--", "genrekit"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
+STOPSIGNAL SIGTERM
+
+ARG VERSION=""
+ARG REVISION=""
+ARG CREATED=""
+ARG SOURCE=""
+ARG RAY=0
+LABEL org.opencontainers.image.title="genrekit" \
+      org.opencontainers.image.description="Tell the genre of music: REST service (genrekit serve) and batch jobs (genrekit predict), CPU PyTorch" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      io.genrekit.ray="${RAY}"
