@@ -25,13 +25,15 @@ ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO
     PIP_PYTHON=/opt/genrekit/venv/bin/python
 COPY docker/wheels/ /wheels/
 ARG RAY=0
-# Installs pyproject's dependencies (+ the ray extra) as docker/wheelhouse listed them, then drops
-# what CPU inference never uses: PyTorch's C++ headers, CMake files and test binaries (about 190 MB).
+# Installs pyproject's dependencies (+ the ray extra) as docker/wheelhouse listed them, without
+# compiling them to bytecode (the build stage keeps only the .pyc files genrekit's commands use),
+# then drops what CPU inference never uses: PyTorch's C++ headers, CMake files and test binaries
+# (about 190 MB).
 RUN test -f /wheels/requirements.txt \
       || { echo "docker/wheels/ is empty: run docker/wheelhouse (or docker/wheelhouse --ray) first" >&2; exit 1; } \
  && requirements=/wheels/requirements.txt \
  && if [ "$RAY" = 1 ]; then requirements=/wheels/requirements-ray.txt; fi \
- && /opt/pip/bin/pip install -r "$requirements" \
+ && /opt/pip/bin/pip install --no-compile -r "$requirements" \
  && cd /opt/genrekit/venv/lib/python3.11/site-packages/torch \
  && rm -rf include test bin/test_* bin/*Test bin/protoc* share/cmake
 
@@ -42,22 +44,21 @@ COPY src/ /src/src/
 RUN /opt/pip/bin/pip install --no-deps /src \
  && /opt/pip/bin/pip check \
  && /opt/pip/bin/pip install --no-deps musicnn==0.1.0
-# Convert musicnn's TensorFlow checkpoints (from the musicnn package, which stays in this stage)
-# into /opt/genrekit/cache/musicnn: at run time GENREKIT_CACHE_DIR points there, read-only.
+# docker/warm-up converts musicnn's TensorFlow checkpoints (from the musicnn package, which stays
+# in this stage) into /opt/genrekit/cache/musicnn, where GENREKIT_CACHE_DIR points at run time
+# (read-only), and runs predict, tags and serve so that Python writes the bytecode they need.
 ENV GENREKIT_CACHE_DIR=/opt/genrekit/cache
-RUN cd /tmp \
- && /opt/genrekit/venv/bin/python -c 'import numpy as np, soundfile as sf; \
-      t = np.arange(4 * 16000) / 16000; sf.write("clip.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)' \
- && for model in MSD_musicnn MTT_musicnn MSD_vgg MTT_vgg; do \
-      /opt/genrekit/venv/bin/genrekit tags clip.wav --model "$model" >/dev/null || exit 1; done \
- && ls /opt/genrekit/cache/musicnn/MSD_musicnn.safetensors \
- && rm clip.wav
+COPY docker/warm-up /usr/local/bin/genrekit-warm-up
+RUN PATH=/opt/genrekit/venv/bin:$PATH genrekit-warm-up \
+ && ls /opt/genrekit/cache/musicnn/MSD_musicnn.safetensors
 # only what genrekit adds to the dependencies' environment, so that the big layer stays cached
 RUN site=/opt/genrekit/venv/lib/python3.11/site-packages \
  && mkdir -p /stage$site /stage/opt/genrekit/venv/bin \
  && cp -a $site/genrekit $site/genrekit-*.dist-info /stage$site/ \
  && cp -a /opt/genrekit/venv/bin/genrekit /stage/opt/genrekit/venv/bin/ \
  && cp -a /opt/genrekit/cache /stage/opt/genrekit/ \
+ && find /opt/genrekit/venv -name '*.pyc' -not -path "$site/musicnn/*" -not -path "$site/genrekit/*" \
+      -exec cp -a --parents -t /stage {} + \
  && chmod -R a+rX,go-w /stage/opt
 
 # --- the image ---------------------------------------------------------------------------------
