@@ -24,18 +24,23 @@ RUN python3.11 -m venv /opt/pip && python3.11 -m venv --without-pip /opt/genreki
 ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PIP_PYTHON=/opt/genrekit/venv/bin/python
 COPY docker/wheels/ /wheels/
-ARG RAY=0
-# Installs pyproject's dependencies (+ the ray extra) as docker/wheelhouse listed them, without
-# compiling them to bytecode (the build stage keeps only the .pyc files genrekit's commands use),
-# then drops what CPU inference never uses: PyTorch's C++ headers, CMake files and test binaries
-# (about 190 MB).
+# Installs pyproject's dependencies as docker/wheelhouse listed them, without compiling them to
+# bytecode (the build stage keeps only the .pyc files genrekit's commands use), then drops what
+# CPU inference never uses: PyTorch's C++ headers, CMake files and test binaries (about 190 MB).
 RUN test -f /wheels/requirements.txt \
-      || { echo "docker/wheels/ is empty: run docker/wheelhouse (or docker/wheelhouse --ray) first" >&2; exit 1; } \
- && requirements=/wheels/requirements.txt \
- && if [ "$RAY" = 1 ]; then requirements=/wheels/requirements-ray.txt; fi \
- && /opt/pip/bin/pip install --no-compile -r "$requirements" \
+      || { echo "docker/wheels/ is empty: run docker/wheelhouse first" >&2; exit 1; } \
+ && /opt/pip/bin/pip install --no-compile -r /wheels/requirements.txt \
  && cd /opt/genrekit/venv/lib/python3.11/site-packages/torch \
  && rm -rf include test bin/test_* bin/*Test bin/protoc* share/cmake
+# RAY=1: genrekit's [ray] extra (Ray Data), from docker/wheels-ray/ (docker/wheelhouse --ray)
+COPY docker/wheels-ray/ /wheels-ray/
+ARG RAY=0
+RUN if [ "$RAY" = 1 ]; then \
+      test -f /wheels-ray/requirements.txt \
+        || { echo "docker/wheels-ray/ is empty: run docker/wheelhouse --ray first" >&2; exit 1; }; \
+      /opt/pip/bin/pip install --no-compile --find-links /wheels --find-links /wheels-ray \
+        -r /wheels-ray/requirements.txt; \
+    fi
 
 # --- build: genrekit itself, and the musicnn weights converted once -------------------------
 FROM deps AS build
@@ -63,18 +68,21 @@ RUN site=/opt/genrekit/venv/lib/python3.11/site-packages \
 
 # --- the image ---------------------------------------------------------------------------------
 FROM base
-RUN useradd --uid 10001 --user-group --home-dir /home/genrekit --create-home \
-      --shell /usr/sbin/nologin genrekit
+# The user's home is /tmp: the image keeps no state, and with a read-only root (docker run
+# --read-only --tmpfs /tmp, or Kubernetes' readOnlyRootFilesystem with an emptyDir on /tmp) /tmp is
+# the one writable place: uploads being classified, matplotlib's and numba's caches, Ray's session.
+RUN useradd --uid 10001 --user-group --home-dir /tmp --no-create-home --shell /usr/sbin/nologin genrekit
 COPY --from=deps /opt/genrekit/venv /opt/genrekit/venv
 COPY --from=build /stage/ /
 ENV PATH=/opt/genrekit/venv/bin:$PATH \
+    HOME=/tmp \
     GENREKIT_CACHE_DIR=/opt/genrekit/cache \
     MPLCONFIGDIR=/tmp/matplotlib \
     NUMBA_CACHE_DIR=/tmp/numba \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 10001:10001
-WORKDIR /home/genrekit
+WORKDIR /tmp
 EXPOSE 8000
 # `genrekit serve` answers /healthz once its model is loaded (a few seconds). Serving on another
 # port: set GENREKIT_HEALTHCHECK_URL. Batch jobs: docker run --no-healthcheck.

@@ -98,7 +98,7 @@ def size_report(image: str, env, compressed: bool) -> dict:
     layers = [line.split("\t", 1) for line in history.splitlines() if not line.startswith("0B")]
     script = ("cd /opt/genrekit/venv/lib/python3.11/site-packages && du -sm * | sort -rn | head -12; "
               "echo; du -sm /opt/genrekit/venv /opt/genrekit/cache /usr/lib/python3.11 | sort -rn; echo; "
-              "find /opt/genrekit/venv -name __pycache__ -prune -exec du -sm {} + | awk '{s+=$1} END {print s \" pycache\"}'")
+              "find /opt/genrekit/venv -name '*.pyc' -printf '%s\\n' | awk '{s+=$1} END {printf \"%d\\t.pyc files\\n\", s/1e6}'")
     usage = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", script], env).stdout
     report = {"bytes": info["Size"], "layers": [[size, command[:140]] for size, command in layers], "usage_mb": usage}
     if compressed:

@@ -97,14 +97,23 @@ def image(docker_env) -> str:
     started = time.perf_counter()
     run([BUILD, "--", "--network", "host", "--force-rm"], env=env, timeout=3600)
     print(f"image built in {time.perf_counter() - started:.0f} s")
-    # The legacy builder's cache is the intermediate images of the build stages, left untagged:
-    # tag them (a cached build, seconds), then drop the untagged images of older builds, so that
-    # the engine's store does not grow with every change while the next run stays cached.
-    for stage in ("deps", "build"):
-        run(["docker", "build", "-q", "--network", "host", "--force-rm", "--build-arg", "RAY=0", "--target", stage,
-             "-t", f"{IMAGE}:stage-{stage}", str(ROOT)], env=dict(env, DOCKER_BUILDKIT="0"), timeout=3600)
-    run(["docker", "image", "prune", "-f"], env=env)
+    keep_build_cache(env, ray=False)
     return f"{IMAGE}:latest"
+
+
+def keep_build_cache(env, ray: bool) -> None:
+    """Tag the images of the build stages, then drop the untagged images of older builds.
+
+    The legacy builder's cache is the intermediate images of the build stages, left untagged;
+    tagged (a cached build, seconds) they survive the prune, so that the engine's store does not
+    grow with every change while the next run stays cached.
+    """
+    suffix = "-ray" if ray else ""
+    for stage in ("deps", "build"):
+        run(["docker", "build", "-q", "--network", "host", "--force-rm", "--build-arg", f"RAY={int(ray)}",
+             "--target", stage, "-t", f"{IMAGE}:stage-{stage}{suffix}", str(ROOT)],
+            env=dict(env, DOCKER_BUILDKIT="0"), timeout=3600)
+    run(["docker", "image", "prune", "-f"], env=env)
 
 
 def docker(docker_env, *args, **kwargs) -> subprocess.CompletedProcess:
@@ -239,6 +248,7 @@ def test_batch_predict_on_a_read_only_mount(docker_env, image, gtzan_mini):
 def test_ray_variant(docker_env, image):
     env = dict(docker_env, GENREKIT_IMAGE=IMAGE, PYTHON=sys.executable)
     run([BUILD, "--ray", "--", "--network", "host", "--force-rm"], env=env, timeout=3600)
+    keep_build_cache(env, ray=True)
     script = ("import ray; ray.init(num_cpus=1, include_dashboard=False); "
               "print(ray.data.range(100).map(lambda row: {'x': row['id'] * 2}).sum('x')); ray.shutdown()")
     done = docker(docker_env, "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--shm-size", "256m",
