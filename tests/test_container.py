@@ -47,6 +47,11 @@ def run(args, *, env=None, timeout=600, check=True, **kwargs) -> subprocess.Comp
     return done
 
 
+def last_words(text: str, limit: int = 500) -> str:
+    """The end of a command's output on one line, for a skip reason."""
+    return " ".join(text.split())[-limit:]
+
+
 def engine_answers(env) -> bool:
     try:
         return run(["docker", "version"], env=env, timeout=30, check=False).returncode == 0
@@ -70,7 +75,7 @@ def docker_env():
         pytest.skip("no container engine answers and docker/engine is missing")
     installed = run([ENGINE, "install"], timeout=900, check=False)
     if installed.returncode != 0:
-        pytest.skip(f"no container engine answers and none could be installed: {installed.stderr.strip()[-400:]}")
+        pytest.skip(f"no container engine answers and none could be installed: {last_words(installed.stderr)}")
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
     with open(state / "test.lock", "w") as lock:
@@ -78,7 +83,7 @@ def docker_env():
         started = run([ENGINE, "start"], timeout=120, check=False)
         try:
             if started.returncode != 0:
-                pytest.skip(f"no container engine could be started: {started.stderr.strip()[-600:]}")
+                pytest.skip(f"no container engine could be started: {last_words(started.stderr)}")
             env["DOCKER_HOST"] = started.stdout.strip().splitlines()[-1]
             yield env
         finally:
@@ -92,7 +97,7 @@ def image(docker_env) -> str:
     """The image, built from this checkout (tag genrekit-ci:latest)."""
     based = run([ENGINE, "base"], env=docker_env, timeout=900, check=False)
     if based.returncode != 0:
-        pytest.skip(f"the engine has no debian:bookworm-slim and could not make one: {based.stderr.strip()[-600:]}")
+        pytest.skip(f"the engine has no debian:bookworm-slim and could not make one: {last_words(based.stderr)}")
     env = dict(docker_env, GENREKIT_IMAGE=IMAGE, PYTHON=sys.executable)
     started = time.perf_counter()
     run([BUILD, "--", "--network", "host", "--force-rm"], env=env, timeout=3600)
