@@ -81,12 +81,14 @@ def engine() -> tuple[dict, bool]:
 
 def context_copy(folder: Path) -> Path:
     """The build context with a one-line edit of the sources; the wheels are hard links."""
-    files = run(["git", "-C", str(ROOT), "ls-files", "pyproject.toml", "README.md", "src", ".dockerignore", "Dockerfile"],
-                os.environ).stdout.split()
+    files = run(["git", "-C", str(ROOT), "ls-files", "pyproject.toml", "README.md", "src", "docker", ".dockerignore",
+                 "Dockerfile"], os.environ).stdout.split()
+    for wheels in ("wheels", "wheels-ray"):
+        shutil.copytree(ROOT / "docker" / wheels, folder / "docker" / wheels, copy_function=os.link)
     for name in files:
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "docker" / "wheels", folder / "docker" / "wheels", copy_function=os.link)
+        if not (folder / name).exists():  # the wheel folders' .gitignore files are linked already
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
     with open(folder / "src" / "genrekit" / "__init__.py", "a") as handle:
         handle.write(f"# benchmark edit {time.time()}\n")
     return folder
