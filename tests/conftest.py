@@ -98,3 +98,38 @@ def decoded_samples(monkeypatch):
 
     monkeypatch.setattr(decode, "_frame_to_float", counting)
     return counted
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_file):
+    """The tiny model, loaded."""
+    from genrekit.inference.model import load_model
+
+    return load_model(tiny_model_file)
+
+
+@pytest.fixture(scope="module")
+def chirp_wav(tmp_path_factory) -> bytes:
+    """Seven seconds of a chirp plus noise at 22050 Hz, as WAV file bytes (three 3-s segments, last padded)."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(1)
+    sr = 22050
+    t = np.arange(int(7.0 * sr)) / sr
+    samples = 0.3 * np.sin(2 * np.pi * (200 + 150 * t) * t) + 0.05 * rng.standard_normal(t.size)
+    path = tmp_path_factory.mktemp("audio") / "chirp.wav"
+    sf.write(path, samples.astype(np.float32), sr)
+    return path.read_bytes()
+
+
+def assert_error(response, status, code):
+    """A service error response: the status, JSON ``{"error": {"code", "message"}}`` only, no
+    traceback; returns the message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert "Traceback" not in response.text
+    return body["error"]["message"]

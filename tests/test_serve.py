@@ -12,35 +12,23 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import expected_segment_count
+from conftest import assert_error, expected_segment_count
 from fastapi.testclient import TestClient
 from torch import nn
 
 from genrekit.apps.cli.main import main
 from genrekit.apps.service.app import clean_filename, create_app
-from genrekit.inference.model import GenreModel, load_model
+from genrekit.inference.model import GenreModel
 
 SR = 22050
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_model_file):
-    return load_model(tiny_model_file)
-
-
-@pytest.fixture(scope="module")
-def wav_bytes(tmp_path_factory):
-    """Seven seconds of a chirp plus noise, as WAV file bytes (three 3-s segments, last padded)."""
-    rng = np.random.default_rng(1)
-    t = np.arange(int(7.0 * SR)) / SR
-    samples = 0.3 * np.sin(2 * np.pi * (200 + 150 * t) * t) + 0.05 * rng.standard_normal(t.size)
-    path = tmp_path_factory.mktemp("audio") / "chirp.wav"
-    sf.write(path, samples.astype(np.float32), SR)
-    return path.read_bytes()
+def wav_bytes(chirp_wav):
+    return chirp_wav
 
 
 @pytest.fixture
@@ -65,16 +53,6 @@ def make_client(tiny_model, uploads):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert "Traceback" not in response.text
-    return body["error"]["message"]
 
 
 # ---- predictions -------------------------------------------------------------------------------

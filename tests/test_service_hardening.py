@@ -10,40 +10,20 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
-import soundfile as sf
+from conftest import assert_error
 from fastapi.testclient import TestClient
 from torch import nn
 
 from genrekit.apps.service.app import create_app
-from genrekit.inference.model import GenreModel, load_model
+from genrekit.inference.model import GenreModel
 
 SR = 22050
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_model_file):
-    return load_model(tiny_model_file)
-
-
-@pytest.fixture(scope="module")
-def chirp(tmp_path_factory):
-    """Seven seconds of a chirp plus noise as WAV bytes."""
-    rng = np.random.default_rng(1)
-    t = np.arange(int(7.0 * SR)) / SR
-    samples = 0.3 * np.sin(2 * np.pi * (200 + 150 * t) * t) + 0.05 * rng.standard_normal(t.size)
-    path = tmp_path_factory.mktemp("audio") / "chirp.wav"
-    sf.write(path, samples.astype(np.float32), SR)
-    return path.read_bytes()
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["code"] == code, body
-    assert "Traceback" not in response.text
-    return body["error"]["message"]
+def chirp(chirp_wav):
+    return chirp_wav
 
 
 def client_for(app, **options):
