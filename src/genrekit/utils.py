@@ -172,3 +172,18 @@ def _escape(match: re.Match) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
         return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def read_toml(path: str | os.PathLike, what: str = "config file") -> dict:
+    """The TOML file ``path`` as a dict; a missing or invalid file is a one-line :class:`UsageError`."""
+    import tomllib
+
+    from genrekit.errors import UsageError
+
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: {what} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None

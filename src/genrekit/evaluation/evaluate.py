@@ -250,7 +250,12 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
     lists as its training tracks, and GTZAN tracks by an annotated artist it was trained on,
     are refused.
     """
-    from genrekit.data.tables import bare_track_id, read_table, shape_rows, table_track_ids
+    from genrekit.data.tables import (
+        bare_track_id,
+        read_table,
+        shape_rows,
+        table_track_ids,
+    )
     from genrekit.inference.model import GenreModel, load_model
     from genrekit.models.registry import predict_logits
 

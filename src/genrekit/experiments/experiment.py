@@ -9,7 +9,6 @@ import copy
 import json
 import os
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +23,7 @@ from genrekit.experiments.results import (
     summarize_folds,
     write_results,
 )
-from genrekit.utils import atomic_write_text, finite_json, info, warn
+from genrekit.utils import atomic_write_text, finite_json, info, read_toml, warn
 
 #: Evaluation methods: ``kfold`` (grouped cross-validation) or a fixed split of
 #: :func:`genrekit.data.splits.split_dataset`.
@@ -152,12 +151,7 @@ def load_experiment(
         Unreadable file, unknown keys or variants, a dataset path that names an unset variable.
     """
     path = Path(path)
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: experiment file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    values = read_toml(path, "experiment file")
     if "variant" not in values and "base" not in values:
         values = _single_recipe(values, path)
     _refuse_unknown(values, {"name", "description", "dataset", "dataset_kind", "protocol", "base", "variant"}, path)

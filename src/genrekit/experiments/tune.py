@@ -26,7 +26,6 @@ import csv
 import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,7 +34,7 @@ import numpy as np
 
 from genrekit.errors import UsageError
 from genrekit.experiments.crossval import train_folds
-from genrekit.utils import atomic_write_text, info
+from genrekit.utils import atomic_write_text, info, read_toml
 
 __all__ = ["DEFAULT_SPACE", "TuneResult", "read_tune_config", "apply_params", "tune", "to_toml"]
 
@@ -81,12 +80,7 @@ def read_tune_config(path: str | Path, **overrides):
     from genrekit.training.config import TrainConfig
 
     path = Path(path)
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    values = read_toml(path, "config file")
     space = _check_space(values.pop("search", DEFAULT_SPACE), path)
     for key in ("dataset", "out", "cache_dir"):
         if values.get(key) and not Path(values[key]).expanduser().is_absolute():

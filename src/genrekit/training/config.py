@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from genrekit.data.splits import SplitSettings
 from genrekit.errors import UsageError
 from genrekit.training.augment import AugmentSettings
 from genrekit.training.checkpoints import read_checkpoint
+from genrekit.utils import read_toml
 
 
 @dataclass
@@ -145,12 +145,7 @@ def load_config(path: str | Path, **overrides) -> TrainConfig:
     A list of features is written as an array of tables (``[[feature]]``).
     """
     path = Path(path)
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    values = read_toml(path, "config file")
     for key in ("dataset", "out", "cache_dir"):
         if values.get(key) and not Path(values[key]).expanduser().is_absolute():
             values[key] = str(path.parent / values[key])
