@@ -90,6 +90,8 @@ def build(bundled: Bundled, shared: Path, out: Path, repeats: int) -> None:
     print(f"artist-grouped CV: {100 * summary['track_accuracy_mean']:.1f} +- {100 * summary['track_accuracy_std']:.1f} % "
           f"over {summary['n_folds']} folds; T = {temperature:.3f}; ECE {100 * summary['ece_before']:.1f} -> "
           f"{100 * summary['ece_after']:.1f} %")
+    print(f"out-of-fold track accuracy with a 1 s hop {100 * summary['oof_track_accuracy_1s_hop']:.1f} %, "
+          f"with a 3 s hop {100 * summary['oof_track_accuracy_3s_hop']:.1f} %")
     print("recall:", {label: round(v["recall"], 3) for label, v in oof["per_class"].items()})
 
     network = fit_head(table.features, cv.track_labels[table.track_index], len(labels), recipe, seed=0)

@@ -175,7 +175,24 @@ def summarize_head(cv: CrossValidatedHead, track_index: np.ndarray, temperature:
         "ece_before": float(np.mean([expected_calibration_error(p, cv.track_labels) for p in per_track[1.0]])),
         "ece_after": float(np.mean([expected_calibration_error(p, cv.track_labels) for p in per_track[temperature]])),
         "temperature": temperature,
+        # does the prediction hop matter? rows are 1 s apart; every third row is a 3 s hop, as
+        # `genrekit predict` cuts (out-of-fold tracks, mean over repeats)
+        "oof_track_accuracy_1s_hop": _oof_accuracy(cv, track_index, np.ones(len(track_index), bool)),
+        "oof_track_accuracy_3s_hop": _oof_accuracy(cv, track_index, _row_positions(track_index) % 3 == 0),
     }
+
+
+def _row_positions(track_index: np.ndarray) -> np.ndarray:
+    """Position of each row within its track (rows of a track are consecutive)."""
+    starts = np.flatnonzero(np.r_[True, track_index[1:] != track_index[:-1]])
+    return np.arange(len(track_index)) - np.repeat(starts, np.diff(np.r_[starts, len(track_index)]))
+
+
+def _oof_accuracy(cv: CrossValidatedHead, track_index: np.ndarray, rows: np.ndarray) -> float:
+    n_tracks = len(cv.track_labels)
+    accuracies = [(track_probabilities(softmax(logits[rows]), track_index[rows], n_tracks).argmax(1)
+                   == cv.track_labels).mean() for logits in cv.oof_logits]
+    return float(np.mean(accuracies))
 
 
 def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
