@@ -56,6 +56,7 @@ __all__ = ["AUDIO_EXTENSIONS", "Audio", "AudioInfo", "audio_info", "load_audio",
 AUDIO_EXTENSIONS = frozenset({
     ".wav", ".wave", ".au", ".snd", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus",
     ".mp3", ".m4a", ".aac", ".mp4", ".alac", ".wma", ".webm", ".mka", ".caf", ".w64", ".rf64",
+    ".wv", ".tta", ".ape", ".mpc", ".dsf",
 })
 
 
@@ -86,7 +87,8 @@ _MAX_OGG_PAGE = 65307
 
 _AUDIO_SIGNATURES = (
     b"RIFF", b"RF64", b"FORM", b".snd", b"fLaC", b"OggS", b"caff", b"\x1aE\xdf\xa3",
-    b"0&\xb2u\x8ef\xcf\x11", b"#!AMR", b"MAC ", b"wvpk", b"FRM8", b"riff",
+    b"0&\xb2u\x8ef\xcf\x11", b"#!AMR", b"MAC ", b"wvpk", b"FRM8", b"riff", b"TTA1", b"MPCK", b"MP+",
+    b"DSD ",
 )
 
 
