@@ -552,9 +552,10 @@ def _pyav_info(path: Path, count_limit: float | None = None) -> AudioInfo:
         stream = _audio_stream(path, container)
         context = stream.codec_context
         duration = None
-        if stream.duration is not None:
+        # a duration of 0 means "unknown" too: FFmpeg's Musepack SV8 demuxer states it so
+        if stream.duration:
             duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
+        elif container.duration:
             duration = container.duration / av.time_base
         names = container.format.name.split(",")
         suffix = path.suffix.lower().lstrip(".")
