@@ -52,11 +52,12 @@ def tag(
             batch_id, outcomes = undo_tag_batch(state, batch, progress=track)
             _print_tag_changes(outcomes, library, f"undo of tag batch {batch_id}")
         else:
+            from genrekit.apps.library.genre_names import load_genre_map
             from genrekit.apps.library.results import library_predictions
             from genrekit.inference.model import load_model
 
             loaded = load_model(model)
-            names = None if genre_map is None else _read_genre_map(genre_map, loaded)
+            names = None if genre_map is None else load_genre_map(genre_map, loaded)
             predictions = track(library_predictions(state, [library], loaded, force=force, styles=styles),
                                 "classifying")
             outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing,
@@ -72,14 +73,6 @@ def tag(
                     _print_tag_changes(outcomes, library, f"tag batch {batch_id}", _undo_hint(written, library, db))
     if any(change.action == "failed" for change in outcomes):
         raise typer.Exit(1)
-
-
-def _read_genre_map(path: str, model) -> dict:
-    """The genre map in ``path``, checked against the model's labels and (if it has them) styles."""
-    from genrekit.apps.library.genre_names import load_genre_map
-    from genrekit.inference.taggram import STYLE_TAGS
-
-    return load_genre_map(path, model.labels, STYLE_TAGS if model.gives_taggram else ())
 
 
 def _undo_hint(written, library: str, db: str | None) -> str | None:

@@ -14,7 +14,7 @@ Labels the map does not name keep their built-in text (:data:`GENRE_NAMES`, :dat
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from genrekit.errors import UsageError
 from genrekit.utils import printable, read_toml
@@ -66,11 +66,7 @@ def style_tag_value(style: str, genre_map: GenreMap | None = None) -> str | None
     return style[:1].upper() + style[1:]
 
 
-def load_genre_map(
-    source: str | os.PathLike | Mapping,
-    labels: Iterable[str],
-    styles: Iterable[str] = (),
-) -> dict[str, str | None]:
+def load_genre_map(source: str | os.PathLike | Mapping, model) -> dict[str, str | None]:
     """A genre map read from a TOML file (or given as a mapping), checked against a model.
 
     Parameters
@@ -79,11 +75,9 @@ def load_genre_map(
         ``FILE.toml`` whose top-level keys are labels or styles and whose values are the tag
         text (a non-empty string) or ``false``; or the same as a mapping (the beets plugin's
         ``genre_map`` configured inline).
-    labels : iterable of str
-        The model's labels (``GenreModel.labels``).
-    styles : iterable of str
-        The styles the model can report (``genrekit.inference.taggram.STYLE_TAGS`` for a model
-        that gives styles, else nothing): these may be mapped too.
+    model : genrekit.GenreModel
+        Keys must be among its labels, or its styles when it gives them (the default model:
+        ``genrekit.inference.taggram.STYLE_TAGS``).
 
     Returns
     -------
@@ -96,7 +90,10 @@ def load_genre_map(
         One line naming the file and every problem: a missing file, invalid TOML, a key that is
         neither a label nor a style of the model, a value that is not a non-empty text or false.
     """
-    labels, styles = [str(label) for label in labels], [str(style) for style in styles]
+    from genrekit.inference.taggram import STYLE_TAGS
+
+    labels = [str(label) for label in model.labels]
+    styles = list(STYLE_TAGS) if model.gives_taggram else []
     where = "genre map" if isinstance(source, Mapping) else str(source)
     table = dict(source) if isinstance(source, Mapping) else read_toml(source, "genre map")
     known = {*labels, *styles}
