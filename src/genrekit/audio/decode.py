@@ -87,8 +87,7 @@ _MAX_OGG_PAGE = 65307
 
 _AUDIO_SIGNATURES = (
     b"RIFF", b"RF64", b"FORM", b".snd", b"fLaC", b"OggS", b"caff", b"\x1aE\xdf\xa3",
-    b"0&\xb2u\x8ef\xcf\x11", b"#!AMR", b"MAC ", b"wvpk", b"FRM8", b"riff", b"TTA1", b"MPCK", b"MP+",
-    b"DSD ",
+    b"0&\xb2u\x8ef\xcf\x11", b"#!AMR", b"MAC ", b"wvpk", b"FRM8", b"riff",
 )
 
 
