@@ -1,15 +1,23 @@
 """Every common format: folder scans find them, genres are written the format's own way and undone.
 
-Which test covers which format (files made by tests/audio_formats.py):
+Which test covers which format (files made by tests/audio_formats.py, which says how):
 
-- WavPack, TTA, DSF, Musepack (when Debian's mpcenc is installed, else skipped), WMA: all tests
-  here: found by a folder scan, decoded and classified, genre written natively (APEv2 ``Genre``,
-  ID3 ``TCON`` in DSF, ``WM/Genre`` in WMA) with several values, other tags and decoded audio
-  unchanged, undo. Undo of an untagged file is byte-exact for all but WMA: mutagen rewrites an
-  ASF header with a padding object, so WMA gets back its exact genre values and other tags.
-- Monkey's Audio: no encoder is at hand, so only a header-only file: found by the folder scan,
-  genre written as APEv2 and undone byte-exactly (``test_native_genre_*``, ``test_undo_*``);
-  FFmpeg cannot decode it, which the CLI test checks is reported as one failed file.
+=====================  ================================================================
+Format                 Tests
+=====================  ================================================================
+WavPack, TTA, DSF,     all: folder scan (``test_folder_scan_*``), decoding to the right tone
+WMA, Musepack          and length (``test_every_decodable_format_*``), the genre written the
+                       format's way with several values, other tags and decoded audio kept
+                       (``test_native_genre_*``), undo (``test_undo_*``), ``genrekit tag --write``
+                       then ``--undo`` (``test_cli_*``). Musepack only where Debian's mpcenc is
+                       installed (else skipped). Undo of an untagged file is byte-exact for all
+                       but WMA: mutagen rewrites an ASF header with a padding object, so a WMA
+                       file gets back its exact genre values and other tags, and its audio.
+Monkey's Audio         no encoder is at hand, so a header-only file: folder scan, genre written
+                       as APEv2 and undone byte-exactly; FFmpeg cannot decode it, which the CLI
+                       test checks is one failed row while the rest is tagged.
+=====================  ================================================================
+
 The formats tagged before (MP3, WAV, AIFF, FLAC, Ogg Vorbis, Opus, M4A) are covered by
 tests/test_tagging.py and tests/test_tag_leftovers.py.
 """
