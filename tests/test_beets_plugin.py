@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[1] / "src"
 CLIPS = ["blues/blues.00000.flac", "classical/classical.00000.flac", "hiphop/hiphop.00000.flac",
          "metal/metal.00001.flac"]
+TITLES = sorted([Path(clip).stem for clip in CLIPS] + ["silence"])
 
 
 class Beets:
@@ -55,8 +56,10 @@ class Beets:
 @pytest.fixture
 def clips(gtzan_mini, tmp_path):
     """Copies of a few clips with a title each (beets names the library files after it); the
-    metal clip already has a genre."""
+    metal clip already has a genre; ``silence.flac`` is silent (no genre to give)."""
     import mutagen
+    import numpy as np
+    import soundfile as sf
 
     folder = tmp_path / "incoming"
     folder.mkdir()
@@ -68,6 +71,10 @@ def clips(gtzan_mini, tmp_path):
         if clip.startswith("metal"):
             audio["genre"] = "Old Genre"
         audio.save()
+    sf.write(folder / "silence.flac", np.zeros(22050 * 5, np.float32), 22050)
+    audio = mutagen.File(folder / "silence.flac")
+    audio["title"] = "silence"
+    audio.save()
     return folder
 
 
@@ -87,19 +94,21 @@ def genrekit_predict(capsys, *args):
 def test_beet_genrekit_stores_what_genrekit_predict_says(tmp_path, clips, tiny_model_file, capsys):
     lib = make_beets(tmp_path, f"import:\n  copy: yes\n  write: no\ngenrekit:\n  model: {tiny_model_file}\n")
     lib.run("import", "-A", "-s", "-q", str(clips))
-    assert sorted(p.name for p in lib.music.iterdir()) == sorted(Path(c).name for c in CLIPS)
+    assert sorted(p.stem for p in lib.music.iterdir()) == TITLES
     first = lib.run("genrekit")
-    assert first.stderr.count("genrekit: ") == len(CLIPS), first.stderr
+    assert first.stderr.count("genrekit: ") == len(TITLES), first.stderr
+    assert "genrekit: silent: " in first.stderr
 
     stored = {row[0]: row[1:] for row in lib.ls("$title\t$genrekit_genre\t$genrekit_confidence\t$genrekit_not_music")}
     expected = genrekit_predict(capsys, lib.music, "--model", tiny_model_file)
-    assert set(stored) == set(expected) == {Path(c).stem for c in CLIPS}
+    assert sorted(stored) == sorted(expected) == TITLES
+    assert expected["silence"]["genre"] is None and stored["silence"][0] == ""
     for title, (genre, confidence, not_music) in stored.items():
-        assert genre == expected[title]["genre"]
+        assert genre == (expected[title]["genre"] or "")
         assert float(confidence) == pytest.approx(expected[title]["confidence"], abs=5e-4)
         assert not_music == "False"
     # a query picks items; the confidence is a number to beets
-    assert len(lib.ls("$title", "genrekit_confidence:0..1")) == len(CLIPS)
+    assert len(lib.ls("$title", "genrekit_confidence:0..1")) == len(TITLES)
 
     # stored results are not computed again, unless -f
     again = lib.run("genrekit")
@@ -114,7 +123,7 @@ def test_beet_genrekit_stores_what_genrekit_predict_says(tmp_path, clips, tiny_m
 def test_auto_on_import_writes_mapped_genres_into_the_files(tmp_path, clips, tiny_model_file, capsys):
     predicted = genrekit_predict(capsys, clips, "--model", tiny_model_file)
     excluded = predicted["blues.00000"]["genre"]
-    names = {label: f"My {label}" for label in {r["genre"] for r in predicted.values()} - {excluded}}
+    names = {label: f"My {label}" for label in {r["genre"] for r in predicted.values()} - {excluded, None}}
     genre_map = tmp_path / "names.toml"
     genre_map.write_text("".join(f'{label} = "{text}"\n' for label, text in names.items())
                          + f"{excluded} = false\n", encoding="utf-8")
@@ -124,11 +133,13 @@ def test_auto_on_import_writes_mapped_genres_into_the_files(tmp_path, clips, tin
     lib.run("import", "-A", "-s", "-q", str(clips))
 
     rows = {row[0]: row[1:] for row in lib.ls("$title\t$genrekit_genre\t$genres")}
-    assert len(rows) == len(CLIPS)
+    assert sorted(rows) == TITLES
     for title, (genre, genres) in rows.items():
-        assert genre == predicted[title]["genre"]
+        assert genre == (predicted[title]["genre"] or "")
         on_file = read_genres(lib.music / f"{title}.flac")
-        if title == "metal.00001":  # it had a genre: kept (keep_existing)
+        if title == "silence":  # no genre to give
+            assert genres == "" and on_file == []
+        elif title == "metal.00001":  # it had a genre: kept (keep_existing)
             assert genres == "Old Genre" and on_file == ["Old Genre"]
         elif genre == excluded:  # the map says never to write this label
             assert genres == "" and on_file == []
@@ -142,7 +153,7 @@ def test_beet_write_puts_the_genres_set_by_the_plugin_into_the_files(tmp_path, c
     lib.run("import", "-A", "-s", "-q", str(clips))
     lib.run("genrekit")
     rows = {row[0]: row[1] for row in lib.ls("$title\t$genres")}
-    assert len(rows) == len(CLIPS) and all(rows.values())
+    assert sorted(rows) == TITLES and rows.pop("silence") == "" and all(rows.values())
     assert read_genres(lib.music / "metal.00001.flac") == ["Old Genre"]  # import.write is off: not yet
     assert rows["metal.00001"] != "Old Genre"  # keep_existing: no replaces it in the library
     lib.run("write")
@@ -176,7 +187,7 @@ def test_a_file_that_cannot_be_decoded_is_one_error_and_the_rest_is_classified(t
     assert done.returncode == 1 and "1 item could not be classified" in done.stderr
     assert "classical.00000.flac" in done.stderr and "Traceback" not in done.stderr
     assert sorted(row[0] for row in lib.ls("$title", "genrekit_confidence:0..1")) == [
-        "blues.00000", "hiphop.00000", "metal.00001"]
+        "blues.00000", "hiphop.00000", "metal.00001", "silence"]
 
 
 def test_styles_with_the_default_model(tmp_path, clips, capsys):
