@@ -77,6 +77,10 @@ def test_plan_uses_the_map_for_genres_and_styles(tmp_path):
                          {"style": "funk", "score": 0.3}]}
     (change,) = plan_tag_changes([record], styles=True, genre_map=names)
     assert change.action == WRITE and change.new == ["Hip Hop", "Soul Music", "Funk"]
+    # a style that names the label again is left out, whatever the map calls the label
+    hip_hop = {**record, "styles": [{"style": "Hip-Hop", "score": 0.9}, *record["styles"]]}
+    (change,) = plan_tag_changes([hip_hop], styles=True, genre_map=names)
+    assert change.new == ["Hip Hop", "Soul Music", "Funk"]
     (change,) = plan_tag_changes([{**record, "genre": "rock"}], genre_map=names)
     assert change.action == EXCLUDED and change.new is None and "excludes 'rock'" in change.reason
 

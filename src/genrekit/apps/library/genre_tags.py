@@ -166,7 +166,8 @@ def decide_genres(
         are replaced by the prediction.
     styles : bool
         Write the prediction's ``styles`` after the genre as additional genre values, leaving
-        out any that repeats a value already in the list.
+        out any that repeats the label or a value already in the list (case, spaces and
+        punctuation aside: "Hip-Hop" repeats ``hiphop``).
     genre_map : mapping, optional
         Label or style -> tag text, or None for never (:func:`~.genre_names.load_genre_map`);
         labels it does not name get :func:`~.genre_names.genre_tag_value`'s text.
@@ -191,7 +192,8 @@ def decide_genres(
     new = [genre]
     for item in (prediction.get("styles") or []) if styles else []:
         value = style_tag_value(str(item["style"]), genre_map)
-        if value is not None and value.casefold() not in {v.casefold() for v in new}:
+        # a style that names the genre again ("Hip-Hop" for hiphop, even once mapped to "Hip Hop")
+        if value is not None and _spelling(value) not in {_spelling(v) for v in [label, *new]}:
             new.append(value)
     if old == new:
         return new, UNCHANGED, None
@@ -200,6 +202,11 @@ def decide_genres(
     if old and keep_existing:
         return new, KEEP_EXISTING, None
     return new, WRITE, None
+
+
+def _spelling(text: str) -> str:
+    """``text`` without case, spaces and punctuation: "Hip-Hop", "hip hop" and "hiphop" are one."""
+    return re.sub(r"[\W_]", "", text.casefold())
 
 
 def _is_finite_number(value) -> bool:
