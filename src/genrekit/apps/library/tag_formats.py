@@ -147,7 +147,7 @@ def save_tags(audio: mutagen.FileType) -> None:
 
 def _delete_dsf_id3(path) -> None:
     """Remove a DSF file's ID3 chunk, stating the shorter file size in the DSD header (mutagen
-    1.47's ``DSF.delete`` leaves the old size there)."""
+    1.48's ``DSF.delete`` leaves the old size there)."""
     with open(path, "rb+") as handle:
         header = DSDChunk(handle)
         if header.offset_metdata_chunk:
