@@ -89,3 +89,30 @@ def test_subpackages_follow_the_data():
 def test_command_line_imports_no_torch():
     code = "import sys, genrekit.apps.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_beets_plugin_uses_the_public_api_only():
+    """beetsplug/genrekit.py (the apps layer, in effect) imports genrekit's public names only:
+    ``genrekit``'s ``__all__`` and ``genrekit.apps.library``'s, and no other genrekit module."""
+    import ast
+
+    import genrekit
+    import genrekit.apps.library
+
+    public = {"genrekit": set(genrekit.__all__), "genrekit.apps.library": set(genrekit.apps.library.__all__)}
+    plugin = ROOT / "src" / "beetsplug" / "genrekit.py"
+    tree = ast.parse(plugin.read_text(encoding="utf-8"))
+    used = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            used += [(alias.name, None) for alias in node.names if alias.name.split(".")[0] == "genrekit"]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "genrekit":
+            used += [(node.module, alias.name) for alias in node.names]
+    assert used, "the plugin imports genrekit somewhere"
+    for module, name in used:
+        assert module in public, f"{module} is not a public genrekit module"
+        assert name is None or name in public[module], f"{module}.{name} is not public"
+    attributes = {node.attr for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "genrekit"}
+    assert attributes <= public["genrekit"]
+    assert len(plugin.read_text(encoding="utf-8").splitlines()) <= MAX_LINES

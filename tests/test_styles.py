@@ -9,11 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from genrekit.apps.library.genre_tags import (
-    plan_tag_changes,
-    read_genres,
-    style_tag_value,
-)
+from genrekit.apps.library.genre_names import style_tag_value
+from genrekit.apps.library.genre_tags import plan_tag_changes, read_genres
 from genrekit.features.musicnn.network import MSD_TAGS
 from genrekit.inference.taggram import STYLE_TAGS, STYLE_THRESHOLD, file_styles
 

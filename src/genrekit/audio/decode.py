@@ -56,6 +56,7 @@ __all__ = ["AUDIO_EXTENSIONS", "Audio", "AudioInfo", "audio_info", "load_audio",
 AUDIO_EXTENSIONS = frozenset({
     ".wav", ".wave", ".au", ".snd", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus",
     ".mp3", ".m4a", ".aac", ".mp4", ".alac", ".wma", ".webm", ".mka", ".caf", ".w64", ".rf64",
+    ".wv", ".tta", ".ape", ".mpc", ".dsf",
 })
 
 
@@ -550,9 +551,10 @@ def _pyav_info(path: Path, count_limit: float | None = None) -> AudioInfo:
         stream = _audio_stream(path, container)
         context = stream.codec_context
         duration = None
-        if stream.duration is not None:
+        # a duration of 0 means "unknown" too: FFmpeg's Musepack SV8 demuxer states it so
+        if stream.duration:
             duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
+        elif container.duration:
             duration = container.duration / av.time_base
         names = container.format.name.split(",")
         suffix = path.suffix.lower().lstrip(".")

@@ -21,6 +21,7 @@ def tag(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (NAME.json); default: the bundled model."),
     force: bool = typer.Option(False, "--force", help="Predict again even files with a stored result."),
     styles: bool = typer.Option(False, "--styles", help="Also write the predicted styles (genre-like MSD tags, see genrekit predict --styles) as additional genre values."),
+    genre_map: Optional[str] = typer.Option(None, "--genre-map", metavar="FILE.toml", help="Your own genre names: model label (or style) = \"tag text\", or false to never write it."),
 ) -> None:
     """Write predicted genres into the files' genre tags (dry run unless --write; undo with --undo).
 
@@ -40,6 +41,8 @@ def tag(
         raise UsageError("--batch goes with --undo")
     if styles and undo:
         raise UsageError("--styles does not go with --undo")
+    if genre_map is not None and undo:
+        raise UsageError("--genre-map does not go with --undo")
     if not Path(library).exists():
         raise UsageError(f"{library}: no such file or folder")
     with LibraryDB(db or default_db_path(library)) as state:
@@ -49,14 +52,16 @@ def tag(
             batch_id, outcomes = undo_tag_batch(state, batch, progress=track)
             _print_tag_changes(outcomes, library, f"undo of tag batch {batch_id}")
         else:
+            from genrekit.apps.library.genre_names import load_genre_map
             from genrekit.apps.library.results import library_predictions
             from genrekit.inference.model import load_model
 
             loaded = load_model(model)
+            names = None if genre_map is None else load_genre_map(genre_map, loaded)
             predictions = track(library_predictions(state, [library], loaded, force=force, styles=styles),
                                 "classifying")
             outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing,
-                                        styles=styles)
+                                        styles=styles, genre_map=names)
             if not write:
                 _print_tag_changes(outcomes, library, "dry run", "nothing changed; add --write to apply")
             else:

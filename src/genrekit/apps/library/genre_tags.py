@@ -1,7 +1,8 @@
 """Genre tags in audio files: read them, plan changes from predictions, write them safely, undo.
 
-The genre lives in ID3 ``TCON`` (MP3, WAV, AIFF), the Vorbis comment ``GENRE`` (FLAC, Ogg
-Vorbis, Opus) or the MP4 ``\xa9gen`` atom (M4A). Writing never edits a file in place: the file
+Each format keeps its genre its own way (:mod:`.tag_formats`: ID3, Vorbis comments, MP4, APEv2,
+ASF); the text written for a label comes from :mod:`.genre_names`, or a genre map, which can
+also exclude labels. Writing never edits a file in place: the file
 is copied beside itself, the copy is tagged with mutagen, flushed to disk and moved over the
 original with ``os.replace``, so a crash or a full disk leaves either the old file or the new
 one, never a broken one. Other tags and the audio data are untouched.
@@ -24,78 +25,34 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import mutagen
-from mutagen.aiff import AIFF
-from mutagen.flac import FLAC
-from mutagen.id3 import ID3, TCON
-from mutagen.mp3 import MP3
-from mutagen.mp4 import MP4
-from mutagen.oggopus import OggOpus
-from mutagen.oggvorbis import OggVorbis
-from mutagen.wave import WAVE
 
 from genrekit.apps.library.db import LibraryDB
+from genrekit.apps.library.genre_names import GenreMap, genre_tag_value, style_tag_value
+from genrekit.apps.library.tag_formats import (
+    TagError,
+    TaggingNotSupportedError,
+    get_genres,
+    open_tags,
+    save_tags,
+    set_genres,
+)
 from genrekit.errors import (
     AudioError,
     AudioMissingError,
-    CorruptAudioError,
     GenrekitError,
     UsageError,
 )
 from genrekit.utils import printable
 
-_ID3_TYPES = (MP3, WAVE, AIFF)
 
-
-_VORBIS_TYPES = (FLAC, OggVorbis, OggOpus)
-
-
-_MP4_TYPES = (MP4,)
-
-
-_VORBIS_KEY = "genre"
-
-
-_MP4_KEY = "\xa9gen"
-
-
-#: Conventional tag spellings of GTZAN's lower-case labels; other labels are used as they are
-#: (with a capital first letter when all lower-case).
-#: Plan actions. Only ``write`` changes a file; the others say why a file is left alone.
-WRITE, UNCHANGED, KEEP_EXISTING, LOW_CONFIDENCE, FAILED, UNSUPPORTED = (
-    "write", "unchanged", "keep-existing", "low-confidence", "failed", "unsupported",
+#: Plan actions. Only ``write`` changes a file; the others say why a file is left alone
+#: (``excluded``: the genre map says never to write the predicted label).
+WRITE, UNCHANGED, KEEP_EXISTING, LOW_CONFIDENCE, FAILED, UNSUPPORTED, EXCLUDED = (
+    "write", "unchanged", "keep-existing", "low-confidence", "failed", "unsupported", "excluded",
 )
 
 #: Outcomes after applying or undoing.
 WRITTEN, RESTORED, CHANGED_SINCE = "written", "restored", "changed-since"
-
-GENRE_NAMES = {
-    "blues": "Blues", "classical": "Classical", "country": "Country", "disco": "Disco",
-    "hiphop": "Hip-Hop", "jazz": "Jazz", "metal": "Metal", "pop": "Pop", "reggae": "Reggae",
-    "rock": "Rock",
-}
-
-
-#: Tag spellings of the MSD style tags (``genrekit predict --styles``) that are not written as
-#: they are or with a capital first letter.
-STYLE_NAMES = {
-    "rnb": "R&B", "Hip-Hop": "Hip-Hop", "House": "House", "Progressive rock": "Progressive Rock",
-    "alternative rock": "Alternative Rock", "classic rock": "Classic Rock", "indie rock": "Indie Rock",
-    "hard rock": "Hard Rock", "heavy metal": "Heavy Metal", "indie pop": "Indie Pop",
-    "easy listening": "Easy Listening",
-}
-
-
-class TagError(AudioError):
-    """A file's tags could not be read or written."""
-
-    cause = "cannot write tags"
-
-
-class TaggingNotSupportedError(TagError):
-    def __init__(self, path):
-        super().__init__(path)
-        suffix = Path(path).suffix.lower() or "this file type"
-        self.args = (f"{self.path}: tagging not supported for {suffix}",)
 
 
 class ReadOnlyFileError(TagError):
@@ -126,45 +83,6 @@ class TagChange:
     reason: str | None = None
 
 
-def genre_tag_value(label: str) -> str:
-    """The tag text for a model label: ``"hiphop"`` -> ``"Hip-Hop"``, ``"jazz"`` -> ``"Jazz"``."""
-    if label in GENRE_NAMES:
-        return GENRE_NAMES[label]
-    return label[:1].upper() + label[1:] if label.islower() else label
-
-
-def style_tag_value(style: str) -> str:
-    """The tag text for a style: ``"rnb"`` -> ``"R&B"``, ``"hard rock"`` -> ``"Hard Rock"``, ``"folk"`` -> ``"Folk"``."""
-    if style in STYLE_NAMES:
-        return STYLE_NAMES[style]
-    return style[:1].upper() + style[1:]
-
-
-def _open(path) -> mutagen.FileType:
-    """The file parsed by mutagen; raises a :class:`TagError` family error if it cannot be tagged."""
-    path = Path(path)
-    if not path.exists():
-        raise AudioMissingError(path)
-    try:
-        audio = mutagen.File(path)
-    except mutagen.MutagenError as exc:
-        raise CorruptAudioError(path, f"cannot read its tags: {exc}") from None
-    if audio is None or not isinstance(audio, _ID3_TYPES + _VORBIS_TYPES + _MP4_TYPES):
-        raise TaggingNotSupportedError(path)
-    return audio
-
-
-def _get_genres(audio: mutagen.FileType) -> list[str]:
-    tags = audio.tags
-    if tags is None:
-        return []
-    if isinstance(tags, ID3):
-        frame = tags.get("TCON")
-        return [] if frame is None else [str(text) for text in frame.text]
-    key = _MP4_KEY if isinstance(audio, _MP4_TYPES) else _VORBIS_KEY
-    return [str(value) for value in tags.get(key, [])]
-
-
 def read_genres(path: str | os.PathLike) -> list[str]:
     """The genre values stored in ``path``, ``[]`` when it has no genre tag.
 
@@ -173,7 +91,7 @@ def read_genres(path: str | os.PathLike) -> list[str]:
     without genre tag support and an :class:`~genrekit.errors.AudioError` for missing or
     unreadable files.
     """
-    return _get_genres(_open(path))
+    return get_genres(open_tags(path))
 
 
 def plan_tag_changes(
@@ -181,8 +99,8 @@ def plan_tag_changes(
     *,
     min_confidence: float = 0.5,
     keep_existing: bool = True,
-    tag_value: Callable[[str], str] = genre_tag_value,
     styles: bool = False,
+    genre_map: GenreMap | None = None,
 ) -> list[TagChange]:
     """Decide, for each prediction, whether and how to change the file's genre tag.
 
@@ -190,18 +108,8 @@ def plan_tag_changes(
     ----------
     predictions : iterable of dict
         Prediction records ``{"path", "genre", "confidence", ...}`` or ``{"path", "error"}``.
-    min_confidence : float
-        Files predicted with a lower calibrated confidence (0..1) are left alone. Default 0.5.
-    keep_existing : bool
-        Leave files that already have a genre tag alone (default). With False their genre
-        values are replaced by the prediction.
-    tag_value : callable
-        Maps a model label to the text written (default :func:`genre_tag_value`).
-    styles : bool
-        Write the prediction's ``styles`` (:func:`style_tag_value`) after the genre as additional
-        genre values, leaving out any that repeats a value already in the list.
-
-    Files without a genre (silent, or ``not_music``) are never written.
+    min_confidence, keep_existing, styles, genre_map
+        The rules of :func:`decide_genres`.
 
     Returns
     -------
@@ -210,13 +118,13 @@ def plan_tag_changes(
         Reading the current tags is the only file access; nothing is written.
     """
     return [
-        _plan_one(prediction, min_confidence=min_confidence, keep_existing=keep_existing, tag_value=tag_value,
-                  styles=styles)
+        _plan_one(prediction, min_confidence=min_confidence, keep_existing=keep_existing, styles=styles,
+                  genre_map=genre_map)
         for prediction in predictions
     ]
 
 
-def _plan_one(prediction: dict, *, min_confidence, keep_existing, tag_value, styles=False) -> TagChange:
+def _plan_one(prediction: dict, **rules) -> TagChange:
     path = Path(prediction["path"])
     if "error" in prediction:
         return TagChange(path, [], None, FAILED, reason=str(prediction["error"]))
@@ -230,23 +138,75 @@ def _plan_one(prediction: dict, *, min_confidence, keep_existing, tag_value, sty
         return TagChange(path, [], None, UNSUPPORTED, label, confidence, reason=str(exc))
     except AudioError as exc:
         return TagChange(path, [], None, FAILED, label, confidence, reason=str(exc))
+    new, action, reason = decide_genres(prediction, old, **rules)
+    return TagChange(path, old, new, action, label, confidence, reason)
+
+
+def decide_genres(
+    prediction: dict,
+    old: list[str],
+    *,
+    min_confidence: float = 0.5,
+    keep_existing: bool = True,
+    styles: bool = False,
+    genre_map: GenreMap | None = None,
+) -> tuple[list[str] | None, str, str | None]:
+    """The genre values a prediction gives a file that holds ``old``, and whether to write them.
+
+    Parameters
+    ----------
+    prediction : dict
+        A prediction record ``{"genre", "confidence", "not_music", "styles", ...}``.
+    old : list of str
+        The genre values the file (or a beets item) has now, ``[]`` for none.
+    min_confidence : float
+        Files predicted with a lower calibrated confidence (0..1) are left alone. Default 0.5.
+    keep_existing : bool
+        Leave files that already have a genre alone (default). With False their genre values
+        are replaced by the prediction.
+    styles : bool
+        Write the prediction's ``styles`` after the genre as additional genre values, leaving
+        out any that repeats the label or a value already in the list (case, spaces and
+        punctuation aside: "Hip-Hop" repeats ``hiphop``).
+    genre_map : mapping, optional
+        Label or style -> tag text, or None for never (:func:`~.genre_names.load_genre_map`);
+        labels it does not name get :func:`~.genre_names.genre_tag_value`'s text.
+
+    Returns
+    -------
+    new : list of str or None
+        The values to write (None when there is nothing to write).
+    action : str
+        ``write``, ``unchanged``, ``low-confidence`` (also for files without a genre: silent or
+        not music), ``keep-existing`` or ``excluded`` (the genre map says never for the label).
+    reason : str or None
+        Why a file without a genre or with an excluded label is left alone.
+    """
+    label, confidence = prediction.get("genre"), prediction.get("confidence")
     if label is None:  # a silent file, or one that is not music, has no genre to write
         reason = "no genre (not music)" if prediction.get("not_music") else "no genre (silent)"
-        return TagChange(path, old, None, LOW_CONFIDENCE, label, confidence, reason=reason)
-    new = [tag_value(label)]
+        return None, LOW_CONFIDENCE, reason
+    genre = genre_tag_value(label, genre_map)
+    if genre is None:
+        return None, EXCLUDED, f"the genre map excludes {label!r}"
+    new = [genre]
     for item in (prediction.get("styles") or []) if styles else []:
-        value = style_tag_value(str(item["style"]))
-        if value.casefold() not in {v.casefold() for v in new}:
+        value = style_tag_value(str(item["style"]), genre_map)
+        # a style that names the genre again ("Hip-Hop" for hiphop, even once mapped to "Hip Hop")
+        if value is not None and _spelling(value) not in {_spelling(v) for v in [label, *new]}:
             new.append(value)
     if old == new:
-        action = UNCHANGED
-    elif confidence is None or confidence < min_confidence:
-        action = LOW_CONFIDENCE
-    elif old and keep_existing:
-        action = KEEP_EXISTING
-    else:
-        action = WRITE
-    return TagChange(path, old, new, action, label, confidence)
+        return new, UNCHANGED, None
+    if not _is_finite_number(confidence) or confidence < min_confidence:
+        return new, LOW_CONFIDENCE, None
+    if old and keep_existing:
+        return new, KEEP_EXISTING, None
+    return new, WRITE, None
+
+
+def _spelling(text: str) -> str:
+    """``text`` without case, spaces and punctuation: "Hip-Hop", "hip hop" and "hiphop" are one."""
+    return re.sub(r"[\W_]", "", text.casefold())
 
 
 def _is_finite_number(value) -> bool:
@@ -276,17 +236,17 @@ def write_genres(path: str | os.PathLike, genres: list[str] | None, *, expected:
     """
     target = Path(os.path.realpath(path))
     info = _check_writable(path, target)
-    kind = type(_open(target))
+    kind = type(open_tags(target))
     fd, tmp = _temp_file_beside(path, target)
     try:
         _lock(fd)  # held until the copy is in place: a copy nobody holds is stale
         with os.fdopen(os.dup(fd), "wb") as out, open(target, "rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
         copy = kind(tmp)
-        if expected is not None and _get_genres(copy) != list(expected):
-            raise TagConflictError(path, f"it now has {_get_genres(copy)!r}")
-        _set_genres(copy, genres or None)
-        _save(copy)
+        if expected is not None and get_genres(copy) != list(expected):
+            raise TagConflictError(path, f"it now has {get_genres(copy)!r}")
+        set_genres(copy, genres or None)
+        save_tags(copy)
         _fsync(tmp)
         _copy_ownership(tmp, info)
         os.replace(tmp, target)
@@ -392,41 +352,6 @@ def _temp_file_beside(path, target: Path) -> tuple[int, str]:
         return tempfile.mkstemp(prefix=prefix, suffix=f".genrekit-tmp{target.suffix}", dir=target.parent)
     except OSError as exc:
         raise TagError(path, f"cannot create a file in its folder ({exc.strerror})") from None
-
-
-def _set_genres(audio: mutagen.FileType, genres: list[str] | None) -> None:
-    if audio.tags is None:
-        if genres is None:
-            return
-        audio.add_tags()
-    tags = audio.tags
-    if isinstance(tags, ID3):
-        if genres is None:
-            tags.delall("TCON")
-        else:
-            tags.setall("TCON", [TCON(encoding=3, text=list(genres))])
-        return
-    key = _MP4_KEY if isinstance(audio, _MP4_TYPES) else _VORBIS_KEY
-    if genres is not None:
-        tags[key] = list(genres)
-    elif key in tags:
-        del tags[key]
-
-
-def _save(audio: mutagen.FileType) -> None:
-    if isinstance(audio.tags, ID3) and not audio.tags:
-        # An ID3 tag without frames says nothing: remove it rather than keep an empty tag, so
-        # that undoing the tagging of an untagged WAV, AIFF or MP3 gives back its exact bytes.
-        audio.delete()
-        return
-    if isinstance(audio.tags, ID3):
-        # Keep the file's ID3 version (rewriting v2.3 as v2.4 hides tags from old players), and
-        # in v2.3 join multiple values with NUL as they were read, not with mutagen's "/",
-        # so other multi-valued frames and restored genres come back exactly as they were.
-        version = 3 if audio.tags.version[:2] == (2, 3) else 4
-        audio.save(v2_version=version, v23_sep=None)
-    else:
-        audio.save()
 
 
 def _fsync(path) -> None:
