@@ -1,5 +1,6 @@
-"""A genre model in memory: :class:`GenreModel` (feature front end + network + labels +
-calibration) and :func:`load_model` for model files and bundled model names.
+"""A genre model in memory: :class:`GenreModel` (feature front end + network + :class:`ModelSpec`)
+and :func:`load_model` for model files and bundled model names; :meth:`GenreModel.save` writes
+what :func:`load_model` reads.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,48 +18,63 @@ from genrekit.audio.segments import SegmentSettings
 from genrekit.errors import ModelError
 from genrekit.models.files import (
     default_model_path,
-    read_model_files,
+    read_model_spec,
+    read_weight_shapes,
+    read_weights,
     resolve_model_path,
+    save_model,
 )
+from genrekit.models.spec import ModelSpec
 
 
 @dataclass
 class GenreModel:
-    """A genre classifier: feature front end + network + labels + calibration.
+    """A genre classifier: feature front end + network + its :class:`ModelSpec`.
 
-    Audio is cut into ``segment["window"]``-second windows at ``sample_rate`` Hz; each window
-    goes through ``feature`` (an ``nn.Module`` mapping ``(batch, samples)`` to features) and
-    ``network`` (features to logits ``(batch, n_classes)``). Probabilities are
+    Audio is cut into ``spec.segment.window``-second windows at ``spec.sample_rate`` Hz; each
+    window goes through ``feature`` (an ``nn.Module`` mapping ``(batch, samples)`` to features)
+    and ``network`` (features to logits ``(batch, n_classes)``). Probabilities are
     ``softmax(logits / temperature)``.
 
     A model whose feature is the MSD_musicnn taggram (:attr:`gives_taggram`) can also report
     styles, and, when its file carries a ``not_music`` block, which segments and files are not
     music (:mod:`genrekit.inference.taggram`), from the taggram it computes anyway.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Labels, sample rate, segmenting, feature and architecture specs, calibration, records.
+    feature, network : nn.Module
+        The front end and the classifier, in eval mode.
+    source : Path or None
+        The file it was loaded from.
     """
 
-    spec: dict[str, Any]
+    spec: ModelSpec
     feature: nn.Module
     network: nn.Module
     source: Path | None = None
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
     _model_id: str | None = field(default=None, repr=False, compare=False)
+    #: names (without ``feature.``) of the front-end tensors the model file carried
+    _stored_feature: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
-        return list(self.spec["labels"])
+        return list(self.spec.labels)
 
     @property
     def name(self) -> str:
-        return str(self.spec.get("name", "unnamed"))
+        return self.spec.name
 
     @property
     def sample_rate(self) -> int:
-        return int(self.spec["sample_rate"])
+        return self.spec.sample_rate
 
     @property
     def segment(self) -> SegmentSettings:
         """How this model cuts audio into windows."""
-        return SegmentSettings.from_spec(self.spec["segment"])
+        return self.spec.segment
 
     @property
     def window(self) -> float:
@@ -71,19 +86,24 @@ class GenreModel:
 
     @property
     def temperature(self) -> float:
-        return float(self.spec.get("calibration", {}).get("temperature", 1.0))
+        return self.spec.temperature
+
+    @property
+    def device(self) -> torch.device:
+        """Where the front end and the network run (see :meth:`to`)."""
+        return self._device
 
     @property
     def gives_taggram(self) -> bool:
         """Whether the feature output is the MSD_musicnn taggram (styles and not-music need it)."""
         from genrekit.inference.taggram import computes_msd_taggram
 
-        return computes_msd_taggram(self.spec.get("feature"))
+        return computes_msd_taggram(self.spec.feature)
 
     @property
     def not_music(self) -> dict | None:
         """The not-music detector of this model (the ``not_music`` block of its file), or None."""
-        return self.spec.get("not_music")
+        return self.spec.not_music
 
     @property
     def model_id(self) -> str:
@@ -98,12 +118,7 @@ class GenreModel:
     def content_digest(self) -> str:
         """SHA-256 hex of the weights and the answer-deciding parts of the spec."""
         digest = hashlib.sha256()
-        decisive = {key: self.spec.get(key) for key in
-                    ("labels", "calibration", "sample_rate", "segment", "feature", "architecture",
-                     "not_music")}
-        if decisive["not_music"] is None:  # digests of models without a detector stay as they were
-            del decisive["not_music"]
-        digest.update(json.dumps(decisive, sort_keys=True, default=str).encode())
+        digest.update(json.dumps(self.spec.decisive(), sort_keys=True, default=str).encode())
         for part, module in (("feature", self.feature), ("network", self.network)):
             for name, tensor in sorted(module.state_dict().items()):
                 digest.update(f"{part}.{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -112,11 +127,33 @@ class GenreModel:
                     digest.update(flat.view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
 
+    def to(self, device: str | torch.device) -> "GenreModel":
+        """Run the front end and the network on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+        ``"mps"``); inputs are moved there and outputs come back on the CPU. Returns ``self``."""
+        device = torch.device(device)
+        self.feature.to(device)
+        self.network.to(device)
+        self._device = device
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        """Write this model as ``NAME.json`` + ``NAME.safetensors`` (what :func:`load_model` reads).
+
+        Returns
+        -------
+        Path
+            The JSON file written.
+        """
+        tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
+        state = self.feature.state_dict()
+        tensors.update({f"feature.{name}": state[name] for name in self._stored_feature if name in state})
+        return save_model(path, self.spec, tensors)
+
     @torch.inference_mode()
     def segment_logits(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Logits ``(batch, n_classes)`` for audio windows ``(batch, window_samples)`` at ``sample_rate``."""
-        segments = torch.as_tensor(segments, dtype=torch.float32)
-        return self.network(self.feature(segments))
+        """Logits ``(batch, n_classes)`` (on the CPU) for audio windows ``(batch, window_samples)`` at ``sample_rate``."""
+        segments = torch.as_tensor(segments, dtype=torch.float32, device=self._device)
+        return self.network(self.feature(segments)).cpu()
 
     def segment_probabilities(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Calibrated class probabilities ``(batch, n_classes)`` for audio windows."""
@@ -128,9 +165,9 @@ class GenreModel:
         taggram is the feature output itself when :attr:`gives_taggram`, else None."""
         if not self.gives_taggram:
             return self.segment_probabilities(segments).numpy(), None
-        features = self.feature(torch.as_tensor(segments, dtype=torch.float32))
-        probabilities = torch.softmax(self.network(features) / self.temperature, dim=-1).numpy()
-        return probabilities, features.numpy().astype(np.float64)
+        features = self.feature(torch.as_tensor(segments, dtype=torch.float32, device=self._device))
+        probabilities = torch.softmax(self.network(features) / self.temperature, dim=-1).cpu().numpy()
+        return probabilities, features.cpu().numpy().astype(np.float64)
 
     def predict(self, audio, sr: int | None = None, **options):
         """Classify a file path or a waveform (``sr`` required for arrays); see :func:`genrekit.inference.predict.predict_audio`."""
@@ -139,14 +176,30 @@ class GenreModel:
         return predict_audio(self, audio, sr=sr, **options)
 
 
-def load_model(path: str | Path | None = None) -> GenreModel:
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> GenreModel:
     """Load a model from ``NAME.json`` / ``NAME.safetensors`` / ``NAME``, or a bundled model by name.
 
-    ``None`` loads the bundled default; ``"default"`` (or any name in :func:`bundled_model_names`)
-    the bundled model of that name, unless a model file of that name exists in the current folder.
+    Parameters
+    ----------
+    path : str, Path or None
+        A model file, or a bundled model's name. ``None`` loads the bundled default;
+        ``"default"`` (or any name in :func:`~genrekit.models.files.bundled_model_names`) the
+        bundled model of that name, unless a model file of that name exists in the current folder.
+    device : str or torch.device
+        Where the model runs (:meth:`GenreModel.to`); default the CPU.
+
+    Returns
+    -------
+    GenreModel
+
+    Raises
+    ------
+    ModelError
+        The files are missing or malformed, a field is out of range, or the weights do not fit
+        the architecture (checked from the safetensors header before any layer is allocated).
     """
     from genrekit.features.registry import build_feature
-    from genrekit.models.registry import build_model
+    from genrekit.models.registry import build_model, state_shapes
 
     if path is None:
         path = default_model_path()
@@ -154,21 +207,47 @@ def load_model(path: str | Path | None = None) -> GenreModel:
             raise ModelError("this genrekit has no bundled default model; pass --model PATH")
     else:
         path = resolve_model_path(path)
-    spec, tensors = read_model_files(path)
-    try:
-        feature = _build_feature_stack(spec["feature"], build_feature)
-        network = build_model(spec["architecture"], n_classes=len(spec["labels"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{path}: cannot build the model it describes ({exc})") from None
-    if spec.get("not_music") is not None:
+    spec = read_model_spec(path)
+    if spec.not_music is not None:
         from genrekit.inference.taggram import check_not_music_block
 
-        check_not_music_block(spec["not_music"], spec.get("feature"), path)
+        check_not_music_block(spec.not_music, spec.feature, path)
+    stored = read_weight_shapes(path)
+    _check_weights_fit(spec, stored, state_shapes, where=path)
+    tensors = read_weights(path)
+    try:
+        feature = _build_feature_stack(spec.feature, build_feature)
+        network = build_model(spec.architecture, n_classes=len(spec.labels))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot build the model it describes ({exc})") from None
     _load_state(network, tensors, prefix="network.", where=path)
-    _load_state(feature, tensors, prefix="feature.", where=path, strict=False)
+    feature_names = _load_state(feature, tensors, prefix="feature.", where=path, strict=False)
     feature.eval()
     network.eval()
-    return GenreModel(spec=spec, feature=feature, network=network, source=Path(path))
+    model = GenreModel(spec=spec, feature=feature, network=network, source=Path(path),
+                       _stored_feature=feature_names)
+    return model.to(device)
+
+
+def _check_weights_fit(spec: ModelSpec, stored: dict, state_shapes, where) -> None:
+    """Compare the network's tensor shapes (built on the meta device: nothing allocated) with the
+    safetensors header, so that a wrong ``hidden`` or ``input_shape`` is one clear error."""
+    try:
+        expected = state_shapes(spec.architecture, len(spec.labels))
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError) as exc:
+        raise ModelError(f"{where}: cannot build the model it describes ({str(exc).splitlines()[0]})") from None
+    stored = {name.removeprefix("network."): shape for name, shape in stored.items() if name.startswith("network.")}
+    for name in sorted(set(expected) | set(stored)):
+        if name not in stored:
+            problem = f"tensor network.{name} missing"
+        elif name not in expected:
+            problem = f"unexpected tensor network.{name}"
+        elif tuple(expected[name]) != tuple(stored[name]):
+            problem = (f"network.{name} is {list(stored[name])} in the weights file, "
+                       f"{list(expected[name])} in the architecture")
+        else:
+            continue
+        raise ModelError(f"{where}: weights do not fit the architecture ({problem})")
 
 
 class MultiFeature(nn.Module):
@@ -183,17 +262,20 @@ class MultiFeature(nn.Module):
 
 
 def _build_feature_stack(feature_spec, build_feature) -> nn.Module:
-    if isinstance(feature_spec, list):
+    if isinstance(feature_spec, (list, tuple)):
         return MultiFeature([build_feature(item) for item in feature_spec])
     return build_feature(feature_spec)
 
 
-def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where, strict=True) -> None:
+def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where,
+                strict=True) -> tuple[str, ...]:
+    """Load the ``prefix`` tensors into ``module``; returns their names (without the prefix)."""
     state = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
     if not state and not strict:
-        return
+        return ()
     try:
         module.load_state_dict(state, strict=strict)
     except RuntimeError as exc:
         first_line = str(exc).splitlines()[0]
         raise ModelError(f"{where}: weights do not fit the architecture ({first_line})") from None
+    return tuple(state)
