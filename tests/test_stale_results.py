@@ -3,6 +3,7 @@ replaced by another of the same size with its mtime restored is not answered fro
 
 import os
 import sqlite3
+from dataclasses import replace
 
 import torch
 
@@ -18,13 +19,13 @@ def test_model_id_is_a_digest_of_weights_labels_and_calibration(tiny_model_file)
     other = load_model(tiny_model_file)
     with torch.no_grad():
         next(other.network.parameters()).add_(0.01)
-    assert other.spec["created"] == first.spec["created"]
+    assert other.spec.created == first.spec.created
     assert other.model_id != first.model_id
     relabelled = load_model(tiny_model_file)
-    relabelled.spec["labels"] = list(reversed(relabelled.spec["labels"]))
+    relabelled.spec = replace(relabelled.spec, labels=tuple(reversed(relabelled.spec.labels)))
     assert relabelled.model_id != first.model_id
     recalibrated = load_model(tiny_model_file)
-    recalibrated.spec["calibration"] = {"temperature": 2.0}
+    recalibrated.spec = replace(recalibrated.spec, calibration={"temperature": 2.0})
     assert recalibrated.model_id != first.model_id
 
 

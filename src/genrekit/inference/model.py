@@ -234,6 +234,8 @@ def _check_weights_fit(spec: ModelSpec, stored: dict, state_shapes, where) -> No
     safetensors header, so that a wrong ``hidden`` or ``input_shape`` is one clear error."""
     try:
         expected = state_shapes(spec.architecture, len(spec.labels))
+    except ModelError as exc:
+        raise ModelError(f"{where}: {exc}") from None
     except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError) as exc:
         raise ModelError(f"{where}: cannot build the model it describes ({str(exc).splitlines()[0]})") from None
     stored = {name.removeprefix("network."): shape for name, shape in stored.items() if name.startswith("network.")}
