@@ -342,7 +342,7 @@ def _feature_column(path: Path, column) -> np.ndarray:
     if shortest != longest:
         raise DatasetError(f"{path}: feature vectors of different lengths ({shortest} to {longest} values)")
     values = column.flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(values, dtype=np.float32).reshape(len(column), longest)
+    return np.require(values, np.float32, "W").reshape(len(column), longest)  # torch wants writable arrays
 
 
 def _grouped(path: Path, features, ids, labels) -> FeatureTable:

@@ -27,6 +27,11 @@ from genrekit.models.files import (
 from genrekit.models.spec import ModelSpec
 
 
+def _spec_field(name: str, doc: str) -> property:
+    """A read-only attribute of the model that is the field ``name`` of its spec."""
+    return property(lambda self: getattr(self.spec, name), doc=doc)
+
+
 @dataclass
 class GenreModel:
     """A genre classifier: feature front end + network + its :class:`ModelSpec`.
@@ -61,32 +66,24 @@ class GenreModel:
 
     @property
     def labels(self) -> list[str]:
+        """Class names; column ``i`` of the probabilities is ``labels[i]``."""
         return list(self.spec.labels)
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def sample_rate(self) -> int:
-        return self.spec.sample_rate
-
-    @property
-    def segment(self) -> SegmentSettings:
-        """How this model cuts audio into windows."""
-        return self.spec.segment
+    name = _spec_field("name", "The model's name, as outputs show it (str).")
+    sample_rate = _spec_field("sample_rate", "Audio is resampled to this rate (Hz, int) before it is cut into windows.")
+    segment = _spec_field("segment", "How this model cuts audio into windows (:class:`SegmentSettings`).")
+    temperature = _spec_field("temperature", "Calibration temperature (float): probabilities are "
+                                             "``softmax(logits / temperature)``.")
 
     @property
     def window(self) -> float:
+        """Window length in seconds."""
         return self.segment.window
 
     @property
     def hop(self) -> float:
+        """Seconds between window starts."""
         return self.segment.hop
-
-    @property
-    def temperature(self) -> float:
-        return self.spec.temperature
 
     @property
     def device(self) -> torch.device:
