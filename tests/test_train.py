@@ -279,6 +279,6 @@ def test_raw_waveform_samplecnn_run(tones, tmp_path):
                          architecture={"name": "samplecnn", "channels": [8, 8, 8, 16, 16], "hidden": 16},
                          segment={"window": 0.5, "hop": 0.125}, augment={"gain_db": 3}, epochs=6, batch_size=16)
     result = train_model(config)
-    assert result.spec["feature"] == {"name": "waveform", "sr": SR}
+    assert result.spec.feature == {"name": "waveform", "sr": SR}
     assert result.spec.input_shape == [SR // 2]
     assert result.metrics["test"]["track_accuracy"] > 1 / 3

@@ -47,8 +47,9 @@ class GenreModel:
 
     Parameters
     ----------
-    spec : ModelSpec
-        Labels, sample rate, segmenting, feature and architecture specs, calibration, records.
+    spec : ModelSpec or dict
+        Labels, sample rate, segmenting, feature and architecture specs, calibration, records
+        (a dict is checked and typed by :meth:`ModelSpec.from_dict`).
     feature, network : nn.Module
         The front end and the classifier, in eval mode.
     source : Path or None
@@ -63,6 +64,10 @@ class GenreModel:
     _model_id: str | None = field(default=None, repr=False, compare=False)
     #: names (without ``feature.``) of the front-end tensors the model file carried
     _stored_feature: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self):
+        if isinstance(self.spec, dict):  # a model assembled by hand from a spec's JSON
+            self.spec = ModelSpec.from_dict(self.spec, where=self.spec.get("name", "model"))
 
     @property
     def labels(self) -> list[str]:
