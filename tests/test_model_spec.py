@@ -141,6 +141,7 @@ HOSTILE = {
     "temperature-zero": ({"calibration__temperature": 0}, "temperature"),
     "temperature-string": ({"calibration__temperature": "1"}, "temperature"),
     "sample-rate-huge": ({"sample_rate": 10 ** 12}, "sample_rate"),
+    "sample-rate-1e12": ({"sample_rate": 1e12}, "sample_rate"),
     "sample-rate-string": ({"sample_rate": "16000"}, "sample_rate"),
     "sample-rate-bool": ({"sample_rate": True}, "sample_rate"),
     "label-number": ({"labels": [1, "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae",
@@ -214,3 +215,25 @@ def test_cli_reports_a_bad_model_in_one_line(tiny_model_file, tmp_path):
     assert "Traceback" not in result.stderr
     assert "appears twice" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+ARCHITECTURES = [
+    {"name": "cnn2d", "input_shape": [64, 130]}, {"name": "lstm", "input_shape": [20, 50]},
+    {"name": "cnn1d", "input_shape": [20, 50]}, {"name": "mlp", "input_shape": [50]}, {"name": "samplecnn"},
+    {"name": "parallel", "branches": [{"name": "cnn2d"}, {"name": "mlp"}], "input_shape": [[64, 130], [50]]},
+    {"name": "sklearn-logreg", "input_shape": [50], "n_classes_fitted": 10},
+    {"name": "sklearn-svm", "input_shape": [50], "n_classes_fitted": 10, "n_support": [3] * 10, "gamma": 0.1},
+    {"name": "sklearn-knn", "input_shape": [50], "n_classes_fitted": 10, "n_samples": 30, "n_neighbors": 5,
+     "weights": "uniform"},
+    {"name": "sklearn-gboost", "input_shape": [50], "n_classes_fitted": 10, "n_trees": 20, "n_nodes": 7,
+     "max_depth": 3, "trees_per_iteration": 10},
+]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES, ids=lambda a: a["name"])
+def test_meta_device_shapes_are_the_real_ones(architecture):
+    """The check before allocating builds every architecture on the meta device: same tensors."""
+    from genrekit.models.registry import build_model, state_shapes
+
+    real = {name: tuple(t.shape) for name, t in build_model(architecture, 10).state_dict().items()}
+    assert state_shapes(architecture, 10) == real
