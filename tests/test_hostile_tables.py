@@ -48,6 +48,9 @@ def npz_cases(folder):
         "pickled-ids": (write_npz(folder / "objects.npz", X=npy_bytes(np.ones((3, 2), np.float32)),
                                   IDS=npy_bytes(np.array(["a", "a", "b"], dtype=object)), Y=good["Y"]),
                         "pickled data"),
+        "deep-metadata": (write_npz(folder / "deep.npz", X=npy_bytes(np.ones((3, 2), np.float32)),
+                                    META=npy_bytes(np.array("[" * 100_000 + "]" * 100_000)), **good),
+                          "metadata is not JSON"),
         "empty": (write_npz(folder / "empty.npz", X=npy_bytes(np.zeros((0, 2), np.float32)),
                             IDS=npy_bytes(np.array([], dtype=str))), "holds no feature rows"),
     }
@@ -88,7 +91,7 @@ def hostile(tmp_path_factory):
 
 
 CASES = ["npz-not-a-zip", "npz-npy-named-npz", "npz-declares-1e11-rows", "npz-complex-features", "npz-pickled-ids",
-         "npz-empty", "npz-truncated", "parquet-ragged-lists", "parquet-struct-features",
+         "npz-empty", "npz-truncated", "npz-deep-metadata", "parquet-ragged-lists", "parquet-struct-features",
          "parquet-string-features", "parquet-string-column", "parquet-string-start", "parquet-missing-vector",
          "parquet-empty"]
 

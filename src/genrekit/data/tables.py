@@ -155,7 +155,7 @@ def _metadata_json(path: Path, text) -> dict:
         return {}
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise DatasetError(f"{path}: the table's {METADATA_KEY.decode()} metadata is not JSON") from None
     return value if isinstance(value, dict) else {}
 

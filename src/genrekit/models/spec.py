@@ -13,11 +13,12 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from genrekit.audio.segments import SegmentSettings
 from genrekit.errors import GenrekitError, ModelError
+from genrekit.utils import finite_json
 
 FORMAT = "genrekit-model"
 
@@ -128,10 +129,6 @@ class ModelSpec:
         """The network's ``input_shape`` (shape of one example's features), or None."""
         return self.architecture.get("input_shape")
 
-    def with_training(self, **records) -> "ModelSpec":
-        """A copy with ``records`` merged into :attr:`training`."""
-        return replace(self, training={**self.training, **records})
-
     @classmethod
     def from_dict(cls, data: dict, where: str = "model") -> "ModelSpec":
         """Check a model description (the JSON of a model file) and type it.
@@ -187,8 +184,6 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         """The JSON object of a model file (``format`` fields included); :meth:`from_dict` reads it back."""
-        from genrekit.utils import finite_json
-
         data = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -208,7 +203,8 @@ class ModelSpec:
             "training": self.training,
             **self.extra,
         }
-        return finite_json({k: v for k, v in data.items() if v is not None and v != {} or k == "calibration"})
+        # optional records left out when empty, as files written before ModelSpec had them
+        return finite_json({k: v for k, v in data.items() if k == "calibration" or v not in (None, {})})
 
     def decisive(self) -> dict:
         """The fields that decide a model's answers (part of its content digest)."""
@@ -232,11 +228,6 @@ def parse_model_json(text: str, where: str = "model") -> ModelSpec:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelError(f"{where}: not a genrekit model description (format field missing)")
     return ModelSpec.from_dict(data, where)
-
-
-def spec_fields() -> tuple[str, ...]:
-    """Names of the :class:`ModelSpec` fields."""
-    return tuple(f.name for f in fields(ModelSpec))
 
 
 def _check_depth(data, where: str) -> None:
