@@ -17,9 +17,9 @@ from torch import nn
 from genrekit.audio.segments import SegmentSettings
 from genrekit.errors import ModelError
 from genrekit.models.files import (
+    check_weights_fit,
     default_model_path,
     read_model_spec,
-    read_weight_shapes,
     read_weights,
     resolve_model_path,
     save_model,
@@ -201,7 +201,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         the architecture (checked from the safetensors header before any layer is allocated).
     """
     from genrekit.features.registry import build_feature
-    from genrekit.models.registry import build_model, state_shapes
+    from genrekit.models.registry import build_model
 
     if path is None:
         path = default_model_path()
@@ -214,8 +214,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         from genrekit.inference.taggram import check_not_music_block
 
         check_not_music_block(spec.not_music, spec.feature, path)
-    stored = read_weight_shapes(path)
-    _check_weights_fit(spec, stored, state_shapes, where=path)
+    check_weights_fit(spec, path)
     tensors = read_weights(path)
     try:
         feature = _build_feature_stack(spec.feature, build_feature)
@@ -229,29 +228,6 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     model = GenreModel(spec=spec, feature=feature, network=network, source=Path(path),
                        _stored_feature=feature_names)
     return model.to(device)
-
-
-def _check_weights_fit(spec: ModelSpec, stored: dict, state_shapes, where) -> None:
-    """Compare the network's tensor shapes (built on the meta device: nothing allocated) with the
-    safetensors header, so that a wrong ``hidden`` or ``input_shape`` is one clear error."""
-    try:
-        expected = state_shapes(spec.architecture, len(spec.labels))
-    except ModelError as exc:
-        raise ModelError(f"{where}: {exc}") from None
-    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError) as exc:
-        raise ModelError(f"{where}: cannot build the model it describes ({str(exc).splitlines()[0]})") from None
-    stored = {name.removeprefix("network."): shape for name, shape in stored.items() if name.startswith("network.")}
-    for name in sorted(set(expected) | set(stored)):
-        if name not in stored:
-            problem = f"tensor network.{name} missing"
-        elif name not in expected:
-            problem = f"unexpected tensor network.{name}"
-        elif tuple(expected[name]) != tuple(stored[name]):
-            problem = (f"network.{name} is {list(stored[name])} in the weights file, "
-                       f"{list(expected[name])} in the architecture")
-        else:
-            continue
-        raise ModelError(f"{where}: weights do not fit the architecture ({problem})")
 
 
 class MultiFeature(nn.Module):

@@ -19,7 +19,8 @@ from genrekit.version import __version__
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_MODEL_NAME", "bundled_models_dir", "default_model_path",
            "bundled_model_names", "resolve_model_path", "model_paths", "save_model", "read_model_spec",
-           "read_weight_shapes", "read_weights", "read_model_files"]
+           "read_weight_shapes", "check_weights_fit", "read_weights",
+           "read_model_files"]
 
 DEFAULT_MODEL_NAME = "default"
 
@@ -130,6 +131,39 @@ def read_weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
             return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path}: unreadable weights ({exc})") from None
+
+
+def check_weights_fit(spec: ModelSpec, path: str | Path) -> None:
+    """Refuse a model whose ``network.*`` tensors (names and shapes, from the safetensors header)
+    are not those of ``spec.architecture``, without allocating the network: it is built on
+    PyTorch's meta device, so a wrong ``hidden`` or ``input_shape`` is one clear error, quickly.
+
+    Raises
+    ------
+    ModelError
+        The architecture cannot be built, or a tensor is missing, extra or of another shape.
+    """
+    from genrekit.models.registry import state_shapes
+
+    try:
+        expected = state_shapes(spec.architecture, len(spec.labels))
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError) as exc:
+        raise ModelError(f"{path}: cannot build the model it describes ({str(exc).splitlines()[0]})") from None
+    stored = {name.removeprefix("network."): shape for name, shape in read_weight_shapes(path).items()
+              if name.startswith("network.")}
+    for name in sorted(set(expected) | set(stored)):
+        if name not in stored:
+            problem = f"tensor network.{name} missing"
+        elif name not in expected:
+            problem = f"unexpected tensor network.{name}"
+        elif tuple(expected[name]) != tuple(stored[name]):
+            problem = (f"network.{name} is {list(stored[name])} in the weights file, "
+                       f"{list(expected[name])} in the architecture")
+        else:
+            continue
+        raise ModelError(f"{path}: weights do not fit the architecture ({problem})")
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
