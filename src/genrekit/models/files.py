@@ -109,9 +109,7 @@ def read_model_spec(path: str | Path) -> ModelSpec:
     ModelError
         The file is missing, not a genrekit model description, or a field is wrong.
     """
-    json_path, _ = model_paths(path)
-    if not json_path.is_file():
-        raise ModelError(f"{json_path}: model file not found")
+    json_path = _existing(model_paths(path)[0])
     try:
         text = json_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -123,9 +121,7 @@ def read_weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     """``{tensor name: shape}`` from a model's safetensors header, without reading the tensors."""
     from safetensors import SafetensorError, safe_open
 
-    _, weights_path = model_paths(path)
-    if not weights_path.is_file():
-        raise ModelError(f"{weights_path}: model file not found")
+    weights_path = _existing(model_paths(path)[1])
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
@@ -171,9 +167,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    _, weights_path = model_paths(path)
-    if not weights_path.is_file():
-        raise ModelError(f"{weights_path}: model file not found")
+    weights_path = _existing(model_paths(path)[1])
     try:
         return load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -183,3 +177,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 def read_model_files(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
     """A model's checked spec and its tensors, raising :class:`ModelError` for bad files."""
     return read_model_spec(path), read_weights(path)
+
+
+def _existing(file: Path) -> Path:
+    if not file.is_file():
+        raise ModelError(f"{file}: model file not found")
+    return file
