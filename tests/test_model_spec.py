@@ -78,6 +78,15 @@ def test_to_device_moves_the_model_and_answers_alike(tiny_model_file):
     assert isinstance(probabilities, np.ndarray) and tags is None
 
 
+def test_unusable_device_is_a_usage_error(tiny_model_file):
+    model = load_model(tiny_model_file)
+    with pytest.raises(genrekit.UsageError, match="'gpu'"):
+        model.to("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(genrekit.UsageError, match="cuda"):
+            load_model(tiny_model_file, device="cuda")
+
+
 def test_errors_a_caller_catches_are_exported():
     for name in ("GenrekitError", "UsageError", "ModelError", "DatasetError", "AudioError",
                  "AudioMissingError", "NotAudioError", "CorruptAudioError", "EmptyAudioError",

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from genrekit.audio.segments import SegmentSettings
-from genrekit.errors import ModelError
+from genrekit.errors import ModelError, UsageError
 from genrekit.models.files import (
     check_weights_fit,
     default_model_path,
@@ -131,10 +131,19 @@ class GenreModel:
 
     def to(self, device: str | torch.device) -> "GenreModel":
         """Run the front end and the network on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``,
-        ``"mps"``); inputs are moved there and outputs come back on the CPU. Returns ``self``."""
-        device = torch.device(device)
-        self.feature.to(device)
-        self.network.to(device)
+        ``"mps"``); inputs are moved there and outputs come back on the CPU. Returns ``self``.
+
+        Raises
+        ------
+        UsageError
+            No such device, or not one this PyTorch can use (e.g. ``"cuda"`` without a GPU).
+        """
+        try:
+            device = torch.device(device)
+            self.feature.to(device)
+            self.network.to(device)
+        except (RuntimeError, AssertionError) as exc:  # torch asserts when built without CUDA
+            raise UsageError(f"device {str(device)!r} cannot be used here ({str(exc).splitlines()[0]})") from None
         self._device = device
         return self
 
