@@ -70,7 +70,7 @@ def decoded_windows(model, paths):
         audio = load_audio(path, model.sample_rate)
         seconds += audio.duration
         windows.append(segment_samples(audio.samples, model.sample_rate, window=model.window, hop=model.hop,
-                                       last=model.spec["segment"].get("last", "pad")).samples)
+                                       last=model.segment.last).samples)
     return np.concatenate(windows), seconds
 
 

@@ -155,8 +155,8 @@ def part_b(data: Path, repeats: int) -> dict:
                                          "losses": int((difference < -1e-9).sum())}
     # the bundled default, trained on the 443 tracks: only clips it has not heard, by artists it has not heard
     model = load_model("default")
-    trained = {bare_track_id(t) for t in model.spec["split"]["train"]}
-    trained_artists = set(model.spec["split"].get("train_groups") or [])
+    trained = {bare_track_id(t) for t in model.spec.split["train"]}
+    trained_artists = set(model.spec.split.get("train_groups") or [])
     fresh = [i for i, t in enumerate(features.tracks) if bare_track_id(t.track_id) not in trained
              and (t.group or "").strip().lower() not in trained_artists]
     table = tables["taggram"]

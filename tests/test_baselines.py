@@ -158,7 +158,7 @@ def test_baseline_trains_saves_and_loads(tmp_path):
     finally:
         set_verbosity(quiet=False)
     assert result.metrics["test"]["track_accuracy"] > 1 / 3
-    assert result.spec["calibration"]["method"] == "temperature-scaling"
+    assert result.spec.calibration["method"] == "temperature-scaling"
     model = load_model(result.model_path)
     segments = torch.from_numpy(np.stack([tone_track(f, 0.5, np.random.default_rng(1)) for f in (220, 700, 2000)]))
     with torch.no_grad():

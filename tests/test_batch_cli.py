@@ -272,8 +272,8 @@ def test_trained_temperature_reaches_predict(tmp_path, one_thread):
         learning_rate=0.01, patience=0, cache_dir="", checkpoint=False,
     ))
     result = train_model(config)
-    temperature = result.spec["calibration"]["temperature"]
-    assert result.spec["calibration"]["method"] == "temperature-scaling"
+    temperature = result.spec.temperature
+    assert result.spec.calibration["method"] == "temperature-scaling"
     assert abs(temperature - 1.0) > 1e-3  # fitted, not the default
     model = load_model(result.model_path)
     assert model.temperature == pytest.approx(temperature)
@@ -297,8 +297,8 @@ def test_bundled_default_model(tmp_path):
     json_path, weights_path = model_paths(model.source)
     assert json_path.stat().st_size + weights_path.stat().st_size < 2_000_000
     assert model.labels == ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
-    assert model.spec["calibration"]["method"] == "temperature-scaling"
-    assert model.spec["metrics"]["cv_artist"]["track_accuracy_mean"] >= 0.75
+    assert model.spec.calibration["method"] == "temperature-scaling"
+    assert model.spec.metrics["cv_artist"]["track_accuracy_mean"] >= 0.75
     path = tmp_path / "clip.wav"
     sf.write(path, np.concatenate([tone(220, 3.0), tone(660, 4.5)]), SR)  # 2 windows + a 1.5-s tail
     record = genrekit.inference.predict.predict_audio(model, path, segments=True).to_dict()

@@ -100,10 +100,10 @@ def tracks(*ids, group=None):
 
 
 def test_leakage_guard_refuses_training_tracks():
-    spec = {"name": "m", "split": {"train": ["a", "b"], "test": ["c"]}}
+    record = {"train": ["a", "b"], "test": ["c"]}
     with pytest.raises(DatasetError, match="1 of the 2 evaluated tracks were used to train m"):
-        check_against_training(tracks("c", "b"), spec)
-    notes = check_against_training(tracks("c"), spec)
+        check_against_training(tracks("c", "b"), record, model_name="m")
+    notes = check_against_training(tracks("c"), record)
     assert any("None of the evaluated tracks" in note for note in notes)
     assert any("no group (artist) information" in note for note in notes)
 
@@ -118,7 +118,7 @@ def test_leakage_guard_recognises_files_under_other_ids(tmp_path):
         path.write_bytes(b"x" * size)
         files.append(path)
     trained = [Track(path=files[0], label="blues", track_id="blues/blues.00000")]
-    spec = {"split": {"train": ["blues/blues.00000"], "keys": {"train": [track_key(trained[0])]}}}
+    spec = {"train": ["blues/blues.00000"], "keys": {"train": [track_key(trained[0])]}}
     as_gtzan = [Track(path=p, label="blues", track_id=p.stem) for p in files]
     with pytest.raises(DatasetError, match="e.g. blues.00000"):
         check_against_training(as_gtzan, spec)
@@ -131,7 +131,7 @@ def test_leakage_guard_recognises_files_under_other_ids(tmp_path):
 
 
 def test_leakage_guard_refuses_shared_artists():
-    spec = {"split": {"train": ["a"], "train_groups": ["artist-1"]}}
+    spec = {"train": ["a"], "train_groups": ["artist-1"]}
     with pytest.raises(DatasetError, match="artist 'artist-1'"):
         check_against_training(tracks("z", group="artist-1"), spec)
     notes = check_against_training(tracks("z", group="artist-2"), spec)
@@ -139,7 +139,7 @@ def test_leakage_guard_refuses_shared_artists():
 
 
 def test_leakage_guard_says_when_it_cannot_check():
-    notes = check_against_training(tracks("a"), {"name": "m"})
+    notes = check_against_training(tracks("a"), {})
     assert any("records no training tracks" in note for note in notes)
 
 
@@ -298,7 +298,7 @@ def test_mfcc_cnn_on_gtzan_mini_one_fold(gtzan_mini, tmp_path):
     result = train_model(config)
     test = result.metrics["test"]
     assert test["n_tracks"] == len(folds[usable[0]][1])
-    assert result.spec["split"]["labels_not_in_train"] == []
-    assert result.spec["split"]["groups"] == "some"  # GTZAN artists are known but for one clip
+    assert result.spec.split["labels_not_in_train"] == []
+    assert result.spec.split["groups"] == "some"  # GTZAN artists are known but for one clip
     assert test["track_accuracy"] > 0.20, test
     assert test["segment_accuracy"] > 0.15, test

@@ -36,8 +36,8 @@ def _train(tones, out, feature, architecture, epochs=1):
 def test_saved_model_of_a_non_spectral_feature_loads_and_predicts(tones, tmp_path, feature, architecture):
     result = _train(tones, tmp_path / "model", feature, architecture)
     model = load_model(result.model_path)
-    assert model.spec["feature"]["name"] == feature["name"]
-    assert model.spec["feature"]["sr"] == SR
+    assert model.spec.feature["name"] == feature["name"]
+    assert model.spec.feature["sr"] == SR
     audio = tone_track(GENRES["mid"], 1.0, np.random.default_rng(5))
     prediction = model.predict(audio, sr=SR)
     assert prediction.genre in GENRES

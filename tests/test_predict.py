@@ -39,7 +39,8 @@ class Compare(nn.Module):
 @pytest.fixture(scope="module")
 def band_model():
     spec = {"name": "band-test", "labels": ["low", "high"], "sample_rate": SR,
-            "segment": {"window": 1.0, "hop": 1.0, "last": "pad"}, "calibration": {"temperature": 1.0}}
+            "segment": {"window": 1.0, "hop": 1.0, "last": "pad"}, "calibration": {"temperature": 1.0},
+            "feature": {"name": "band-energy"}, "architecture": {"name": "compare"}}
     return GenreModel(spec=spec, feature=BandEnergy(), network=Compare())
 
 

@@ -121,7 +121,7 @@ def test_models_and_health(make_client, tiny_model):
     assert model["sample_rate"] == 22050
     assert model["segment"] == {"window": 3.0, "hop": 3.0, "last": "pad"}
     assert model["feature"] == {"name": "logmel", "n_mels": 64}
-    assert model["metrics"] == tiny_model.spec["metrics"]
+    assert model["metrics"] == tiny_model.spec.metrics
     assert info["limits"]["max_upload_mb"] == 3 and info["limits"]["workers"] == 1
     health = client.get("/healthz").json()
     assert health == {"status": "ok", "model": "tiny-test", "in_flight": 0, "capacity": 3,

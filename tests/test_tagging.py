@@ -357,7 +357,8 @@ def band_model(monkeypatch):
     import genrekit.inference.model
 
     spec = {"name": "band-test", "model_id": "band-test-1", "labels": ["low", "high"], "sample_rate": SR,
-            "segment": {"window": 1.0, "hop": 1.0, "last": "pad"}, "calibration": {"temperature": 1.0}}
+            "segment": {"window": 1.0, "hop": 1.0, "last": "pad"}, "calibration": {"temperature": 1.0},
+            "feature": {"name": "band-energy"}, "architecture": {"name": "compare"}}
     model = GenreModel(spec=spec, feature=BandEnergy(), network=Compare())
     monkeypatch.setattr(genrekit.inference.model, "load_model", lambda path=None: model)
     calls = []

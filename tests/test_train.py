@@ -136,7 +136,7 @@ def test_early_stopping_stops(tones, tmp_path):
     result = train_model(tiny_config(tones, tmp_path / "m", epochs=30, patience=1, learning_rate=1e-6,
                                      checkpoint=False))
     assert len(result.history) < 30
-    assert result.spec["training"]["stopped_early"]
+    assert result.spec.training["stopped_early"]
     assert not checkpoint_paths(tmp_path / "m")[0].exists()
 
 
@@ -153,8 +153,8 @@ def test_augmented_multi_input_run(tones, tmp_path):
     )
     result = train_model(config)
     # balanced loss: weight x number of training tracks is the same for every genre
-    counts = [sum(i.startswith(genre) for i in result.spec["split"]["train"]) for genre in sorted(GENRES)]
-    weighted = np.array(result.spec["training"]["class_weights"]) * counts
+    counts = [sum(i.startswith(genre) for i in result.spec.split["train"]) for genre in sorted(GENRES)]
+    weighted = np.array(result.spec.training["class_weights"]) * counts
     assert weighted == pytest.approx(np.full(3, weighted[0]))
     assert result.metrics["test"]["track_accuracy"] > 1 / 3
     model = load_model(result.model_path)
@@ -176,7 +176,7 @@ def test_second_run_reads_features_from_the_cache(tones, tmp_path, monkeypatch):
 def test_kfold_split_record(tones, tmp_path):
     result = train_model(tiny_config(tones, tmp_path / "m", epochs=1,
                                      split={"method": "kfold", "folds": 3, "fold": 1, "valid_size": 0.2}))
-    split = result.spec["split"]
+    split = result.spec.split
     assert split["method"] == "kfold" and split["fold"] == 1
     assert split["counts"]["test"] == 6
     assert sum(split["counts"].values()) == 18
@@ -279,6 +279,6 @@ def test_raw_waveform_samplecnn_run(tones, tmp_path):
                          architecture={"name": "samplecnn", "channels": [8, 8, 8, 16, 16], "hidden": 16},
                          segment={"window": 0.5, "hop": 0.125}, augment={"gain_db": 3}, epochs=6, batch_size=16)
     result = train_model(config)
-    assert result.spec["feature"] == {"name": "waveform", "sr": SR}
-    assert result.spec["architecture"]["input_shape"] == [SR // 2]
+    assert result.spec.feature == {"name": "waveform", "sr": SR}
+    assert result.spec.input_shape == [SR // 2]
     assert result.metrics["test"]["track_accuracy"] > 1 / 3

@@ -4,7 +4,9 @@ The data flow follows the subpackages, and imports point one way, from top to bo
 ``apps`` (cli, service, library) -> ``experiments`` -> ``training`` -> ``evaluation`` -> ``data``
 -> ``inference`` (segments to track, writers) -> ``models`` -> ``features`` -> ``audio``
 (decode, segments, levels). ``errors`` and ``utils`` are used by all. The public API is here:
-``load_model``, ``save_model``, ``GenreModel``, ``Prediction`` and the errors.
+``load_model``, ``save_model``, ``GenreModel``, ``ModelSpec``, ``Prediction`` and the errors a
+caller catches (all :class:`GenrekitError`: ``UsageError``, ``ModelError``, ``DatasetError``,
+``AudioError`` and its kinds).
 """
 
 import os as _os
@@ -19,10 +21,13 @@ from genrekit.errors import (  # noqa: E402
     AudioError,
     AudioMissingError,
     CorruptAudioError,
+    DatasetError,
     EmptyAudioError,
     GenrekitError,
+    ModelError,
     NotAudioError,
     UnsupportedAudioError,
+    UsageError,
 )
 from genrekit.version import __version__  # noqa: E402
 
@@ -31,12 +36,16 @@ __all__ = [
     "load_model",
     "save_model",
     "GenreModel",
+    "ModelSpec",
     "Prediction",
+    "GenrekitError",
+    "UsageError",
+    "ModelError",
+    "DatasetError",
     "AudioError",
     "AudioMissingError",
     "CorruptAudioError",
     "EmptyAudioError",
-    "GenrekitError",
     "NotAudioError",
     "UnsupportedAudioError",
 ]
@@ -52,6 +61,10 @@ def __getattr__(name):
         from genrekit.models.files import save_model
 
         return save_model
+    if name == "ModelSpec":
+        from genrekit.models.spec import ModelSpec
+
+        return ModelSpec
     if name == "Prediction":
         from genrekit.inference.predict import Prediction
 

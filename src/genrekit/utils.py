@@ -133,14 +133,21 @@ def cache_root() -> Path:
 
 
 def finite_json(value):
-    """``value`` with tuples as lists and NaN/inf floats as ``None``, ready for
-    ``json.dumps(..., allow_nan=False)`` (a bare ``NaN`` is not JSON)."""
+    """``value`` ready for strict JSON (``json.dumps(..., allow_nan=False)``): tuples as lists,
+    NumPy scalars as Python numbers, keys as strings, NaN and infinite floats as ``None`` (a bare
+    ``NaN`` is not JSON). The one finite-JSON helper: model files, checkpoints, experiment records.
+
+    >>> finite_json({"loss": float("nan"), "shape": (2, 3), 1: 0.5})
+    {'loss': None, 'shape': [2, 3], '1': 0.5}
+    """
     import math
 
     if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
+        return {str(k): finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [finite_json(v) for v in value]
+    if hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()  # a NumPy (or 0-d) scalar
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from genrekit.errors import AudioMissingError
+from genrekit.data.identity import file_identity
 from genrekit.utils import atomic_write, cache_root, warn
 
 #: Bump when a feature's output changes for the same spec, so that old entries are not reused.
@@ -173,24 +173,6 @@ class FeatureCache:
             for entry in shard.iterdir():
                 if _ENTRY.match(entry.name) and entry.name.startswith(shard.name):
                     yield entry
-
-
-def file_identity(path: str | Path, *, content_hash: bool = False) -> dict:
-    """What identifies the file's content for the cache.
-
-    Returns ``{"path": resolved path, "size": bytes, "mtime_ns": int}``, or with ``content_hash``
-    ``{"size": bytes, "sha256": hex}`` (independent of where the file lives).
-    """
-    path = Path(path)
-    try:
-        stat = path.stat()
-        if not content_hash:
-            return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        with open(path, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise AudioMissingError(path) from None
-    return {"size": stat.st_size, "sha256": digest}
 
 
 def _digest(identity: dict, spec: dict, version: str) -> str:

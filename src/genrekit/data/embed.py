@@ -27,7 +27,7 @@ import numpy as np
 
 # torch, the feature modules, the segmenter and the datasets are imported where used (torch,
 # librosa and friends load only when needed)
-from genrekit.data.cache import file_identity
+from genrekit.data.identity import file_fingerprint
 from genrekit.data.tables import METADATA_KEY
 from genrekit.errors import GenrekitError, UsageError
 from genrekit.inference.batch import collect_audio_files, decode_segments
@@ -55,15 +55,6 @@ def parse_feature(text: str | None) -> dict:
     if not isinstance(spec, dict) or "name" not in spec:
         raise UsageError('--feature must be a name or a JSON object with a "name", e.g. {"name": "musicnn"}')
     return spec
-
-
-def file_fingerprint(path) -> str | None:
-    """``"<size>-<mtime_ns>"`` of a local file (what resuming compares), ``None`` if it is missing."""
-    try:
-        identity = file_identity(path)
-    except GenrekitError:
-        return None
-    return f"{identity['size']}-{identity['mtime_ns']}"
 
 
 class Embedder:

@@ -126,14 +126,15 @@ def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> Fe
         raise DatasetError(f"{path}: feature table not found")
     extra: dict = {}
     if path.suffix.lower() == ".npz" and not folder:
-        features, ids, labels = _read_npz(path)
-        extra = {"metadata": _npz_metadata(path)}
+        features, ids, labels, extra = _read_npz(path)
     elif path.suffix.lower() == ".parquet" or folder:
         features, ids, labels, extra = _read_parquet(path, regroup=folder)
     else:
         raise UsageError(f"{path}: a feature table is .npz or .parquet")
     if features.ndim != 2 or len(features) != len(ids) or (labels is not None and len(labels) != len(ids)):
         raise DatasetError(f"{path}: X must be (rows, features) with one id (and label) per row")
+    if not len(ids):
+        raise DatasetError(f"{path}: the table holds no feature rows")
     if labels is not None and np.issubdtype(np.asarray(labels).dtype, np.integer):
         label_names = label_names or extra.get("metadata", {}).get("labels") or _gtzan_names(ids)
         if label_names is None:
@@ -149,19 +150,12 @@ def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> Fe
     return table
 
 
-def _npz_metadata(path: Path) -> dict:
-    """An ``.npz`` table's description, the JSON text of its ``META`` array (``{}`` without one)."""
-    with np.load(path, allow_pickle=False) as data:
-        text = str(data["META"]) if "META" in data else None
-    return _metadata_json(path, text)
-
-
 def _metadata_json(path: Path, text) -> dict:
     if not text:
         return {}
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise DatasetError(f"{path}: the table's {METADATA_KEY.decode()} metadata is not JSON") from None
     return value if isinstance(value, dict) else {}
 
@@ -180,20 +174,75 @@ def _is_gtzan_id(track: str) -> bool:
     return genre in GTZAN_GENRES and len(number) == 5 and number.isdigit()
 
 
+#: Arrays an ``.npz`` table may hold; others are ignored (and not read).
+NPZ_KEYS = ("X", "IDS", "Y", "META")
+
+
+#: Deflate cannot shrink data more than about 1032 times: a member declaring more is not real.
+MAX_DEFLATE_RATIO = 1100
+
+
 def _read_npz(path: Path):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [key for key in ("X", "IDS") if key not in data]
-            if missing:
-                raise DatasetError(f"{path}: an .npz feature table needs X and IDS (and Y), missing {missing[0]}")
-            features = np.asarray(data["X"], dtype=np.float32)
-            ids = np.asarray(data["IDS"]).astype(str)
-            labels = np.asarray(data["Y"]) if "Y" in data else None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: not a readable .npz feature table ({exc})") from None
+    """``(features, ids, labels, extra)`` of an ``.npz`` table; ``extra`` holds its ``metadata``
+    (the JSON text of its ``META`` array, ``{}`` without one)."""
+    arrays = _npz_arrays(path)
+    missing = [key for key in ("X", "IDS") if key not in arrays]
+    if missing:
+        raise DatasetError(f"{path}: an .npz feature table needs X and IDS (and Y), missing {missing[0]}")
+    if arrays["X"].dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: X holds {arrays['X'].dtype} values; features must be real numbers")
+    features = arrays["X"].astype(np.float32, copy=False)
+    ids = arrays["IDS"].astype(str)
+    labels = arrays.get("Y")
     if labels is not None and not np.issubdtype(labels.dtype, np.integer):
         labels = labels.astype(str)
-    return features, ids, labels
+    meta = arrays.get("META")
+    return features, ids, labels, {"metadata": _metadata_json(path, None if meta is None else str(meta))}
+
+
+def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The :data:`NPZ_KEYS` arrays of an ``.npz`` file, each checked against the archive before
+    it is read: a shape declaring more data than the member holds is refused, not allocated."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path}: not an .npz feature table (not a zip archive)")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                key = info.filename.removesuffix(".npy")
+                if key in NPZ_KEYS and key not in arrays:
+                    arrays[key] = _npz_member(path, archive, info)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
+        raise DatasetError(f"{path}: not a readable .npz feature table ({exc})") from None
+    except MemoryError:
+        raise DatasetError(f"{path}: the table is too large for this machine's memory") from None
+    return arrays
+
+
+def _npz_member(path: Path, archive, info) -> np.ndarray:
+    from numpy.lib import format as npy
+
+    key = info.filename.removesuffix(".npy")
+    if info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 4096:
+        raise DatasetError(f"{path}: {key} declares {info.file_size:,} bytes in {info.compress_size:,} "
+                           "compressed bytes: not a real archive member")
+    with archive.open(info) as member:
+        version = npy.read_magic(member)
+        read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise DatasetError(f"{path}: {key} is in .npy format {version[0]}.{version[1]}, which this reader "
+                               "does not take (1.0 and 2.0 are)")
+        shape, fortran, dtype = read_header(member)
+        if dtype.hasobject:
+            raise DatasetError(f"{path}: {key} holds Python objects (pickled data), which are never loaded")
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if declared != info.file_size - member.tell():
+            raise DatasetError(f"{path}: {key} declares shape {tuple(shape)} ({declared:,} bytes) but holds "
+                               f"{info.file_size - member.tell():,} bytes")
+    with archive.open(info) as member:
+        return npy.read_array(member, allow_pickle=False)
 
 
 def _read_parquet(path: Path, regroup: bool = False):
@@ -222,6 +271,7 @@ def _read_parquet(path: Path, regroup: bool = False):
         ids = np.asarray(table.column("track").to_pylist()).astype(str)
         _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
         table = table.take(np.argsort(first[inverse], kind="stable"))
+    _check_parquet_types(path, table)
     ids = np.asarray(table.column("track").to_pylist()).astype(str)
     labels = None
     if "label" in columns and table["label"].null_count < len(table):
@@ -229,11 +279,9 @@ def _read_parquet(path: Path, regroup: bool = False):
         if labels.dtype.kind not in "iu":
             labels = labels.astype(str)
     if "feature" in columns:
-        features = _feature_column(table["feature"])
+        features = _feature_column(path, table["feature"])
     else:
-        numeric = [c for c in columns if c not in ("track", "path", "label", "start", "end", "error", "fingerprint")]
-        if not numeric:
-            raise DatasetError(f"{path}: no feature columns")
+        numeric = _plain_feature_columns(columns)
         features = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in numeric], axis=1)
         features = features.astype(np.float32)
     extra = {"metadata": metadata, "errors": errors}
@@ -245,17 +293,56 @@ def _read_parquet(path: Path, regroup: bool = False):
     return features, ids, labels, extra
 
 
-def _feature_column(column) -> np.ndarray:
-    """A list column of feature vectors as ``(rows, dim)`` float32 (fixed-size lists without a
-    round trip through Python objects)."""
+#: Parquet columns that are not features when the features are one column per dimension.
+NOT_FEATURE_COLUMNS = ("track", "path", "label", "start", "end", "error", "fingerprint")
+
+
+def _plain_feature_columns(columns) -> list[str]:
+    return [c for c in columns if c not in NOT_FEATURE_COLUMNS]
+
+
+def _check_parquet_types(path: Path, table) -> None:
+    """Refuse, with one line naming the column, feature, ``start`` and ``end`` columns that are not
+    numbers (strings, structs, ragged or nested lists) before anything is converted."""
     import pyarrow as pa
 
+    def numeric(kind) -> bool:
+        return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+    if "feature" in table.column_names:
+        kind = table.schema.field("feature").type
+        listed = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+        if not (listed and numeric(kind.value_type)):
+            raise DatasetError(f"{path}: the 'feature' column holds {kind}, not lists of numbers")
+    else:
+        names = _plain_feature_columns(table.column_names)
+        if not names:
+            raise DatasetError(f"{path}: no feature columns")
+        for name in names:
+            if not numeric(table.schema.field(name).type):
+                raise DatasetError(f"{path}: feature column {name!r} holds {table.schema.field(name).type}, "
+                                   "not numbers")
+    for name in ("start", "end"):
+        if name in table.column_names and not numeric(table.schema.field(name).type):
+            raise DatasetError(f"{path}: the {name!r} column holds {table.schema.field(name).type}, not seconds")
+
+
+def _feature_column(path: Path, column) -> np.ndarray:
+    """A list column of feature vectors (checked by :func:`_check_parquet_types`) as
+    ``(rows, dim)`` float32, without a round trip through Python objects."""
+    import pyarrow.compute as pc
+
     column = column.combine_chunks()
-    if pa.types.is_fixed_size_list(column.type) and column.null_count == 0:
-        dim = column.type.list_size
-        values = column.flatten().to_numpy(zero_copy_only=False)
-        return np.asarray(values, dtype=np.float32).reshape(len(column), dim)
-    return np.asarray(column.to_pylist(), dtype=np.float32)
+    if column.null_count:
+        raise DatasetError(f"{path}: {column.null_count} rows have no feature vector")
+    if not len(column):
+        return np.zeros((0, 0), np.float32)
+    lengths = pc.list_value_length(column)
+    shortest, longest = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+    if shortest != longest:
+        raise DatasetError(f"{path}: feature vectors of different lengths ({shortest} to {longest} values)")
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return np.require(values, np.float32, "W").reshape(len(column), longest)  # torch wants writable arrays
 
 
 def _grouped(path: Path, features, ids, labels) -> FeatureTable:

@@ -104,9 +104,9 @@ def evaluate_model(
         model_path, model = str(model), load_model(model)
     if not isinstance(dataset, Dataset):
         dataset = open_dataset(dataset, dataset_kind)
-    tracks, source = select_tracks(dataset, model.spec.get("split") or {}, split)
+    tracks, source = select_tracks(dataset, model.spec.split, split)
     notes = [f"Tracks: {source}."]
-    notes += check_against_training(tracks, model.spec, split)
+    notes += check_against_training(tracks, model.spec.split, split, model.name)
     known = set(model.labels)
     unknown = [t for t in tracks if t.label not in known]
     if unknown:
@@ -116,10 +116,9 @@ def evaluate_model(
     if not tracks:
         raise DatasetError(f"{dataset.root}: the {split} split holds no track with a label the model knows")
 
-    branches = list(model.feature.branches) if isinstance(model.spec["feature"], list) else [model.feature]
-    specs = model.spec["feature"] if isinstance(model.spec["feature"], list) else [model.spec["feature"]]
+    branches = list(model.feature.branches) if model.spec.multi_input else [model.feature]
     features = extract_features(
-        tracks, specs, sample_rate=model.sample_rate, segment=model.spec["segment"],
+        tracks, list(model.spec.feature_specs), sample_rate=model.sample_rate, segment=model.segment.to_spec(),
         cache=open_cache(cache_dir), modules=branches, device=device, description=f"{split} features",
     )
     if features.failed:
@@ -140,7 +139,7 @@ def evaluate_model(
          "confidence": round(float(p.max()), 4)}
         for t, p in zip(features.tracks, per_track)
     ]
-    record = model.spec.get("split") or {}
+    record = model.spec.split
     return Evaluation(
         model_name=model.name,
         model_path=model_path,
@@ -152,7 +151,7 @@ def evaluate_model(
         predictions=predictions,
         notes=notes,
         training_counts=dict(record.get("counts") or {}),
-        history=list((model.spec.get("training") or {}).get("history") or []),
+        history=list(model.spec.training.get("history") or []),
     )
 
 
@@ -185,10 +184,11 @@ def select_tracks(dataset, record: dict, split: str) -> tuple[list, str]:
     return list(side), f"{split} side of {method}"
 
 
-def check_against_training(tracks: Sequence, spec: dict, split: str = "test") -> list[str]:
+def check_against_training(tracks: Sequence, record: dict, split: str = "test", model_name: str = "the model") -> list[str]:
     """Leakage guard: raise :class:`DatasetError` if an evaluated track, or its artist, was trained on.
 
-    Compares ``tracks`` with the training tracks the model file records: by track id, and by file
+    Compares ``tracks`` with the training tracks the model file records (``record``: its ``split``
+    field, :attr:`ModelSpec.split`): by track id, and by file
     (name without extension, and size in bytes) so that the same files opened through another
     dataset layout are recognised too. Tracks that only share a file name with training tracks
     (perhaps the same recording in another encoding) are reported in a note, not refused.
@@ -196,7 +196,6 @@ def check_against_training(tracks: Sequence, spec: dict, split: str = "test") ->
     """
     from genrekit.data.splits import track_key
 
-    record = spec.get("split") or {}
     trained_ids = set(record.get("train") or [])
     trained_keys = set((record.get("keys") or {}).get("train") or [])
     notes = []
@@ -208,7 +207,7 @@ def check_against_training(tracks: Sequence, spec: dict, split: str = "test") ->
         if overlap:
             raise DatasetError(
                 f"{len(overlap)} of the {len(tracks)} evaluated tracks were used to train "
-                f"{spec.get('name', 'the model')} (e.g. {overlap[0]}): the split leaks; evaluate on held-out tracks"
+                f"{model_name} (e.g. {overlap[0]}): the split leaks; evaluate on held-out tracks"
             )
         notes.append(f"None of the evaluated tracks is among the model's {len(trained_ids or trained_keys)} "
                      "training tracks" + (" (compared by id and by file name and size)." if trained_keys else
@@ -265,7 +264,7 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
     if not isinstance(model, GenreModel):
         model_path, model = str(model), load_model(model)
     table = read_table(table, model.labels) if not hasattr(table, "features") else table
-    record = model.spec.get("split") or {}
+    record = model.spec.split
     source = f"every track of the feature table ({len(table.tracks)} tracks, {len(table)} rows)"
     if split != "all":
         wanted = {bare_track_id(t) for t in record.get(split) or []}
@@ -279,11 +278,11 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
         table = table.subset(chosen)
         source = (f"the model's recorded {split} tracks ({len(chosen)} of {len(wanted)} found in this table; "
                   f"{record.get('method', '?')} split, seed {record.get('seed', '?')})")
-    expected = model.spec["architecture"].get("input_shape")
+    expected = model.spec.input_shape
     if expected and not shape_rows(table, expected):
         raise DatasetError(f"{table.source}: rows have {int(np.prod(table.features.shape[1:]))} features, but "
-                           f"{model.name} takes {expected} ({model.spec['feature'].get('name')} "
-                           f"{model.spec['feature'].get('layer', '')})")
+                           f"{model.name} takes {expected} ({model.spec.feature_specs[0].get('name')} "
+                           f"{model.spec.feature_specs[0].get('layer', '')})")
     if table.labels is None:
         raise DatasetError(f"{table.source}: the table has no labels to score against")
     trained = {bare_track_id(t) for t in record.get("train", [])}

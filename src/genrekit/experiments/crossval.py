@@ -135,7 +135,7 @@ def cross_validate(config, folds: int = 5, *, out_dir: str | Path | None = None)
         histories.append(result.history)
         matrix = np.array(test["tracks"]["confusion"])
         confusion = matrix if confusion is None else confusion + matrix
-        labels = result.spec["labels"]
+        labels = list(result.spec.labels)
     summary = {}
     for key in CV_METRICS:
         values = np.array([m[key] for m in fold_metrics], dtype=np.float64)

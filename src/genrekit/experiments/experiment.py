@@ -525,10 +525,10 @@ def train_fold(config) -> dict:
     parameters, kind = count_parameters(result.network), "trainable"
     if parameters == 0:  # a scikit-learn baseline: its size is its fitted arrays
         parameters, kind = sum(t.numel() for t in result.network.state_dict().values()), "fitted values"
-    split = result.spec["split"]
+    split = result.spec.split
     return {
         "metrics": {key: test[key] for key in (*METRICS, "n_tracks", "n_segments", "nll")},
-        "labels": result.spec["labels"],
+        "labels": list(result.spec.labels),
         "confusion": test["tracks"]["confusion"],
         "per_class_f1": {label: v["f1"] for label, v in test["tracks"]["per_class"].items()},
         "timings": result.timings,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from genrekit.utils import atomic_write_text
+from genrekit.utils import atomic_write_text, finite_json
 
 if TYPE_CHECKING:
     from genrekit.experiments.experiment import Experiment, Run
@@ -150,7 +150,7 @@ def write_results(rows: Sequence[dict], out: str | Path, experiments: Sequence[E
     atomic_write_text(paths[1], results_csv(rows))
     record = {"environment": environment or {}, "experiments": [_experiment_record(e) for e in experiments],
               "rows": rows}
-    atomic_write_text(paths[2], json.dumps(_finite(record), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(paths[2], json.dumps(finite_json(record), indent=1, allow_nan=False) + "\n")
     plot_experiment_results(rows, paths[3], chance=chance)
     return paths
 
@@ -251,13 +251,3 @@ def _experiment_record(experiment: Experiment) -> dict:
     return {"name": experiment.name, "source": experiment.source, "dataset": experiment.dataset,
             "dataset_kind": experiment.dataset_kind, "protocol": experiment.protocol, "base": experiment.base,
             "variants": [vars(v) for v in experiment.variants]}
-
-
-def _finite(value):
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

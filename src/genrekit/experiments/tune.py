@@ -313,7 +313,7 @@ def _recipe(config) -> dict:
 def _held_out_metric(result, metric: str) -> float:
     test = result.metrics["test"]
     value = float(test[metric])
-    info(f"  {result.spec['name']}: {metric} {value:.3f} on {test['n_tracks']} held-out tracks")
+    info(f"  {result.spec.name}: {metric} {value:.3f} on {test['n_tracks']} held-out tracks")
     return value
 
 

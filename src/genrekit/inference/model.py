@@ -1,5 +1,6 @@
-"""A genre model in memory: :class:`GenreModel` (feature front end + network + labels +
-calibration) and :func:`load_model` for model files and bundled model names.
+"""A genre model in memory: :class:`GenreModel` (feature front end + network + :class:`ModelSpec`)
+and :func:`load_model` for model files and bundled model names; :meth:`GenreModel.save` writes
+what :func:`load_model` reads.
 """
 
 from __future__ import annotations
@@ -8,82 +9,103 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from genrekit.audio.segments import SegmentSettings
-from genrekit.errors import ModelError
+from genrekit.errors import ModelError, UsageError
 from genrekit.models.files import (
+    check_weights_fit,
     default_model_path,
-    read_model_files,
+    read_model_spec,
+    read_weights,
     resolve_model_path,
+    save_model,
 )
+from genrekit.models.spec import ModelSpec
+
+
+def _spec_field(name: str, doc: str) -> property:
+    """A read-only attribute of the model that is the field ``name`` of its spec."""
+    return property(lambda self: getattr(self.spec, name), doc=doc)
 
 
 @dataclass
 class GenreModel:
-    """A genre classifier: feature front end + network + labels + calibration.
+    """A genre classifier: feature front end + network + its :class:`ModelSpec`.
 
-    Audio is cut into ``segment["window"]``-second windows at ``sample_rate`` Hz; each window
-    goes through ``feature`` (an ``nn.Module`` mapping ``(batch, samples)`` to features) and
-    ``network`` (features to logits ``(batch, n_classes)``). Probabilities are
+    Audio is cut into ``spec.segment.window``-second windows at ``spec.sample_rate`` Hz; each
+    window goes through ``feature`` (an ``nn.Module`` mapping ``(batch, samples)`` to features)
+    and ``network`` (features to logits ``(batch, n_classes)``). Probabilities are
     ``softmax(logits / temperature)``.
 
     A model whose feature is the MSD_musicnn taggram (:attr:`gives_taggram`) can also report
     styles, and, when its file carries a ``not_music`` block, which segments and files are not
     music (:mod:`genrekit.inference.taggram`), from the taggram it computes anyway.
+
+    Parameters
+    ----------
+    spec : ModelSpec or dict
+        Labels, sample rate, segmenting, feature and architecture specs, calibration, records
+        (a dict is checked and typed by :meth:`ModelSpec.from_dict`).
+    feature, network : nn.Module
+        The front end and the classifier, in eval mode.
+    source : Path or None
+        The file it was loaded from.
     """
 
-    spec: dict[str, Any]
+    spec: ModelSpec
     feature: nn.Module
     network: nn.Module
     source: Path | None = None
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
     _model_id: str | None = field(default=None, repr=False, compare=False)
+    #: names (without ``feature.``) of the front-end tensors the model file carried
+    _stored_feature: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self):
+        if isinstance(self.spec, dict):  # a model assembled by hand from a spec's JSON
+            self.spec = ModelSpec.from_dict(self.spec, where=self.spec.get("name", "model"))
 
     @property
     def labels(self) -> list[str]:
-        return list(self.spec["labels"])
+        """Class names; column ``i`` of the probabilities is ``labels[i]``."""
+        return list(self.spec.labels)
 
-    @property
-    def name(self) -> str:
-        return str(self.spec.get("name", "unnamed"))
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.spec["sample_rate"])
-
-    @property
-    def segment(self) -> SegmentSettings:
-        """How this model cuts audio into windows."""
-        return SegmentSettings.from_spec(self.spec["segment"])
+    name = _spec_field("name", "The model's name, as outputs show it (str).")
+    sample_rate = _spec_field("sample_rate", "Audio is resampled to this rate (Hz, int) before it is cut into windows.")
+    segment = _spec_field("segment", "How this model cuts audio into windows (:class:`SegmentSettings`).")
+    temperature = _spec_field("temperature", "Calibration temperature (float): probabilities are "
+                                             "``softmax(logits / temperature)``.")
 
     @property
     def window(self) -> float:
+        """Window length in seconds."""
         return self.segment.window
 
     @property
     def hop(self) -> float:
+        """Seconds between window starts."""
         return self.segment.hop
 
     @property
-    def temperature(self) -> float:
-        return float(self.spec.get("calibration", {}).get("temperature", 1.0))
+    def device(self) -> torch.device:
+        """Where the front end and the network run (see :meth:`to`)."""
+        return self._device
 
     @property
     def gives_taggram(self) -> bool:
         """Whether the feature output is the MSD_musicnn taggram (styles and not-music need it)."""
         from genrekit.inference.taggram import computes_msd_taggram
 
-        return computes_msd_taggram(self.spec.get("feature"))
+        return computes_msd_taggram(self.spec.feature)
 
     @property
     def not_music(self) -> dict | None:
         """The not-music detector of this model (the ``not_music`` block of its file), or None."""
-        return self.spec.get("not_music")
+        return self.spec.not_music
 
     @property
     def model_id(self) -> str:
@@ -98,12 +120,7 @@ class GenreModel:
     def content_digest(self) -> str:
         """SHA-256 hex of the weights and the answer-deciding parts of the spec."""
         digest = hashlib.sha256()
-        decisive = {key: self.spec.get(key) for key in
-                    ("labels", "calibration", "sample_rate", "segment", "feature", "architecture",
-                     "not_music")}
-        if decisive["not_music"] is None:  # digests of models without a detector stay as they were
-            del decisive["not_music"]
-        digest.update(json.dumps(decisive, sort_keys=True, default=str).encode())
+        digest.update(json.dumps(self.spec.decisive(), sort_keys=True, default=str).encode())
         for part, module in (("feature", self.feature), ("network", self.network)):
             for name, tensor in sorted(module.state_dict().items()):
                 digest.update(f"{part}.{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -112,11 +129,42 @@ class GenreModel:
                     digest.update(flat.view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
 
+    def to(self, device: str | torch.device) -> "GenreModel":
+        """Run the front end and the network on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+        ``"mps"``); inputs are moved there and outputs come back on the CPU. Returns ``self``.
+
+        Raises
+        ------
+        UsageError
+            No such device, or not one this PyTorch can use (e.g. ``"cuda"`` without a GPU).
+        """
+        try:
+            device = torch.device(device)
+            self.feature.to(device)
+            self.network.to(device)
+        except (RuntimeError, AssertionError) as exc:  # torch asserts when built without CUDA
+            raise UsageError(f"device {str(device)!r} cannot be used here ({str(exc).splitlines()[0]})") from None
+        self._device = device
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        """Write this model as ``NAME.json`` + ``NAME.safetensors`` (what :func:`load_model` reads).
+
+        Returns
+        -------
+        Path
+            The JSON file written.
+        """
+        tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
+        state = self.feature.state_dict()
+        tensors.update({f"feature.{name}": state[name] for name in self._stored_feature if name in state})
+        return save_model(path, self.spec, tensors)
+
     @torch.inference_mode()
     def segment_logits(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Logits ``(batch, n_classes)`` for audio windows ``(batch, window_samples)`` at ``sample_rate``."""
-        segments = torch.as_tensor(segments, dtype=torch.float32)
-        return self.network(self.feature(segments))
+        """Logits ``(batch, n_classes)`` (on the CPU) for audio windows ``(batch, window_samples)`` at ``sample_rate``."""
+        segments = torch.as_tensor(segments, dtype=torch.float32, device=self._device)
+        return self.network(self.feature(segments)).cpu()
 
     def segment_probabilities(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Calibrated class probabilities ``(batch, n_classes)`` for audio windows."""
@@ -128,9 +176,9 @@ class GenreModel:
         taggram is the feature output itself when :attr:`gives_taggram`, else None."""
         if not self.gives_taggram:
             return self.segment_probabilities(segments).numpy(), None
-        features = self.feature(torch.as_tensor(segments, dtype=torch.float32))
-        probabilities = torch.softmax(self.network(features) / self.temperature, dim=-1).numpy()
-        return probabilities, features.numpy().astype(np.float64)
+        features = self.feature(torch.as_tensor(segments, dtype=torch.float32, device=self._device))
+        probabilities = torch.softmax(self.network(features) / self.temperature, dim=-1).cpu().numpy()
+        return probabilities, features.cpu().numpy().astype(np.float64)
 
     def predict(self, audio, sr: int | None = None, **options):
         """Classify a file path or a waveform (``sr`` required for arrays); see :func:`genrekit.inference.predict.predict_audio`."""
@@ -139,11 +187,27 @@ class GenreModel:
         return predict_audio(self, audio, sr=sr, **options)
 
 
-def load_model(path: str | Path | None = None) -> GenreModel:
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> GenreModel:
     """Load a model from ``NAME.json`` / ``NAME.safetensors`` / ``NAME``, or a bundled model by name.
 
-    ``None`` loads the bundled default; ``"default"`` (or any name in :func:`bundled_model_names`)
-    the bundled model of that name, unless a model file of that name exists in the current folder.
+    Parameters
+    ----------
+    path : str, Path or None
+        A model file, or a bundled model's name. ``None`` loads the bundled default;
+        ``"default"`` (or any name in :func:`~genrekit.models.files.bundled_model_names`) the
+        bundled model of that name, unless a model file of that name exists in the current folder.
+    device : str or torch.device
+        Where the model runs (:meth:`GenreModel.to`); default the CPU.
+
+    Returns
+    -------
+    GenreModel
+
+    Raises
+    ------
+    ModelError
+        The files are missing or malformed, a field is out of range, or the weights do not fit
+        the architecture (checked from the safetensors header before any layer is allocated).
     """
     from genrekit.features.registry import build_feature
     from genrekit.models.registry import build_model
@@ -154,21 +218,25 @@ def load_model(path: str | Path | None = None) -> GenreModel:
             raise ModelError("this genrekit has no bundled default model; pass --model PATH")
     else:
         path = resolve_model_path(path)
-    spec, tensors = read_model_files(path)
-    try:
-        feature = _build_feature_stack(spec["feature"], build_feature)
-        network = build_model(spec["architecture"], n_classes=len(spec["labels"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{path}: cannot build the model it describes ({exc})") from None
-    if spec.get("not_music") is not None:
+    spec = read_model_spec(path)
+    if spec.not_music is not None:
         from genrekit.inference.taggram import check_not_music_block
 
-        check_not_music_block(spec["not_music"], spec.get("feature"), path)
+        check_not_music_block(spec.not_music, spec.feature, path)
+    check_weights_fit(spec, path)
+    tensors = read_weights(path)
+    try:
+        feature = _build_feature_stack(spec.feature, build_feature)
+        network = build_model(spec.architecture, n_classes=len(spec.labels))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot build the model it describes ({exc})") from None
     _load_state(network, tensors, prefix="network.", where=path)
-    _load_state(feature, tensors, prefix="feature.", where=path, strict=False)
+    feature_names = _load_state(feature, tensors, prefix="feature.", where=path, strict=False)
     feature.eval()
     network.eval()
-    return GenreModel(spec=spec, feature=feature, network=network, source=Path(path))
+    model = GenreModel(spec=spec, feature=feature, network=network, source=Path(path),
+                       _stored_feature=feature_names)
+    return model.to(device)
 
 
 class MultiFeature(nn.Module):
@@ -183,17 +251,20 @@ class MultiFeature(nn.Module):
 
 
 def _build_feature_stack(feature_spec, build_feature) -> nn.Module:
-    if isinstance(feature_spec, list):
+    if isinstance(feature_spec, (list, tuple)):
         return MultiFeature([build_feature(item) for item in feature_spec])
     return build_feature(feature_spec)
 
 
-def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where, strict=True) -> None:
+def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, where,
+                strict=True) -> tuple[str, ...]:
+    """Load the ``prefix`` tensors into ``module``; returns their names (without the prefix)."""
     state = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
     if not state and not strict:
-        return
+        return ()
     try:
         module.load_state_dict(state, strict=strict)
     except RuntimeError as exc:
         first_line = str(exc).splitlines()[0]
         raise ModelError(f"{where}: weights do not fit the architecture ({first_line})") from None
+    return tuple(state)

@@ -197,7 +197,7 @@ def check_styles(model, styles: bool) -> None:
     """:class:`UsageError` when styles are asked of a model that does not compute the MSD taggram."""
     if styles and not model.gives_taggram:
         raise UsageError(f"styles need a model whose feature is the MSD_musicnn taggram (such as the "
-                         f"default model); {model.name} uses {model.spec.get('feature')}")
+                         f"default model); {model.name} uses {model.spec.feature}")
 
 
 def _check_range(offset, max_duration) -> tuple[float, float | None]:
@@ -332,7 +332,7 @@ def _segment_batches(model, audio, sr, *, offset, duration, batch_size, repairs=
     """Batches of windows of a file, or of clean mono float32 ``audio`` at ``sr``."""
     from genrekit.audio.segments import segment_samples, stream_segments
 
-    options = dict(window=model.window, hop=model.hop, last=model.spec["segment"].get("last", "pad"))
+    options = dict(window=model.window, hop=model.hop, last=model.segment.last)
     if isinstance(audio, (str, os.PathLike)):
         yield from stream_segments(audio, model.sample_rate, offset=offset, duration=duration,
                                    batch_size=batch_size, repairs=repairs, **options)

@@ -1,26 +1,26 @@
-"""Model files: ``NAME.json`` (labels, segmentation, feature, architecture, calibration, metrics,
-split) and ``NAME.safetensors`` (every tensor). Nothing is pickled, so loading a stranger's
-model cannot run code. The format: ``docs/model-format.md``.
+"""Model files: ``NAME.json`` (a :class:`~genrekit.models.spec.ModelSpec`: labels, segmentation,
+feature, architecture, calibration, metrics, split) and ``NAME.safetensors`` (every tensor).
+Nothing is pickled, so loading a stranger's model cannot run code. The format:
+``docs/model-format.md``.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from genrekit.errors import ModelError
+from genrekit.models.spec import FORMAT, FORMAT_VERSION, ModelSpec, parse_model_json
 from genrekit.version import __version__
 
-FORMAT = "genrekit-model"
-
-
-FORMAT_VERSION = 1
-
+__all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_MODEL_NAME", "bundled_models_dir", "default_model_path",
+           "bundled_model_names", "resolve_model_path", "model_paths", "save_model", "read_model_spec",
+           "read_weight_shapes", "check_weights_fit", "read_weights",
+           "read_model_files"]
 
 DEFAULT_MODEL_NAME = "default"
 
@@ -66,54 +66,120 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
 
 
-def save_model(path: str | Path, spec: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
+def save_model(path: str | Path, spec: ModelSpec | dict, tensors: dict[str, torch.Tensor]) -> Path:
     """Write ``spec`` (JSON) and ``tensors`` (safetensors) atomically; returns the JSON path.
 
-    ``spec`` must hold at least ``labels``, ``sample_rate``, ``segment``, ``feature`` and
-    ``architecture`` (see ``docs/model-format.md``); format fields are added here.
+    Parameters
+    ----------
+    path : str or Path
+        ``NAME``, ``NAME.json`` or ``NAME.safetensors``: both files are written.
+    spec : ModelSpec or dict
+        The model description; a dict must hold at least ``labels``, ``sample_rate``,
+        ``segment``, ``feature`` and ``architecture`` (``docs/model-format.md``) and is checked
+        as :func:`load_model` checks it. ``genrekit_version`` is set to this version and
+        ``created`` to now unless the spec has one.
+    tensors : dict of str to Tensor
+        ``network.<state_dict key>`` (and optionally ``feature.<key>``) tensors.
+
+    Raises
+    ------
+    ModelError
+        ``spec`` is not a valid model description.
     """
     from safetensors.torch import save
 
-    from genrekit.utils import atomic_write_bytes, atomic_write_text, finite_json
+    from genrekit.utils import atomic_write_bytes, atomic_write_text
 
-    for key in ("labels", "sample_rate", "segment", "feature", "architecture"):
-        if key not in spec:
-            raise ValueError(f"model spec lacks {key!r}")
+    if not isinstance(spec, ModelSpec):
+        spec = ModelSpec.from_dict(spec, where="model spec")
+    created = spec.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    spec = replace(spec, genrekit_version=__version__, created=created)
     json_path, weights_path = model_paths(path)
-    full_spec = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "genrekit_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "calibration": {"temperature": 1.0},
-        **spec,
-    }
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     atomic_write_bytes(weights_path, save(contiguous, metadata={"format": FORMAT}))
-    text = json.dumps(finite_json(full_spec), indent=2, sort_keys=False, allow_nan=False)
-    atomic_write_text(json_path, text + "\n")
+    atomic_write_text(json_path, spec.to_json())
     return json_path
 
 
-def read_model_files(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read a model's JSON spec and tensors, with clear :class:`ModelError`s for bad files."""
+def read_model_spec(path: str | Path) -> ModelSpec:
+    """The checked :class:`ModelSpec` of a model file (JSON only; no tensor is read).
+
+    Raises
+    ------
+    ModelError
+        The file is missing, not a genrekit model description, or a field is wrong.
+    """
+    json_path = _existing(model_paths(path)[0])
+    try:
+        text = json_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{json_path}: not a genrekit model description ({exc})") from None
+    return parse_model_json(text, where=str(json_path))
+
+
+def read_weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """``{tensor name: shape}`` from a model's safetensors header, without reading the tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    weights_path = _existing(model_paths(path)[1])
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{weights_path}: unreadable weights ({exc})") from None
+
+
+def check_weights_fit(spec: ModelSpec, path: str | Path) -> None:
+    """Refuse a model whose ``network.*`` tensors (names and shapes, from the safetensors header)
+    are not those of ``spec.architecture``, without allocating the network: it is built on
+    PyTorch's meta device, so a wrong ``hidden`` or ``input_shape`` is one clear error, quickly.
+
+    Raises
+    ------
+    ModelError
+        The architecture cannot be built, or a tensor is missing, extra or of another shape.
+    """
+    from genrekit.models.registry import state_shapes
+
+    try:
+        expected = state_shapes(spec.architecture, len(spec.labels))
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError) as exc:
+        raise ModelError(f"{path}: cannot build the model it describes ({str(exc).splitlines()[0]})") from None
+    stored = {name.removeprefix("network."): shape for name, shape in read_weight_shapes(path).items()
+              if name.startswith("network.")}
+    for name in sorted(set(expected) | set(stored)):
+        if name not in stored:
+            problem = f"tensor network.{name} missing"
+        elif name not in expected:
+            problem = f"unexpected tensor network.{name}"
+        elif tuple(expected[name]) != tuple(stored[name]):
+            problem = (f"network.{name} is {list(stored[name])} in the weights file, "
+                       f"{list(expected[name])} in the architecture")
+        else:
+            continue
+        raise ModelError(f"{path}: weights do not fit the architecture ({problem})")
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a model's safetensors file; :class:`ModelError` if missing or unreadable."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    json_path, weights_path = model_paths(path)
-    for file in (json_path, weights_path):
-        if not file.is_file():
-            raise ModelError(f"{file}: model file not found")
+    weights_path = _existing(model_paths(path)[1])
     try:
-        spec = json.loads(json_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{json_path}: not a genrekit model description ({exc})") from None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-        raise ModelError(f"{json_path}: not a genrekit model description (format field missing)")
-    if spec.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelError(f"{json_path}: model format {spec['format_version']} is newer than this genrekit")
-    try:
-        tensors = load_file(str(weights_path))
+        return load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path}: unreadable weights ({exc})") from None
-    return spec, tensors
+
+
+def read_model_files(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """A model's checked spec and its tensors, raising :class:`ModelError` for bad files."""
+    return read_model_spec(path), read_weights(path)
+
+
+def _existing(file: Path) -> Path:
+    if not file.is_file():
+        raise ModelError(f"{file}: model file not found")
+    return file

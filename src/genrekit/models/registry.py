@@ -132,6 +132,20 @@ def build_model(
     return module
 
 
+def state_shapes(spec: dict, n_classes: int) -> dict[str, tuple[int, ...]]:
+    """``{state_dict key: shape}`` of ``build_model(spec, n_classes)``, built on PyTorch's meta
+    device: no memory is allocated, so a spec asking for 1e12 units is checked in microseconds.
+
+    Raises
+    ------
+    ModelError
+        As :func:`build_model`.
+    """
+    with torch.device("meta"):
+        module = build_model(spec, n_classes)
+    return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+
+
 def _as_lists(shape):
     if isinstance(shape, (list, tuple, torch.Size)):
         return [_as_lists(item) for item in shape]

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
 from genrekit.errors import UsageError
 
 if TYPE_CHECKING:
+    from genrekit.models.spec import ModelSpec
     from genrekit.training.config import TrainConfig
 
 
@@ -44,12 +44,12 @@ class _LoopState:
         return bool(patience) and self.bad_epochs >= patience
 
 
-def save_trained_model(path: str | Path, spec: dict, network: nn.Module) -> Path:
+def save_trained_model(path: str | Path, spec: ModelSpec, network: nn.Module) -> Path:
     """Write a trained network as a genrekit model file (see ``docs/model-format.md``)."""
     from genrekit.models.files import save_model
 
     tensors = {f"network.{name}": t for name, t in network.state_dict().items()}
-    return save_model(path, _json_safe(spec), tensors)
+    return save_model(path, spec, tensors)
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -70,7 +70,7 @@ def write_checkpoint(config: TrainConfig, state: _LoopState, network: nn.Module,
     """
     from safetensors.torch import save
 
-    from genrekit.utils import atomic_write_bytes, atomic_write_text
+    from genrekit.utils import atomic_write_bytes, atomic_write_text, finite_json
 
     tensors = {f"network.{k}": v for k, v in network.state_dict().items()}
     if state.best_state is not None:
@@ -96,7 +96,7 @@ def write_checkpoint(config: TrainConfig, state: _LoopState, network: nn.Module,
     json_path, tensor_path = checkpoint_paths(config.out)
     contiguous = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     atomic_write_bytes(tensor_path, save(contiguous))
-    atomic_write_text(json_path, json.dumps(_json_safe(spec), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(json_path, json.dumps(finite_json(spec), indent=1, allow_nan=False) + "\n")
     return json_path
 
 
@@ -153,16 +153,3 @@ def _check_same_recipe(config: TrainConfig, previous: TrainConfig, where) -> Non
     for key in now:
         if key not in RESUMABLE_CHANGES and now[key] != before[key]:
             raise UsageError(f"{where}: checkpoint was made with {key}={before[key]!r}, not {now[key]!r}")
-
-
-def _json_safe(value):
-    """Tuples to lists and non-finite floats to None, so the JSON is strict."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return value

@@ -21,12 +21,13 @@ from genrekit.data.extract import (
 from genrekit.data.splits import data_fingerprint, limit_tracks, split_tracks
 from genrekit.features.registry import resolve_feature
 from genrekit.models.registry import predict_logits
+from genrekit.models.spec import ModelSpec
 from genrekit.training.calibration import fit_temperature
 from genrekit.training.checkpoints import (
     save_trained_model,
 )
 from genrekit.training.config import TrainConfig
-from genrekit.utils import info
+from genrekit.utils import finite_json, info
 
 
 @dataclass
@@ -39,7 +40,7 @@ class TrainResult:
     """
 
     model_path: Path
-    spec: dict
+    spec: ModelSpec
     network: nn.Module
     metrics: dict
     history: list[dict]
@@ -165,7 +166,7 @@ def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData,
         "training": round(training_seconds, 3),
         "total": round(time.perf_counter() - started, 3),
     }
-    spec = {
+    spec = ModelSpec.from_dict(finite_json({
         "name": config.model_name,
         "labels": labels,
         "sample_rate": data.sample_rate or config.sample_rate,
@@ -188,7 +189,7 @@ def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData,
             ],
             "torch_version": torch.__version__,
         },
-    }
+    }), where=config.model_name)
     model_path = save_trained_model(config.out, spec, network)
     info(f"saved {model_path}")
     return TrainResult(model_path, spec, network, metrics, training.get("history", []),

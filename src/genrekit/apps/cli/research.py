@@ -90,11 +90,10 @@ def evaluate(
     if split == "kfold":
         from pathlib import Path
 
-        from genrekit.models.files import read_model_files
+        from genrekit.models.files import read_model_spec
         from genrekit.training.config import TrainConfig
 
-        spec, _ = read_model_files(model)
-        recipe = (spec.get("training") or {}).get("config")
+        recipe = read_model_spec(model).training.get("config")
         if not recipe:
             raise UsageError(f"{model}: the model file records no training config, so it cannot be cross-validated")
         out_dir = Path(report).parent / "folds" if report else Path(model).parent / "folds"

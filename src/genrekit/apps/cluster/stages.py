@@ -165,28 +165,6 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
-class _OnDevice:
-    """A :class:`~genrekit.inference.model.GenreModel` whose network runs on a GPU (inputs moved there)."""
-
-    def __init__(self, model, device: str):
-        import torch
-
-        self._model, self._device = model, torch.device(device)
-        model.feature.to(self._device)
-        model.network.to(self._device)
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def segment_probabilities(self, segments):
-        import torch
-
-        with torch.inference_mode():
-            x = torch.as_tensor(segments, dtype=torch.float32, device=self._device)
-            logits = self._model.network(self._model.feature(x))
-            return torch.softmax(logits / self._model.temperature, dim=-1).cpu()
-
-
 class Classify:
     """Model actor of ``predict``: decoded files -> one row per file, as the local path makes them."""
 
@@ -195,10 +173,8 @@ class Classify:
         from genrekit.inference.model import load_model
 
         set_threads(threads)
-        self.model = load_model(model)
+        self.model = load_model(model, device=device)
         self.model_id = self.model.model_id
-        if device != "cpu":
-            self.model = _OnDevice(self.model, device)
         self.options, self.excerpt, self.ledger, self.node = options, excerpt, ledger, _node_address()
         self.schema = predict_schema(metadata)
 

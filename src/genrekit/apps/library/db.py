@@ -4,7 +4,6 @@ genre-tag changes that ``genrekit tag --undo`` restores from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -12,19 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from genrekit.data.identity import file_fingerprint, file_sha256
 from genrekit.errors import GenrekitError
 
 DEFAULT_DB_NAME = ".genrekit.sqlite"
 
 
 SCHEMA_VERSION = 2  # 2: files.fingerprint
-
-
-#: Bytes read from each end of a file for its :func:`file_fingerprint`.
-FINGERPRINT_BLOCK = 64 * 1024
-
-
-HASH_CHUNK = 1 << 20  # 1 MiB
 
 
 _SCHEMA = """
@@ -34,7 +27,7 @@ CREATE TABLE IF NOT EXISTS files (
     size        INTEGER NOT NULL,   -- bytes
     mtime_ns    INTEGER NOT NULL,
     sha256      TEXT,               -- of the file bytes; NULL when hashing is off
-    fingerprint TEXT,               -- file_fingerprint(): size + hash of first and last blocks
+    fingerprint TEXT,               -- file_fingerprint(sampled=True): size + hash of first and last blocks
     status      TEXT NOT NULL CHECK (status IN ('ok', 'error')),
     result      TEXT,               -- prediction as JSON (status ok)
     error       TEXT,               -- one-line message (status error)
@@ -122,40 +115,6 @@ def default_db_path(library: str | os.PathLike) -> Path:
     library = Path(library)
     folder = library if library.is_dir() else library.parent
     return folder / DEFAULT_DB_NAME
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of the file bytes, read in 1 MiB chunks (bounded memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """A cheap content check: the size and a SHA-256 of the first and last
-    :data:`FINGERPRINT_BLOCK` bytes (128 KiB read at most, whatever the file's size).
-
-    It tells apart files of the same size and mtime (a file replaced by another recording with
-    its mtime restored), which the size+mtime check alone cannot; audio data changes in every
-    block, and tags live at the start or the end.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        digest.update(handle.read(FINGERPRINT_BLOCK))
-        if size > FINGERPRINT_BLOCK:
-            handle.seek(max(FINGERPRINT_BLOCK, size - FINGERPRINT_BLOCK))
-            digest.update(handle.read(FINGERPRINT_BLOCK))
-    return f"{size}:{digest.hexdigest()[:32]}"
-
-
-def _fingerprint_or_none(path) -> str | None:
-    try:
-        return file_fingerprint(path)
-    except OSError:
-        return None
 
 
 def _now() -> str:
@@ -290,8 +249,9 @@ class LibraryDB:
     def lookup(self, path: str | os.PathLike, model_id: str) -> dict | None:
         """The stored prediction of ``path`` by ``model_id``, or None if it must be (re)computed.
 
-        A result is valid while the file's size, mtime and :func:`file_fingerprint` (size and
-        hash of the first and last 64 KiB) match what was stored. When they do
+        A result is valid while the file's size, mtime and sampled
+        :func:`~genrekit.data.identity.file_fingerprint` (size and hash of the first and last
+        64 KiB) match what was stored. When they do
         not, or when the path is unknown, the file is hashed once and a stored result for the
         same bytes (a touched, renamed or moved file) is reused and re-keyed to the file as it is
         now. Errors are not returned, so failed files are retried.
@@ -302,7 +262,7 @@ class LibraryDB:
             return None
         entry = self.entry(path, model_id)
         if (entry is not None and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
-                and entry.fingerprint is not None and entry.fingerprint == _fingerprint_or_none(path)):
+                and entry.fingerprint is not None and entry.fingerprint == file_fingerprint(path, sampled=True)):
             return self._as_result(entry, path)
         return self._lookup_by_content(path, model_id, stat, entry)
 
@@ -358,7 +318,7 @@ class LibraryDB:
             " result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
             (
                 self._key(path), model_id, stat.st_size, stat.st_mtime_ns, sha256,
-                _fingerprint_or_none(path), status,
+                file_fingerprint(path, sampled=True), status,
                 None if result is None else json.dumps(result, ensure_ascii=False, allow_nan=False),
                 error, now, now,
             ),
@@ -375,7 +335,7 @@ class LibraryDB:
             "UPDATE files SET size = ?, mtime_ns = ?, sha256 = ?, fingerprint = ?, updated_at = ?"
             " WHERE path = ? AND size = ? AND mtime_ns = ?",
             (
-                stat.st_size, stat.st_mtime_ns, self._hash(path), _fingerprint_or_none(path), _now(),
+                stat.st_size, stat.st_mtime_ns, self._hash(path), file_fingerprint(path, sampled=True), _now(),
                 self._key(path), before.st_size, before.st_mtime_ns,
             ),
         )

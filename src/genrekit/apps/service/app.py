@@ -328,14 +328,14 @@ class Service:
             "name": self.model.name,
             "labels": self.model.labels,
             "sample_rate": self.model.sample_rate,
-            "segment": spec.get("segment"),
-            "feature": spec.get("feature"),
-            "architecture": (spec.get("architecture") or {}).get("name"),
-            "calibration": spec.get("calibration"),
+            "segment": spec.segment.to_spec(),
+            "feature": list(spec.feature) if spec.multi_input else spec.feature,
+            "architecture": spec.architecture["name"],
+            "calibration": spec.calibration,
             "not_music": self.model.not_music is not None,
             "styles": self.model.gives_taggram,
-            "metrics": spec.get("metrics", {}),
-            "created": spec.get("created"),
+            "metrics": spec.metrics,
+            "created": spec.created,
         }
 
     def start(self) -> None:
