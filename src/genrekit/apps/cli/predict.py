@@ -8,12 +8,8 @@ from typing import Optional
 
 import typer
 
-from genrekit.errors import GenrekitError, UsageError
+from genrekit.errors import OutputError, UsageError
 from genrekit.utils import printable, stderr
-
-
-class OutputError(GenrekitError):
-    """The results cannot be written (full disk, closed or unwritable output)."""
 
 
 def predict(
@@ -24,7 +20,7 @@ def predict(
     styles: bool = typer.Option(False, "--styles", help="Also give the styles: genre-like MSD tags (electronic, folk, soul, punk, House, ...) whose mean probability is at least 0.2 (models on the MSD taggram, such as the default)."),
     aggregate: str = typer.Option("mean", "--aggregate", help="Segments to track: mean (probability) or vote."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json, jsonl or csv (written as each file finishes)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout (a file is replaced atomically; a FIFO, device or link is written through; its folder must exist)."),
     offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start this many seconds into each file."),
     max_duration: Optional[float] = typer.Option(None, "--max-duration", min=0.1, help="Classify at most this many seconds."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively, or take only the files directly in them."),
@@ -73,6 +69,10 @@ def predict(
         inputs = inputs + read_file_list(files_from)
     if output is not None and os.path.isdir(output):
         raise UsageError(f"--output {printable(output)}: is a folder; give a file name")
+    if output is not None:
+        from genrekit.utils import output_target
+
+        output_target(output)  # a missing folder or a read-only file: one line now, before any work
     import contextlib
     import time
 
@@ -179,6 +179,9 @@ def embed(
     )
     from genrekit.utils import info, track
 
+    from genrekit.utils import output_target
+
+    output_target(output)  # a missing folder or a read-only file: one line now, before any work
     started = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ import os
 
 from genrekit.apps.cluster.inputs import fingerprint, is_uri
 from genrekit.data.tables import METADATA_KEY
-from genrekit.errors import UsageError
+from genrekit.errors import OutputError, UsageError
 from genrekit.inference.predict import error_record
 from genrekit.utils import warn
 
@@ -24,6 +24,18 @@ def output_fs(output: str):
     if is_uri(output):
         return fs.FileSystem.from_uri(output)
     return fs.LocalFileSystem(), os.path.abspath(output)
+
+
+def check_output_folder(output: str) -> None:
+    """A local Parquet output folder goes into an existing folder and is a folder if it exists;
+    :class:`~genrekit.errors.OutputError` otherwise (URIs are the object store's business)."""
+    if is_uri(output):
+        return
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise OutputError(f"{output}: not a folder; a Parquet output (-o NAME.parquet) is a folder")
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent):
+        raise OutputError(f"{output}: folder {parent} does not exist")
 
 
 def output_files(output: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 from genrekit.apps.cluster.inputs import list_files, read_file_list
 from genrekit.apps.cluster.output import (
+    check_output_folder,
     is_parquet_output,
     output_files,
     output_fs,
@@ -24,7 +25,7 @@ from genrekit.apps.cluster.stages import Classify, Embed, Ledger, decode_batch
 from genrekit.data.embed import Embedder, list_items
 from genrekit.errors import UsageError
 from genrekit.inference.batch import available_cores, decode_segments
-from genrekit.utils import is_quiet, stderr
+from genrekit.utils import is_quiet, output_target, stderr
 
 RAY_HINT = "--ray needs Ray, an optional extra: pip install 'genrekit[ray]'"
 #: Ray retries of a batch whose worker died. A retried batch names each file to the ledger before
@@ -169,6 +170,10 @@ def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output:
     parquet = is_parquet_output(output)
     if kind == "embed" and not parquet:
         raise UsageError("embed --ray writes Parquet: give -o FOLDER.parquet")
+    if parquet:
+        check_output_folder(output)
+    elif output:
+        output_target(output)  # a missing folder or a read-only file fails now, not after the run
     if items is None:
         items = [{"path": path, "track": None, "label": None, "problem": problem} for path, problem in found]
     listed, skipped = len(items), 0

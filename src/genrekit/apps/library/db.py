@@ -80,6 +80,22 @@ def _open_error(path: Path, exc: Exception) -> LibraryDBError:
     return LibraryDBError(f"{path}: cannot use library database ({reason}); --db PATH puts it elsewhere")
 
 
+def _check_database_path(path: Path) -> None:
+    """A database is a regular file in an existing folder: a FIFO, a device or a folder there,
+    or a missing folder, is refused before SQLite touches it (it would replace or hang on it)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        folder = Path(os.path.realpath(path)).parent
+        if not folder.is_dir():
+            raise LibraryDBError(f"{path}: folder {folder} does not exist") from None
+        return
+    if not stat.S_ISREG(mode):
+        raise LibraryDBError(f"{path}: not a regular file, so not a library database")
+
+
 @dataclass(frozen=True)
 class LibraryEntry:
     """One stored row of the ``files`` table, as found on disk at lookup time."""
@@ -127,7 +143,7 @@ class LibraryDB:
     Parameters
     ----------
     path : str or PathLike
-        The SQLite file; created (with its folder) if missing.
+        The SQLite file; created if missing (its folder must exist).
     hash_files : bool
         Record the SHA-256 of each file when storing a result (default True). The hash lets a
         renamed or touched file reuse its result; it costs one extra read of the file, which is
@@ -142,7 +158,7 @@ class LibraryDB:
         self.hash_files = hash_files
         self._conn = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _check_database_path(self.path)
             # autocommit mode: every statement outside an explicit BEGIN commits at once
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
