@@ -248,6 +248,28 @@ def _escape(match: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+#: Lone surrogates: in a ``str`` from :func:`os.fsdecode` they stand for file-name bytes that are
+#: not UTF-8 (U+DC80-U+DCFF); no UTF-8 text (JSON, CSV, Parquet, SQLite) can carry them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_text(text: str) -> str:
+    """``text`` that UTF-8 can encode: each byte of a file name that is not UTF-8 (``os.fsdecode``
+    gives it as a lone surrogate) written ``\\xHH``, as in tables and ``error:`` lines.
+
+    The machine outputs (JSON, CSV, Parquet) carry names through this, so they stay valid; the
+    exact bytes live in the library database and are what genrekit opens.
+    """
+    return _SURROGATE.sub(_escape, text)
+
+
+def utf8_json(text: str) -> str:
+    """JSON ``text`` from ``json.dumps(..., ensure_ascii=False)`` with lone surrogates written as
+    :func:`utf8_text` writes them (``"caf\\\\xe9.wav"`` in the JSON text decodes to ``caf\\xe9.wav``).
+    Lone surrogates only occur inside JSON strings, so the text stays valid JSON."""
+    return _SURROGATE.sub(lambda match: _escape(match).replace("\\", "\\\\"), text)
+
+
 def read_toml(path: str | os.PathLike, what: str = "config file") -> dict:
     """The TOML file ``path`` as a dict; a missing or invalid file is a one-line :class:`UsageError`."""
     import tomllib

@@ -268,11 +268,11 @@ def tags_command(
     import json
 
     from genrekit.features.musicnn.tags import tag_file
-    from genrekit.utils import stdout
+    from genrekit.utils import stdout, utf8_json
 
     result = tag_file(file, model, top=top, overlap=overlap)
     if as_json:
-        stdout.print(json.dumps(result, allow_nan=False), markup=False, highlight=False)
+        stdout.print(utf8_json(json.dumps(result, ensure_ascii=False, allow_nan=False)), markup=False, highlight=False)
         return
 
     def ranked(tags):

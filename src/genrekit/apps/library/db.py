@@ -13,6 +13,7 @@ from pathlib import Path
 
 from genrekit.data.identity import file_fingerprint, file_sha256
 from genrekit.errors import GenrekitError
+from genrekit.utils import utf8_json, utf8_text
 
 DEFAULT_DB_NAME = ".genrekit.sqlite"
 
@@ -229,14 +230,22 @@ class LibraryDB:
 
     # -- paths ------------------------------------------------------------------------------
 
-    def _key(self, path: str | os.PathLike) -> str:
+    def _key(self, path: str | os.PathLike) -> str | bytes:
+        """The stored key of ``path``: text, or for a name that is not UTF-8 its exact bytes (a
+        BLOB; SQLite text must be UTF-8), so such files are found, stored and undone too."""
         absolute = Path(os.path.abspath(path))
         try:
-            return absolute.relative_to(self.root).as_posix()
+            key = absolute.relative_to(self.root).as_posix()
         except ValueError:
-            return str(absolute)
+            key = str(absolute)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(key)
+        return key
 
-    def _resolve(self, key: str) -> Path:
+    def _resolve(self, key: str | bytes) -> Path:
+        key = os.fsdecode(key)
         return Path(key) if os.path.isabs(key) else self.root / key
 
     # -- predictions ------------------------------------------------------------------------
@@ -335,8 +344,8 @@ class LibraryDB:
             (
                 self._key(path), model_id, stat.st_size, stat.st_mtime_ns, sha256,
                 file_fingerprint(path, sampled=True), status,
-                None if result is None else json.dumps(result, ensure_ascii=False, allow_nan=False),
-                error, now, now,
+                None if result is None else utf8_json(json.dumps(result, ensure_ascii=False, allow_nan=False)),
+                None if error is None else utf8_text(error), now, now,
             ),
         )
 
@@ -395,7 +404,7 @@ class LibraryDB:
         """Mark a recorded change ``applied``, ``failed`` (with ``error``) or ``undone``."""
         self._conn.execute(
             "UPDATE tag_changes SET state = ?, error = ?, changed_at = ? WHERE id = ?",
-            (state, error, _now(), change_id),
+            (state, None if error is None else utf8_text(error), _now(), change_id),
         )
 
     def last_tag_batch(self) -> int | None:
@@ -436,7 +445,7 @@ class LibraryDB:
 
 
 def _json_or_null(values: list[str] | None) -> str | None:
-    return None if values is None else json.dumps(list(values), ensure_ascii=False, allow_nan=False)
+    return None if values is None else utf8_json(json.dumps(list(values), ensure_ascii=False, allow_nan=False))
 
 
 def _list_or_none(text: str | None) -> list[str] | None:
