@@ -51,15 +51,14 @@ def predict(
         raise UsageError("--force goes with --db")
     inputs = _check_inputs(inputs, files_from)
     if ray_address:
-        if styles:
-            raise UsageError("--styles does not go with --ray yet")
         if db:
             raise UsageError("--db does not go with --ray: a Parquet output (-o NAME.parquet) resumes instead")
         from genrekit.apps.cluster.pipeline import predict_on_ray
 
         report = predict_on_ray(inputs, address=ray_address, model=model, output=output, fmt=fmt, files_from=files_from,
                                 recursive=recursive, top_k=top_k, aggregate=aggregate, segments=segments, offset=offset,
-                                max_duration=max_duration, actors=actors, threads=threads or 1, device=device)
+                                max_duration=max_duration, actors=actors, threads=threads or 1, device=device,
+                                styles=styles)
         _ray_exit(report, "classified", output)
     if actors or device != "cpu":
         raise UsageError("--actors and --device go with --ray")
@@ -203,7 +202,7 @@ def _report_failed_rows(per_file):
     """Pass each file's table rows through, echoing a failed file as one line on stderr."""
     for rows in per_file:
         if rows and rows[0]["error"] is not None:
-            stderr.print(f"error: {rows[0]['error']}", markup=False, highlight=False, soft_wrap=True)
+            stderr.print(f"error: {printable(rows[0]['error'])}", markup=False, highlight=False, soft_wrap=True)
         yield rows
 
 
