@@ -25,7 +25,7 @@ from genrekit.apps.cluster.stages import Classify, Embed, Ledger, decode_batch
 from genrekit.data.embed import Embedder, list_items
 from genrekit.errors import UsageError
 from genrekit.inference.batch import available_cores, decode_segments
-from genrekit.utils import is_debug, is_quiet, output_target, printable, stderr
+from genrekit.utils import is_debug, is_quiet, output_target, printable, stderr, utf8_text
 
 RAY_HINT = "--ray needs Ray, an optional extra: pip install 'genrekit[ray]'"
 #: Ray retries of a batch whose worker died. A retried batch names each file to the ledger before
@@ -151,7 +151,8 @@ def _configure_data(ray, *, ordered: bool) -> None:
     if not is_debug():  # Ray Data's own INFO lines (plans, progress logged off a terminal) only with --debug
         import logging
 
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # -q: not even its warning that progress bars are off
+        logging.getLogger("ray.data").setLevel(logging.ERROR if is_quiet() else logging.WARNING)
 
 
 def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output: str | None,
@@ -181,6 +182,7 @@ def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output:
         kept, skipped = skip_done([(item["path"], item["problem"]) for item in items], output, metadata)
         keep = {path for path, _ in kept}
         items = [item for item in items if item["path"] in keep]
+    items = [_arrow_safe(item) for item in items]
     report = RunReport(listed=listed, skipped=skipped, ok=0, failed=0, missing=0, seconds=0.0)
     if not items:
         report.seconds = time.perf_counter() - started
@@ -199,6 +201,16 @@ def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output:
         report.missing = max(0, len(items) - report.ok - report.failed)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _arrow_safe(item: dict) -> dict:
+    """Ray Data carries paths as Arrow strings, which are UTF-8: a file name that is not UTF-8
+    becomes an error row (written as :func:`~genrekit.utils.utf8_text` writes it)."""
+    shown = utf8_text(item["path"])
+    if shown == item["path"]:
+        return item
+    return {**item, "path": shown,
+            "problem": item["problem"] or "file name is not UTF-8, which --ray cannot carry; classify it without --ray"}
 
 
 def _write_parquet(ds, kind: str, output: str) -> tuple[int, int]:
