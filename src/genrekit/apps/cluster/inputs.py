@@ -50,7 +50,8 @@ def read_file_list(list_path: str) -> list[str]:
             entries = [str(p) for p in table[column].to_pylist() if p]
         else:
             with open_input(list_path) as stream:
-                text = stream.read().decode("utf-8-sig")
+                # a name that is not UTF-8 stays the bytes it is, as os.fsdecode gives it
+                text = stream.read().decode("utf-8-sig", "surrogateescape")
             if suffix in (".csv", ".tsv"):
                 rows = [row for row in csv.reader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
                         if row]
