@@ -211,3 +211,16 @@ def test_tag_database_must_be_a_regular_file_in_an_existing_folder(capsys, song,
     assert not (tmp_path / "no").exists()
     if case == "fifo":
         assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_train_refuses_a_read_only_model_file_before_training(capsys, tmp_path):
+    from tones import TINY_CNN, TINY_FEATURE, make_tone_dataset
+
+    data = make_tone_dataset(tmp_path / "tones", tracks_per_genre=2, seconds=1.0)
+    (tmp_path / "model.json").write_text("precious\n")
+    (tmp_path / "model.json").chmod(0o444)
+    code, _, err = run(capsys, "-q", "train", "--dataset", data, "--out", tmp_path / "model",
+                       "--feature", json.dumps(TINY_FEATURE), "--arch", json.dumps(TINY_CNN), "--epochs", "1")
+    assert code == 1 and err.startswith("error: ") and "read-only" in err and err.count("\n") == 1, err
+    assert (tmp_path / "model.json").read_text() == "precious\n"
+    assert not (tmp_path / "model.safetensors").exists()
