@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from genrekit.apps.cli.main import main
-from genrekit.errors import OutputError
+from genrekit.errors import GenrekitError
 from genrekit.utils import atomic_write, atomic_write_text
 
 SR = 22050
@@ -116,13 +116,13 @@ def test_read_only_file_is_refused_also_for_root(tmp_path):
     path = tmp_path / "keep.json"
     path.write_text("precious\n")
     path.chmod(0o444)
-    with pytest.raises(OutputError, match="read-only"):
+    with pytest.raises(GenrekitError, match="read-only"):
         atomic_write_text(path, "new\n")
     assert path.read_text() == "precious\n"
 
 
 def test_missing_folder_is_an_error_and_is_not_created(tmp_path):
-    with pytest.raises(OutputError, match="does not exist"):
+    with pytest.raises(GenrekitError, match="does not exist"):
         atomic_write_text(tmp_path / "missing" / "dir" / "x.json", "{}")
     assert not (tmp_path / "missing").exists()
     atomic_write_text(tmp_path / "made" / "x.json", "{}", parents=True)  # genrekit's own trees
@@ -130,7 +130,7 @@ def test_missing_folder_is_an_error_and_is_not_created(tmp_path):
 
 
 def test_folder_is_an_error(tmp_path):
-    with pytest.raises(OutputError, match="is a folder"):
+    with pytest.raises(GenrekitError, match="is a folder"):
         atomic_write_text(tmp_path, "{}")
 
 
@@ -224,3 +224,24 @@ def test_train_refuses_a_read_only_model_file_before_training(capsys, tmp_path):
     assert code == 1 and err.startswith("error: ") and "read-only" in err and err.count("\n") == 1, err
     assert (tmp_path / "model.json").read_text() == "precious\n"
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_dev_stdout_appended_to_a_file_keeps_what_was_there(song, tmp_path, tiny_model_file):
+    """``genrekit predict ... -o /dev/stdout >> log.jsonl`` (here /proc/self/fd/1, the same file but
+    no system file if this went wrong): the shell's file is written through, not replaced."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"earlier": true}\n')
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    with open(log, "a") as appended:
+        done = subprocess.run([sys.executable, "-m", "genrekit", "-q", "predict", str(song), "-m", str(tiny_model_file),
+                               "-f", "jsonl", "-o", "/proc/self/fd/1"], stdout=appended, stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert json.loads(lines[0]) == {"earlier": True} and json.loads(lines[1])["path"] == str(song)
+    assert stat.S_ISREG(os.lstat(log).st_mode)

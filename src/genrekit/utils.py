@@ -117,7 +117,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, parents: bool = F
 @contextlib.contextmanager
 def _opened(path, target: Path, mode: str):
     try:
-        handle = open(target, mode)
+        # appending: /dev/stdout of ``>> log.jsonl`` reopens that file, and "w" would empty it
+        handle = open(target, mode.replace("w", "a"))
     except OSError as exc:
         raise _output_error(path, f"cannot write: {exc.strerror or exc}") from None
     with handle:
@@ -136,19 +137,19 @@ def output_target(path: str | os.PathLike, *, parents: bool = False) -> tuple[Pa
     """
     import stat
 
-    target = Path(os.path.realpath(path))
     try:
-        info = os.stat(target)
+        info = os.stat(path)  # through links, also /dev/stdout's link to a pipe in /proc
     except FileNotFoundError:
         info = None
     except OSError as exc:
         raise _output_error(path, f"cannot write: {exc.strerror or exc}") from None
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise _output_error(path, "is a folder; give a file name")
-    if info is not None and not stat.S_ISREG(info.st_mode):
-        if not os.access(target, os.W_OK):
+    if info is not None and (not stat.S_ISREG(info.st_mode) or _names_a_descriptor(path)):
+        if not os.access(path, os.W_OK):
             raise _output_error(path, "cannot write: permission denied")
-        return target, False
+        return Path(path), False
+    target = Path(os.path.realpath(path))
     if info is not None and (not info.st_mode & 0o222 or not os.access(target, os.W_OK)):
         raise _output_error(path, "read-only file; not replaced")
     folder = target.parent
@@ -162,6 +163,14 @@ def output_target(path: str | os.PathLike, *, parents: bool = False) -> tuple[Pa
     if not os.access(folder, os.W_OK | os.X_OK):
         raise _output_error(path, f"folder {folder} is not writable")
     return target, True
+
+
+def _names_a_descriptor(path) -> bool:
+    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``: an open file of the shell, written
+    through (appended to) even when it is a regular file: ``> out.json`` or ``>> log.jsonl``
+    decided how."""
+    absolute = os.path.abspath(path)
+    return absolute.startswith(("/dev/", "/proc/"))
 
 
 def _output_error(path, message: str):
