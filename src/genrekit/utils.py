@@ -165,12 +165,14 @@ def output_target(path: str | os.PathLike, *, parents: bool = False) -> tuple[Pa
     return target, True
 
 
+_DESCRIPTOR = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
+
+
 def _names_a_descriptor(path) -> bool:
     """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``: an open file of the shell, written
     through (appended to) even when it is a regular file: ``> out.json`` or ``>> log.jsonl``
     decided how."""
-    absolute = os.path.abspath(path)
-    return absolute.startswith(("/dev/", "/proc/"))
+    return _DESCRIPTOR.fullmatch(os.path.abspath(path)) is not None
 
 
 def _output_error(path, message: str):

@@ -176,9 +176,7 @@ def embed(
         list_items,
         write_feature_table,
     )
-    from genrekit.utils import info, track
-
-    from genrekit.utils import output_target
+    from genrekit.utils import info, output_target, track
 
     output_target(output)  # a missing folder or a read-only file: one line now, before any work
     started = time.perf_counter()
