@@ -187,6 +187,16 @@ def test_rows_carry_not_music_and_styles():
     assert row_to_record(row) == record and list(row_to_record(row)) == list(record)
 
 
+def test_styles_with_ray_need_a_taggram_model_and_fail_on_the_driver(capsys, tmp_path, tiny_model_file, gtzan_mini):
+    """``--styles`` goes with ``--ray`` now; a model without the MSD taggram is refused before
+    any cluster is started (exit 2), not in every actor."""
+    pytest.importorskip("ray")
+    code, out, err = run_cli(capsys, "predict", gtzan_mini / SUBSET[0], "--ray", "local", "--styles",
+                             "-m", tiny_model_file, "-o", tmp_path / "out.parquet")
+    assert code == 2 and "styles need" in err and out == "", err
+    assert not (tmp_path / "out.parquet").exists()
+
+
 def long_and_nul_entries(folder: Path) -> list[str]:
     """A list entry longer than a file name may be (300 bytes) and one with a NUL byte."""
     return [str(folder / ("a" * 300 + ".wav")), str(folder / "x\x00y.wav")]
@@ -507,13 +517,14 @@ def test_bad_list_entries_and_names_are_error_rows_on_ray(capfd, cluster, clips,
     listing.write_bytes(os.fsencode("\n".join([good, *long_and_nul_entries(tmp_path), latin1]) + "\n"))
     capfd.readouterr()
     with pytest.raises(SystemExit) as stopped:
-        main(["predict", "--files-from", str(listing), "--ray", cluster.address, "-o", str(tmp_path / "p.parquet")])
+        main(["predict", "--files-from", str(listing), "--ray", cluster.address, "--styles",
+              "-o", str(tmp_path / "p.parquet")])
     err = capfd.readouterr().err
     assert stopped.value.code == 1
     assert "Traceback" not in err and "missing" not in err and " INFO " not in err, err[-3000:]
     assert err.count("error: ") == 3, err[-3000:]
     rows = {row["path"]: row for row in pq.read_table(str(tmp_path / "p.parquet")).to_pylist()}
-    assert rows[good]["genre"] and rows[good]["not_music"] is False and "styles" in rows[good]
+    assert rows[good]["genre"] and rows[good]["not_music"] is False and rows[good]["styles"] is not None
     assert sum(row["error"] is not None for row in rows.values()) == 3
     assert any(path.endswith("caf\\xe9.flac") for path in rows)
     try:
