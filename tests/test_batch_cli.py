@@ -67,6 +67,7 @@ def count_predict_calls(monkeypatch):
 def test_db_answers_unchanged_files_and_force_recomputes(tiny_model_file, music_folder, tmp_path, capsys,
                                                          count_predict_calls):
     db = tmp_path / "state" / "library.sqlite"
+    db.parent.mkdir()  # output paths go into existing folders
     base = ["predict", music_folder, "-m", tiny_model_file, "-f", "jsonl", "--db", db, "-j", "0"]
     code, out, _ = run(capsys, *base)
     first = jsonl(out)
@@ -112,7 +113,7 @@ def test_no_recursive_takes_only_the_files_in_the_folder(tiny_model_file, music_
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "table"])
 def test_output_file_holds_every_record(tiny_model_file, music_folder, tmp_path, capsys, fmt):
-    target = tmp_path / "out" / f"results.{fmt}"
+    target = tmp_path / f"results.{fmt}"
     code, out, _ = run(capsys, "predict", music_folder, "-m", tiny_model_file, "-f", fmt, "-o", target)
     assert code == 0 and out == ""
     text = target.read_text(encoding="utf-8")

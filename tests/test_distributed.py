@@ -147,6 +147,76 @@ def test_rows_round_trip_the_json_record_warnings_and_segments_included():
     assert row_to_record(pa.Table.from_pylist([record_to_row(error)], schema=predict_schema()).to_pylist()[0]) == error
 
 
+def test_resume_checks_every_part_of_the_output(tmp_path):
+    """A part written by another model, sorted after a part of this one, is not taken as done."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from genrekit.apps.cluster.inputs import fingerprint
+    from genrekit.apps.cluster.output import predict_schema, record_to_row, skip_done
+    from genrekit.errors import UsageError
+
+    files = [tmp_path / f"{name}.wav" for name in "ab"]
+    for file in files:
+        file.write_bytes(b"x")
+    ours, theirs = {"model": "m@1", "top_k": 3}, {"model": "other@2", "top_k": 3}
+    out = tmp_path / "out.parquet"
+    out.mkdir()
+    for part, file, settings in (("part-0.parquet", files[0], ours), ("part-1.parquet", files[1], theirs)):
+        row = record_to_row({"path": str(file), "genre": "jazz", "confidence": 0.9, "top": [], "duration": 1.0,
+                             "uncertain": False}, fingerprint=fingerprint(str(file)))
+        pq.write_table(pa.Table.from_pylist([row], schema=predict_schema(settings)), out / part)
+    with pytest.raises(UsageError, match="other settings.*part-1.parquet"):
+        skip_done([(str(f), None) for f in files], str(out), ours)
+
+
+def test_rows_carry_not_music_and_styles():
+    """``not_music`` (file and segments) and ``styles`` of the JSON contract survive a Parquet row."""
+    import pyarrow as pa
+
+    from genrekit.apps.cluster.output import predict_schema, record_to_row, row_to_record
+
+    record = {"path": "talk.wav", "genre": None, "confidence": 0.4, "top": [{"genre": "jazz", "probability": 0.4}],
+              "duration": 6.0, "uncertain": True, "not_music": True,
+              "styles": [{"style": "ambient", "score": 0.31}],
+              "segments": [{"start": 0.0, "end": 3.0, "genre": None, "probabilities": {"jazz": 0.4, "rock": 0.6},
+                            "not_music": True},
+                           {"start": 3.0, "end": 6.0, "genre": "jazz", "probabilities": {"jazz": 0.9, "rock": 0.1}}]}
+    row = pa.Table.from_pylist([record_to_row(record, model="m")], schema=predict_schema()).to_pylist()[0]
+    assert row["not_music"] is True and row["styles"] == [{"style": "ambient", "score": 0.31}]
+    assert row_to_record(row) == record and list(row_to_record(row)) == list(record)
+
+
+def test_styles_with_ray_need_a_taggram_model_and_fail_on_the_driver(capsys, tmp_path, tiny_model_file, gtzan_mini):
+    """``--styles`` goes with ``--ray`` now; a model without the MSD taggram is refused before
+    any cluster is started (exit 2), not in every actor."""
+    pytest.importorskip("ray")
+    code, out, err = run_cli(capsys, "predict", gtzan_mini / SUBSET[0], "--ray", "local", "--styles",
+                             "-m", tiny_model_file, "-o", tmp_path / "out.parquet")
+    assert code == 2 and "styles need" in err and out == "", err
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def long_and_nul_entries(folder: Path) -> list[str]:
+    """A list entry longer than a file name may be (300 bytes) and one with a NUL byte."""
+    return [str(folder / ("a" * 300 + ".wav")), str(folder / "x\x00y.wav")]
+
+
+def test_local_embed_files_from_long_and_nul_entries_are_error_rows(capsys, tmp_path, gtzan_mini):
+    import pyarrow.parquet as pq
+
+    good = str(gtzan_mini / SUBSET[0])
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([good, *long_and_nul_entries(tmp_path)]) + "\n")
+    out = tmp_path / "table.parquet"
+    code, _, err = run_cli(capsys, "-q", "embed", "--files-from", listing, "--feature", SMALL_FEATURE, "-o", out)
+    assert code == 1 and "Traceback" not in err and err.count("error: ") == 2, err
+    rows = pq.read_table(out).to_pylist()
+    errors = {row["path"]: row["error"] for row in rows if row["error"]}
+    assert set(errors) == set(long_and_nul_entries(tmp_path))
+    assert any(row["path"] == good and row["error"] is None for row in rows)
+
+
 def test_stages_without_a_cluster_equal_local_predict(tiny_model_file, tmp_path):
     """The decoding stage and the model actor's code, run in this process on a clean file, a file
     with NaN samples (cleaned, with a warning) and a file streamed by the actor: the local records."""
@@ -431,3 +501,39 @@ def test_ray_job_submit_runs_genrekit_on_the_cluster(cluster, clips, tmp_path):
     rows = read_rows(out)
     assert sorted(Path(p).name for p in rows) == ["disco.00000.flac", "hiphop.00000.flac"]
     assert all(row["genre"] for row in rows.values())
+
+
+@pytest.mark.timeout(240)
+def test_bad_list_entries_and_names_are_error_rows_on_ray(capfd, cluster, clips, tmp_path):
+    """``--files-from`` entries too long or with a NUL byte, and a file name that is not UTF-8,
+    are error rows: no Ray traceback, no "missing" files, no Ray INFO lines (only with --debug);
+    the rows carry the JSON contract's fields."""
+    import pyarrow.parquet as pq
+
+    latin1 = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.flac")
+    shutil.copy(clips / "jazz.00000.flac", os.fsencode(latin1))
+    good = str(clips / "blues.00000.flac")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(os.fsencode("\n".join([good, *long_and_nul_entries(tmp_path), latin1]) + "\n"))
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--files-from", str(listing), "--ray", cluster.address, "--styles",
+              "-o", str(tmp_path / "p.parquet")])
+    err = capfd.readouterr().err
+    assert stopped.value.code == 1
+    assert "Traceback" not in err and "missing" not in err and " INFO " not in err, err[-3000:]
+    assert err.count("error: ") == 3, err[-3000:]
+    rows = {row["path"]: row for row in pq.read_table(str(tmp_path / "p.parquet")).to_pylist()}
+    assert rows[good]["genre"] and rows[good]["not_music"] is False and rows[good]["styles"] is not None
+    assert sum(row["error"] is not None for row in rows.values()) == 3
+    assert any(path.endswith("caf\\xe9.flac") for path in rows)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main(["-q", "embed", "--files-from", str(listing), "--feature", SMALL_FEATURE, "--ray", cluster.address,
+                  "-o", str(tmp_path / "e.parquet")])
+    finally:
+        set_verbosity(quiet=False)
+    err = capfd.readouterr().err
+    assert stopped.value.code == 1 and "Traceback" not in err and "missing" not in err, err[-3000:]
+    failed = {row["path"] for row in pq.read_table(str(tmp_path / "e.parquet")).to_pylist() if row["error"]}
+    assert len(failed) == 3

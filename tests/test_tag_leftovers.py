@@ -57,6 +57,7 @@ def test_temp_file_in_use_by_another_writer_is_not_removed(library):
 
 def test_undo_hint_names_the_database_and_can_be_followed(library, band_model, capsys, tmp_path):
     db_path = tmp_path / "state" / "library.sqlite"
+    db_path.parent.mkdir()  # output paths go into existing folders
     code, _, err = run_tag(capsys, library, "--db", db_path, "--write")
     assert code == 0
     hint = err.split("undo with: ", 1)[1].split(")")[0].strip()

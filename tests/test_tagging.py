@@ -432,6 +432,7 @@ def test_cli_reports_read_only_file_and_exits_1(library, band_model, capsys):
 
 def test_cli_db_option_and_batch_needs_undo(library, band_model, capsys, tmp_path):
     db_path = tmp_path / "elsewhere" / "state.sqlite"
+    db_path.parent.mkdir()  # output paths go into existing folders
     code, _, _ = run_tag(capsys, library / "voix.opus", "--db", db_path, "--write")
     assert code == 0 and db_path.is_file()
     assert not default_db_path(library).exists()

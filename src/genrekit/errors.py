@@ -13,6 +13,11 @@ class UsageError(GenrekitError):
     """A wrong option, path or combination of arguments (CLI exit code 2)."""
 
 
+class OutputError(GenrekitError):
+    """An output cannot be written: its folder is missing, it is a folder or a read-only file, or
+    writing failed (full disk, closed output)."""
+
+
 class AudioError(GenrekitError):
     """A file could not be used as audio. ``path`` names the file."""
 

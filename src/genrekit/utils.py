@@ -81,26 +81,104 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary file beside ``path`` and move it into place only when the block succeeds.
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, parents: bool = False):
+    """Open ``path`` for writing the way :func:`output_target` decides; yield the open file.
 
-    Readers never see a half-written file, and a crash leaves the old file (if any) untouched.
+    A regular file (or a new one) is written to a temporary file beside it and moved into place
+    only when the block succeeds: readers never see a half-written file, and a crash leaves the
+    old file (if any) untouched. A FIFO or a device is written through, as a shell's ``>`` would.
+    A symbolic link is followed: its target is replaced, the link stays. ``parents=True`` creates
+    missing folders (for genrekit's own trees: caches, run folders); otherwise a missing folder,
+    a folder, a read-only file or an unwritable folder is an :class:`~genrekit.errors.OutputError`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target, regular = output_target(path, parents=parents)
+    if not regular:
+        with _opened(path, target, mode) as handle:
+            yield handle
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _output_error(path, f"cannot create a file in {target.parent}: {exc.strerror or exc}") from None
     try:
         # mkstemp makes 0600 files; give the result the mode a plain open() would have
-        os.fchmod(fd, _mode_for(path))
+        os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _opened(path, target: Path, mode: str):
+    try:
+        # appending: /dev/stdout of ``>> log.jsonl`` reopens that file, and "w" would empty it
+        handle = open(target, mode.replace("w", "a"))
+    except OSError as exc:
+        raise _output_error(path, f"cannot write: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def output_target(path: str | os.PathLike, *, parents: bool = False) -> tuple[Path, bool]:
+    """Where writing ``path`` goes, checked before any work: ``(file to write, is it regular)``.
+
+    Symbolic links are followed to the file they name (also a link to a file not made yet).
+    Regular files and new files are replaced atomically (``regular`` True); FIFOs and devices are
+    written through. Raises :class:`~genrekit.errors.OutputError`, one line naming ``path``, when
+    the folder is missing (unless ``parents``), the path is a folder, a regular file is read-only
+    (no write permission bit: refused also for root, whom permissions do not stop) or the folder
+    that must take the temporary file is not writable.
+    """
+    import stat
+
+    try:
+        info = os.stat(path)  # through links, also /dev/stdout's link to a pipe in /proc
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise _output_error(path, f"cannot write: {exc.strerror or exc}") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise _output_error(path, "is a folder; give a file name")
+    if info is not None and (not stat.S_ISREG(info.st_mode) or _names_a_descriptor(path)):
+        if not os.access(path, os.W_OK):
+            raise _output_error(path, "cannot write: permission denied")
+        return Path(path), False
+    target = Path(os.path.realpath(path))
+    if info is not None and (not info.st_mode & 0o222 or not os.access(target, os.W_OK)):
+        raise _output_error(path, "read-only file; not replaced")
+    folder = target.parent
+    if not folder.is_dir():
+        if not parents:
+            raise _output_error(path, f"folder {folder} does not exist")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _output_error(path, f"cannot create folder {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _output_error(path, f"folder {folder} is not writable")
+    return target, True
+
+
+_DESCRIPTOR = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
+
+
+def _names_a_descriptor(path) -> bool:
+    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``: an open file of the shell, written
+    through (appended to) even when it is a regular file: ``> out.json`` or ``>> log.jsonl``
+    decided how."""
+    return _DESCRIPTOR.fullmatch(os.path.abspath(path)) is not None
+
+
+def _output_error(path, message: str):
+    from genrekit.errors import OutputError
+
+    return OutputError(f"{os.fsdecode(path)}: {message}")
 
 
 def _mode_for(path: Path) -> int:
@@ -112,13 +190,13 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_write(path, "wb") as handle:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, parents: bool = False) -> None:
+    with atomic_write(path, "wb", parents=parents) as handle:
         handle.write(data)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_write(path, "w") as handle:
+def atomic_write_text(path: str | os.PathLike, text: str, *, parents: bool = False) -> None:
+    with atomic_write(path, "w", parents=parents) as handle:
         handle.write(text)
 
 
@@ -179,6 +257,28 @@ def _escape(match: re.Match) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
         return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+#: Lone surrogates: in a ``str`` from :func:`os.fsdecode` they stand for file-name bytes that are
+#: not UTF-8 (U+DC80-U+DCFF); no UTF-8 text (JSON, CSV, Parquet, SQLite) can carry them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_text(text: str) -> str:
+    """``text`` that UTF-8 can encode: each byte of a file name that is not UTF-8 (``os.fsdecode``
+    gives it as a lone surrogate) written ``\\xHH``, as in tables and ``error:`` lines.
+
+    The machine outputs (JSON, CSV, Parquet) carry names through this, so they stay valid; the
+    exact bytes live in the library database and are what genrekit opens.
+    """
+    return _SURROGATE.sub(_escape, text)
+
+
+def utf8_json(text: str) -> str:
+    """JSON ``text`` from ``json.dumps(..., ensure_ascii=False)`` with lone surrogates written as
+    :func:`utf8_text` writes them (``"caf\\\\xe9.wav"`` in the JSON text decodes to ``caf\\xe9.wav``).
+    Lone surrogates only occur inside JSON strings, so the text stays valid JSON."""
+    return _SURROGATE.sub(lambda match: _escape(match).replace("\\", "\\\\"), text)
 
 
 def read_toml(path: str | os.PathLike, what: str = "config file") -> dict:

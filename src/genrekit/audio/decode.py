@@ -415,7 +415,7 @@ def _check_file(path: Path) -> None:
 
 
 def _soundfile_info(path: Path) -> AudioInfo:
-    with sf.SoundFile(path) as handle:
+    with sf.SoundFile(os.fsencode(path)) as handle:  # bytes: soundfile cannot encode a name that is not UTF-8
         info = AudioInfo(
             sr=handle.samplerate,
             channels=handle.channels,
@@ -505,7 +505,7 @@ def _read_soundfile(path: Path, info: AudioInfo, start: int, stop: int | None, b
     stop = info.frames if stop is None else min(stop, info.frames)
     position = start
     try:
-        with sf.SoundFile(path) as handle:
+        with sf.SoundFile(os.fsencode(path)) as handle:  # bytes: soundfile cannot encode a name that is not UTF-8
             if start:
                 position = _seek(handle, start)
             while position < stop:

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from genrekit.data.identity import file_identity
+from genrekit.errors import OutputError
 from genrekit.utils import atomic_write, cache_root, warn
 
 #: Bump when a feature's output changes for the same spec, so that old entries are not reused.
@@ -156,11 +157,11 @@ class FeatureCache:
         if array.dtype.hasobject:
             raise TypeError(f"cannot cache an array of dtype {array.dtype}: only numeric arrays")
         try:
-            with atomic_write(entry, "wb") as handle:
+            with atomic_write(entry, "wb", parents=True) as handle:
                 np.save(handle, array, allow_pickle=False)
-        except OSError as exc:  # a full or read-only cache must not stop the computation
+        except (OSError, OutputError) as exc:  # a full or read-only cache must not stop the computation
             if not self._write_failed:
-                warn(f"feature cache {self.root} not written ({exc.strerror or exc}); computing without it")
+                warn(f"feature cache {self.root} not written ({getattr(exc, 'strerror', None) or exc}); computing without it")
                 self._write_failed = True
 
     def _shards(self) -> list[Path]:

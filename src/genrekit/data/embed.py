@@ -31,6 +31,7 @@ from genrekit.data.identity import file_fingerprint
 from genrekit.data.tables import METADATA_KEY
 from genrekit.errors import GenrekitError, UsageError
 from genrekit.inference.batch import collect_audio_files, decode_segments
+from genrekit.utils import utf8_text
 
 #: The feature ``genrekit embed`` extracts by default: what the bundled default model consumes.
 DEFAULT_FEATURE = {"name": "musicnn", "model": "MSD_musicnn", "layer": "penultimate"}
@@ -152,7 +153,9 @@ class Embedder:
         import pyarrow as pa
 
         schema = self.schema()
-        columns = {name: [row.get(name) for row in rows] for name in schema.names if name != "feature"}
+        # Parquet strings are UTF-8: a file-name byte that is not is written \xHH (utils.utf8_text)
+        columns = {name: [utf8_text(v) if isinstance(v, str) else v for v in (row.get(name) for row in rows)]
+                   for name in schema.names if name != "feature"}
         flat = np.zeros((len(rows), self.dim), np.float32)
         present = np.array([row.get("feature") is not None for row in rows], bool)
         for i in np.flatnonzero(present):

@@ -35,6 +35,7 @@ def write_report(result: Reportable, path: str | Path) -> list[Path]:
     from genrekit.utils import atomic_write_text
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a report is a result tree: its folder is made
     stem = path.with_suffix("")
     confusion_png = stem.with_name(stem.name + "-confusion.png")
     confusion_json = stem.with_name(stem.name + "-confusion.json")

@@ -347,7 +347,7 @@ def run_experiments(
     features_seconds = time.perf_counter() - features_started
     for number, (run, fold, record) in enumerate(_train(pending, out, jobs, threads), start=1):
         atomic_write_text(out / "runs" / run.id / f"fold{fold}.json",
-                          json.dumps(finite_json(record), indent=1, allow_nan=False) + "\n")
+                          json.dumps(finite_json(record), indent=1, allow_nan=False) + "\n", parents=True)
         records[run.id, fold] = record
         m = record["metrics"]
         info(f"[{number}/{len(pending)}] {run.id} fold {fold}: track accuracy {m['track_accuracy']:.3f} on "

@@ -3,6 +3,8 @@
 Every writer streams: a record is written as soon as it is produced, so a long batch shows
 progress and an interrupted run keeps what it printed. JSON writers refuse NaN and infinity
 (``allow_nan=False``): a bare ``NaN`` is not JSON, and no such number may reach an output.
+JSON and CSV stay valid UTF-8: a file name byte that is not UTF-8 is written ``\\xHH``
+(:func:`genrekit.utils.utf8_text`), as tables and ``error:`` lines show it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import csv
 import json
 from typing import IO, Iterable
 
-from genrekit.utils import printable
+from genrekit.utils import printable, utf8_json, utf8_text
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -37,6 +39,10 @@ def write_records(records: Iterable[dict], fmt: str, stream: IO[str], *, top_k: 
 def _fmt_time(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     return f"{int(minutes)}:{secs:05.2f}"
+
+
+def _json(record: dict, **options) -> str:
+    return utf8_json(json.dumps(record, ensure_ascii=False, allow_nan=False, **options))
 
 
 class _TableWriter:
@@ -96,13 +102,13 @@ class _JsonWriter:
             self.pending = record
             return
         if self.first:
-            self.stream.write("[\n" + json.dumps(self.pending, ensure_ascii=False, allow_nan=False))
+            self.stream.write("[\n" + _json(self.pending))
             self.first = False
-        self.stream.write(",\n" + json.dumps(record, ensure_ascii=False, allow_nan=False))
+        self.stream.write(",\n" + _json(record))
 
     def close(self) -> None:
         if self.first and self.pending is not None:
-            self.stream.write(json.dumps(self.pending, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+            self.stream.write(_json(self.pending, indent=2) + "\n")
         elif not self.first:
             self.stream.write("\n]\n")
 
@@ -112,7 +118,7 @@ class _JsonlWriter:
         self.stream = stream
 
     def write(self, record: dict) -> None:
-        self.stream.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+        self.stream.write(_json(record) + "\n")
 
     def close(self) -> None:
         pass
@@ -134,7 +140,7 @@ class _CsvWriter:
         for rank, item in enumerate(record.get("top", []), 1):
             row[f"top{rank}_genre"] = item["genre"]
             row[f"top{rank}_probability"] = item["probability"]
-        self.writer.writerow(row)
+        self.writer.writerow({key: utf8_text(v) if isinstance(v, str) else v for key, v in row.items()})
 
     def close(self) -> None:
         pass

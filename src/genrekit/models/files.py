@@ -69,6 +69,9 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
 def save_model(path: str | Path, spec: ModelSpec | dict, tensors: dict[str, torch.Tensor]) -> Path:
     """Write ``spec`` (JSON) and ``tensors`` (safetensors) atomically; returns the JSON path.
 
+    A missing folder is created (training outputs are result trees); see
+    :func:`genrekit.utils.atomic_write` for links, FIFOs and read-only files.
+
     Parameters
     ----------
     path : str or Path
@@ -96,8 +99,8 @@ def save_model(path: str | Path, spec: ModelSpec | dict, tensors: dict[str, torc
     spec = replace(spec, genrekit_version=__version__, created=created)
     json_path, weights_path = model_paths(path)
     contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    atomic_write_bytes(weights_path, save(contiguous, metadata={"format": FORMAT}))
-    atomic_write_text(json_path, spec.to_json())
+    atomic_write_bytes(weights_path, save(contiguous, metadata={"format": FORMAT}), parents=True)
+    atomic_write_text(json_path, spec.to_json(), parents=True)
     return json_path
 
 

@@ -95,8 +95,8 @@ def write_checkpoint(config: TrainConfig, state: _LoopState, network: nn.Module,
     }
     json_path, tensor_path = checkpoint_paths(config.out)
     contiguous = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    atomic_write_bytes(tensor_path, save(contiguous))
-    atomic_write_text(json_path, json.dumps(finite_json(spec), indent=1, allow_nan=False) + "\n")
+    atomic_write_bytes(tensor_path, save(contiguous), parents=True)
+    atomic_write_text(json_path, json.dumps(finite_json(spec), indent=1, allow_nan=False) + "\n", parents=True)
     return json_path
 
 

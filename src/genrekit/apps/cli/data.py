@@ -59,7 +59,7 @@ def data_report_command(
 
 def plot(
     file: str = typer.Argument(..., metavar="FILE", help="Audio file."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="PNG to write (default FILE's name + .png here)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="PNG to write (default FILE's name + .png here; its folder must exist)."),
     offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start at this many seconds."),
     duration: Optional[float] = typer.Option(30.0, "--duration", min=0.1, help="Seconds to show (default 30)."),
     no_tags: bool = typer.Option(False, "--no-tags", help="Leave out the musicnn taggram."),
@@ -68,8 +68,10 @@ def plot(
     from pathlib import Path
 
     from genrekit.evaluation.plots import plot_file
+    from genrekit.utils import output_target
 
     target = Path(out) if out else Path(Path(file).name + ".png")
+    output_target(target)  # a missing folder or a read-only file: one line now, before any work
     plot_file(file, target, offset=offset, duration=duration, musicnn=None if no_tags else "MSD_musicnn")
     typer.echo(str(target))
 

@@ -8,12 +8,8 @@ from typing import Optional
 
 import typer
 
-from genrekit.errors import GenrekitError, UsageError
+from genrekit.errors import OutputError, UsageError
 from genrekit.utils import printable, stderr
-
-
-class OutputError(GenrekitError):
-    """The results cannot be written (full disk, closed or unwritable output)."""
 
 
 def predict(
@@ -24,7 +20,7 @@ def predict(
     styles: bool = typer.Option(False, "--styles", help="Also give the styles: genre-like MSD tags (electronic, folk, soul, punk, House, ...) whose mean probability is at least 0.2 (models on the MSD taggram, such as the default)."),
     aggregate: str = typer.Option("mean", "--aggregate", help="Segments to track: mean (probability) or vote."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json, jsonl or csv (written as each file finishes)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout (a file is replaced atomically; a FIFO, device or link is written through; its folder must exist)."),
     offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start this many seconds into each file."),
     max_duration: Optional[float] = typer.Option(None, "--max-duration", min=0.1, help="Classify at most this many seconds."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively, or take only the files directly in them."),
@@ -55,15 +51,14 @@ def predict(
         raise UsageError("--force goes with --db")
     inputs = _check_inputs(inputs, files_from)
     if ray_address:
-        if styles:
-            raise UsageError("--styles does not go with --ray yet")
         if db:
             raise UsageError("--db does not go with --ray: a Parquet output (-o NAME.parquet) resumes instead")
         from genrekit.apps.cluster.pipeline import predict_on_ray
 
         report = predict_on_ray(inputs, address=ray_address, model=model, output=output, fmt=fmt, files_from=files_from,
                                 recursive=recursive, top_k=top_k, aggregate=aggregate, segments=segments, offset=offset,
-                                max_duration=max_duration, actors=actors, threads=threads or 1, device=device)
+                                max_duration=max_duration, actors=actors, threads=threads or 1, device=device,
+                                styles=styles)
         _ray_exit(report, "classified", output)
     if actors or device != "cpu":
         raise UsageError("--actors and --device go with --ray")
@@ -73,6 +68,10 @@ def predict(
         inputs = inputs + read_file_list(files_from)
     if output is not None and os.path.isdir(output):
         raise UsageError(f"--output {printable(output)}: is a folder; give a file name")
+    if output is not None:
+        from genrekit.utils import output_target
+
+        output_target(output)  # a missing folder or a read-only file: one line now, before any work
     import contextlib
     import time
 
@@ -177,8 +176,9 @@ def embed(
         list_items,
         write_feature_table,
     )
-    from genrekit.utils import info, track
+    from genrekit.utils import info, output_target, track
 
+    output_target(output)  # a missing folder or a read-only file: one line now, before any work
     started = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
@@ -200,7 +200,7 @@ def _report_failed_rows(per_file):
     """Pass each file's table rows through, echoing a failed file as one line on stderr."""
     for rows in per_file:
         if rows and rows[0]["error"] is not None:
-            stderr.print(f"error: {rows[0]['error']}", markup=False, highlight=False, soft_wrap=True)
+            stderr.print(f"error: {printable(rows[0]['error'])}", markup=False, highlight=False, soft_wrap=True)
         yield rows
 
 
@@ -265,11 +265,11 @@ def tags_command(
     import json
 
     from genrekit.features.musicnn.tags import tag_file
-    from genrekit.utils import stdout
+    from genrekit.utils import stdout, utf8_json
 
     result = tag_file(file, model, top=top, overlap=overlap)
     if as_json:
-        stdout.print(json.dumps(result, allow_nan=False), markup=False, highlight=False)
+        stdout.print(utf8_json(json.dumps(result, ensure_ascii=False, allow_nan=False)), markup=False, highlight=False)
         return
 
     def ranked(tags):

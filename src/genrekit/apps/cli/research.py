@@ -55,11 +55,23 @@ def train(
         window=window, hop=hop, sample_rate=sample_rate, class_weights=class_weights, augment=augment,
         limit_per_label=limit_per_label, cache_dir="" if no_cache else cache_dir, device=device, name=name,
     )
-    result = train_model(config_from_options(config, resume, **options), resume=resume)
+    recipe = config_from_options(config, resume, **options)
+    _check_model_outputs(recipe.out)
+    result = train_model(recipe, resume=resume)
     summary = {"model": str(result.model_path), "best_epoch": result.best_epoch, "parameters": result.n_parameters}
     for side, metrics in result.metrics.items():
         summary[side] = {key: round(metrics[key], 4) for key in ("track_accuracy", "segment_accuracy", "track_macro_f1")}
     typer.echo(json.dumps(summary, indent=2, allow_nan=False))
+
+
+def _check_model_outputs(out: str) -> None:
+    """A read-only model file or a folder in the way: one line before training, not after it."""
+    from genrekit.models.files import model_paths
+    from genrekit.training.checkpoints import checkpoint_paths
+    from genrekit.utils import output_target
+
+    for path in (*model_paths(out), *checkpoint_paths(out)):
+        output_target(path, parents=True)  # training outputs are a result tree: folders are made
 
 
 def evaluate(

@@ -11,8 +11,23 @@ from genrekit.errors import UsageError
 from genrekit.inference.batch import collect_audio_files
 
 
+#: Longest file name (one path component) and longest path Linux takes, in bytes.
+NAME_MAX, PATH_MAX = 255, 4095
+
+
 def is_uri(path: str) -> bool:
     return "://" in str(path)
+
+
+def name_problem(path: str) -> str | None:
+    """Why ``path`` cannot name a file, seen without touching the disk (a list entry is not
+    looked at before its decoding task): a NUL byte, or a name longer than the system takes."""
+    if "\x00" in path:
+        return "not a file name (it holds a NUL byte)"
+    raw = os.fsencode(path)
+    if len(raw) > PATH_MAX or any(len(part) > NAME_MAX for part in raw.split(b"/")):
+        return f"file name too long (a name may have {NAME_MAX} bytes, a path {PATH_MAX})"
+    return None
 
 
 def read_file_list(list_path: str) -> list[str]:
@@ -35,7 +50,8 @@ def read_file_list(list_path: str) -> list[str]:
             entries = [str(p) for p in table[column].to_pylist() if p]
         else:
             with open_input(list_path) as stream:
-                text = stream.read().decode("utf-8-sig")
+                # a name that is not UTF-8 stays the bytes it is, as os.fsdecode gives it
+                text = stream.read().decode("utf-8-sig", "surrogateescape")
             if suffix in (".csv", ".tsv"):
                 rows = [row for row in csv.reader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
                         if row]
@@ -103,7 +119,7 @@ def list_files(inputs: Iterable[str], files_from: str | None = None, recursive: 
             local.append(item)
     found += collect_audio_files(local, recursive=recursive)
     if files_from:
-        found += [(entry, None) for entry in read_file_list(files_from)]
+        found += [(entry, name_problem(entry)) for entry in read_file_list(files_from)]
     return found
 
 

@@ -8,9 +8,9 @@ import os
 
 from genrekit.apps.cluster.inputs import fingerprint, is_uri
 from genrekit.data.tables import METADATA_KEY
-from genrekit.errors import UsageError
+from genrekit.errors import OutputError, UsageError
 from genrekit.inference.predict import error_record
-from genrekit.utils import warn
+from genrekit.utils import utf8_text, warn
 
 
 def is_parquet_output(output: str | None) -> bool:
@@ -24,6 +24,18 @@ def output_fs(output: str):
     if is_uri(output):
         return fs.FileSystem.from_uri(output)
     return fs.LocalFileSystem(), os.path.abspath(output)
+
+
+def check_output_folder(output: str) -> None:
+    """A local Parquet output folder goes into an existing folder and is a folder if it exists;
+    :class:`~genrekit.errors.OutputError` otherwise (URIs are the object store's business)."""
+    if is_uri(output):
+        return
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise OutputError(f"{output}: not a folder; a Parquet output (-o NAME.parquet) is a folder")
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent):
+        raise OutputError(f"{output}: folder {parent} does not exist")
 
 
 def output_files(output: str) -> list[str]:
@@ -52,18 +64,19 @@ def read_output(output: str, files: list[str] | None = None, columns: list[str] 
     return rows
 
 
-def output_metadata(output: str) -> dict | None:
-    """The ``genrekit`` schema metadata of an output folder's first readable file (what made it)."""
+def output_metadata(output: str) -> dict[str, dict]:
+    """The ``genrekit`` schema metadata (what made it) of every readable file of an output folder."""
     import pyarrow.parquet as pq
 
     filesystem, _ = output_fs(output)
+    found = {}
     for name in output_files(output):
         try:
             metadata = pq.read_schema(name, filesystem=filesystem).metadata or {}
+            found[name] = json.loads(metadata.get(METADATA_KEY, b"{}"))
         except (OSError, ValueError):
             continue
-        return json.loads(metadata.get(METADATA_KEY, b"{}"))
-    return None
+    return found
 
 
 def skip_done(found: list[tuple[str, str | None]], output: str, metadata: dict | None = None
@@ -74,18 +87,19 @@ def skip_done(found: list[tuple[str, str | None]], output: str, metadata: dict |
     a job costs time in proportion to what it had done, not to the whole list. An output made
     with other settings (``metadata``: model and options, or feature and segmenting) is refused.
     """
-    existing = output_metadata(output)
-    if metadata is not None and existing is not None and existing != json.loads(json.dumps(metadata)):
-        raise UsageError(f"{output} holds results made with other settings ({json.dumps(existing)}); "
-                         "write to another folder, or delete it to start again")
+    expected = json.loads(json.dumps(metadata))
+    for name, existing in output_metadata(output).items() if metadata is not None else ():
+        if existing != expected:  # every part: one written by another model must not count as done
+            raise UsageError(f"{output} holds results made with other settings ({json.dumps(existing)} in "
+                             f"{os.path.basename(name)}); write to another folder, or delete it to start again")
     done: dict[str, set] = {}
     for row in read_output(output, columns=["path", "fingerprint"]):
         if row["fingerprint"]:
             done.setdefault(row["path"], set()).add(row["fingerprint"])
     if not done:
         return found, 0
-    todo = [(path, problem) for path, problem in found
-            if problem or path not in done or fingerprint(path) not in done[path]]
+    todo = [(path, problem) for path, problem in found  # paths are stored as utf8_text writes them
+            if problem or utf8_text(path) not in done or fingerprint(path) not in done[utf8_text(path)]]
     return todo, len(found) - len(todo)
 
 
@@ -96,11 +110,13 @@ def predict_schema(metadata: dict | None = None):
 
     probabilities = pa.map_(pa.string(), pa.float64())
     segment = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("genre", pa.string()),
-                         ("probabilities", probabilities), ("silent", pa.bool_())])
+                         ("probabilities", probabilities), ("silent", pa.bool_()), ("not_music", pa.bool_())])
     return pa.schema([
         ("path", pa.string()), ("genre", pa.string()), ("confidence", pa.float64()),
         ("top", pa.list_(pa.struct([("genre", pa.string()), ("probability", pa.float64())]))),
         ("duration", pa.float64()), ("uncertain", pa.bool_()), ("silent", pa.bool_()), ("short", pa.bool_()),
+        ("not_music", pa.bool_()),
+        ("styles", pa.list_(pa.struct([("style", pa.string()), ("score", pa.float64())]))),
         ("segments", pa.list_(segment)), ("warnings", pa.list_(pa.string())), ("error", pa.string()),
         ("fingerprint", pa.string()), ("model", pa.string()), ("node", pa.string()),
         ("decode_node", pa.string()),
@@ -112,10 +128,18 @@ def record_to_row(record: dict, **extra) -> dict:
     row = {name: None for name in predict_schema().names}
     row.update({key: value for key, value in record.items() if key in row})
     if "error" not in record:
-        row["silent"], row["short"] = bool(record.get("silent")), bool(record.get("short"))
+        for flag in ("silent", "short", "not_music"):
+            row[flag] = bool(record.get(flag))
         if record.get("segments") is not None:
-            row["segments"] = [{**segment, "silent": bool(segment.get("silent"))} for segment in record["segments"]]
+            row["segments"] = [{**segment, "silent": bool(segment.get("silent")),
+                                "not_music": bool(segment.get("not_music"))} for segment in record["segments"]]
     row.update(extra)
+    # Parquet strings are UTF-8: a file-name byte that is not is written \xHH (utils.utf8_text)
+    for key in ("path", "error"):
+        if isinstance(row[key], str):
+            row[key] = utf8_text(row[key])
+    if row["warnings"]:
+        row["warnings"] = [utf8_text(warning) for warning in row["warnings"]]
     return row
 
 
@@ -125,18 +149,20 @@ def row_to_record(row: dict) -> dict:
         return error_record(row["path"], row["error"])
     record = {key: row[key] for key in ("path", "genre", "confidence", "top", "duration", "uncertain")}
     record["top"] = [dict(item) for item in row["top"] or []]
-    if row.get("silent"):
-        record["silent"] = True
-    if row.get("short"):
-        record["short"] = True
+    for flag in ("silent", "short", "not_music"):
+        if row.get(flag):
+            record[flag] = True
+    if row.get("styles") is not None:
+        record["styles"] = [dict(item) for item in row["styles"]]
     if row.get("segments") is not None:
         record["segments"] = []
         for segment in row["segments"]:
             probabilities = segment["probabilities"]
             out = {"start": segment["start"], "end": segment["end"], "genre": segment["genre"],
                    "probabilities": None if probabilities is None else dict(probabilities)}
-            if segment.get("silent"):
-                out["silent"] = True
+            for flag in ("silent", "not_music"):
+                if segment.get(flag):
+                    out[flag] = True
             record["segments"].append(out)
     if row.get("warnings"):
         record["warnings"] = list(row["warnings"])

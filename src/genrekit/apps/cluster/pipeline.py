@@ -11,8 +11,9 @@ import time
 from functools import partial
 from typing import Callable, Iterable
 
-from genrekit.apps.cluster.inputs import list_files, read_file_list
+from genrekit.apps.cluster.inputs import list_files, name_problem, read_file_list
 from genrekit.apps.cluster.output import (
+    check_output_folder,
     is_parquet_output,
     output_files,
     output_fs,
@@ -24,7 +25,7 @@ from genrekit.apps.cluster.stages import Classify, Embed, Ledger, decode_batch
 from genrekit.data.embed import Embedder, list_items
 from genrekit.errors import UsageError
 from genrekit.inference.batch import available_cores, decode_segments
-from genrekit.utils import is_quiet, stderr
+from genrekit.utils import is_debug, is_quiet, output_target, printable, stderr, utf8_text
 
 RAY_HINT = "--ray needs Ray, an optional extra: pip install 'genrekit[ray]'"
 #: Ray retries of a batch whose worker died. A retried batch names each file to the ledger before
@@ -80,7 +81,7 @@ class connect:
         ray = import_ray()
         if ray.is_initialized():  # e.g. called from a driver that has connected already
             return ray
-        options: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+        options: dict = {"logging_level": logging.INFO if is_debug() else logging.WARNING, "log_to_driver": True}
         if self.address == "local":
             options.update(address="local", num_cpus=self.num_cpus or available_cores(),
                            object_store_memory=LOCAL_OBJECT_STORE, include_dashboard=False)
@@ -147,10 +148,11 @@ def _configure_data(ray, *, ordered: bool) -> None:
     context.execution_options.preserve_order = ordered
     # a block that fails after all retries is left out (and reported as missing), not fatal
     context.max_errored_blocks = -1
-    if is_quiet():  # no progress lines from Ray Data either
+    if not is_debug():  # Ray Data's own INFO lines (plans, progress logged off a terminal) only with --debug
         import logging
 
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # -q: not even its warning that progress bars are off
+        logging.getLogger("ray.data").setLevel(logging.ERROR if is_quiet() else logging.WARNING)
 
 
 def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output: str | None,
@@ -169,6 +171,10 @@ def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output:
     parquet = is_parquet_output(output)
     if kind == "embed" and not parquet:
         raise UsageError("embed --ray writes Parquet: give -o FOLDER.parquet")
+    if parquet:
+        check_output_folder(output)
+    elif output:
+        output_target(output)  # a missing folder or a read-only file fails now, not after the run
     if items is None:
         items = [{"path": path, "track": None, "label": None, "problem": problem} for path, problem in found]
     listed, skipped = len(items), 0
@@ -176,6 +182,7 @@ def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output:
         kept, skipped = skip_done([(item["path"], item["problem"]) for item in items], output, metadata)
         keep = {path for path, _ in kept}
         items = [item for item in items if item["path"] in keep]
+    items = [_arrow_safe(item) for item in items]
     report = RunReport(listed=listed, skipped=skipped, ok=0, failed=0, missing=0, seconds=0.0)
     if not items:
         report.seconds = time.perf_counter() - started
@@ -194,6 +201,16 @@ def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output:
         report.missing = max(0, len(items) - report.ok - report.failed)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _arrow_safe(item: dict) -> dict:
+    """Ray Data carries paths as Arrow strings, which are UTF-8: a file name that is not UTF-8
+    becomes an error row (written as :func:`~genrekit.utils.utf8_text` writes it)."""
+    shown = utf8_text(item["path"])
+    if shown == item["path"]:
+        return item
+    return {**item, "path": shown,
+            "problem": item["problem"] or "file name is not UTF-8, which --ray cannot carry; classify it without --ray"}
 
 
 def _write_parquet(ds, kind: str, output: str) -> tuple[int, int]:
@@ -226,7 +243,7 @@ def _write_records(ds, output: str | None, fmt: str, top_k: int, stream) -> tupl
 
 def _print_failures(errors: Iterable[str]) -> None:
     for error in errors:
-        stderr.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(f"error: {printable(error)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _echo_failures(records):
@@ -249,19 +266,22 @@ def predict_on_ray(inputs: list[str], *, address: str, model: str | None = None,
                    fmt: str = "jsonl", files_from: str | None = None, recursive: bool = True, top_k: int = 3,
                    aggregate: str = "mean", segments: bool = False, offset: float = 0.0,
                    max_duration: float | None = None, actors: int | None = None, threads: int = 1,
-                   device: str = "cpu", decode: Callable | None = None, stream=None) -> RunReport:
+                   device: str = "cpu", decode: Callable | None = None, stream=None, styles: bool = False) -> RunReport:
     """``genrekit predict --ray``: classify files on a Ray cluster (see :mod:`genrekit.apps.cluster`).
 
     ``decode`` replaces the decoding function (tests use it to crash workers on purpose).
     """
     from genrekit.inference.model import load_model
+    from genrekit.inference.predict import check_styles
 
     import_ray()
     found = list_files(inputs, files_from, recursive)
     loaded = load_model(model)  # fails here, once, on a bad --model; gives the segmenting settings
+    check_styles(loaded, styles)
     decode = decode or partial(decode_segments, sr=loaded.sample_rate, window=loaded.window, hop=loaded.hop,
                                last=loaded.segment.last, offset=offset, duration=max_duration)
-    options = {"top_k": top_k, "aggregate": aggregate, "segments": segments}
+    # styles only when asked: outputs made before styles existed still resume
+    options = {"top_k": top_k, "aggregate": aggregate, "segments": segments, **({"styles": True} if styles else {})}
     excerpt = {"offset": offset, "max_duration": max_duration}
     metadata = {"model": loaded.model_id, **options, **excerpt}
     return run("predict", found, address=address, output=output, fmt=fmt, top_k=top_k, stream=stream,
@@ -281,7 +301,7 @@ def embed_on_ray(inputs: list[str], *, address: str, output: str, spec: dict, se
         items = [{"path": path, "track": None, "label": None, "problem": problem}
                  for path, problem in list_files(inputs, None, recursive)]
     if files_from:
-        items += [{"path": p, "track": None, "label": None, "problem": None} for p in read_file_list(files_from)]
+        items += [{"path": p, "track": None, "label": None, "problem": name_problem(p)} for p in read_file_list(files_from)]
     embedder = Embedder(spec, **settings)  # checks the spec once, here, and settles the sample rate
     decode = decode or partial(decode_segments, sr=embedder.sr, window=embedder.window, hop=embedder.hop,
                                last=embedder.last, offset=0.0, duration=None)

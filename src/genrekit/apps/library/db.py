@@ -13,6 +13,7 @@ from pathlib import Path
 
 from genrekit.data.identity import file_fingerprint, file_sha256
 from genrekit.errors import GenrekitError
+from genrekit.utils import utf8_json, utf8_text
 
 DEFAULT_DB_NAME = ".genrekit.sqlite"
 
@@ -80,6 +81,22 @@ def _open_error(path: Path, exc: Exception) -> LibraryDBError:
     return LibraryDBError(f"{path}: cannot use library database ({reason}); --db PATH puts it elsewhere")
 
 
+def _check_database_path(path: Path) -> None:
+    """A database is a regular file in an existing folder: a FIFO, a device or a folder there,
+    or a missing folder, is refused before SQLite touches it (it would replace or hang on it)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        folder = Path(os.path.realpath(path)).parent
+        if not folder.is_dir():
+            raise LibraryDBError(f"{path}: folder {folder} does not exist") from None
+        return
+    if not stat.S_ISREG(mode):
+        raise LibraryDBError(f"{path}: not a regular file, so not a library database")
+
+
 @dataclass(frozen=True)
 class LibraryEntry:
     """One stored row of the ``files`` table, as found on disk at lookup time."""
@@ -127,7 +144,7 @@ class LibraryDB:
     Parameters
     ----------
     path : str or PathLike
-        The SQLite file; created (with its folder) if missing.
+        The SQLite file; created if missing (its folder must exist).
     hash_files : bool
         Record the SHA-256 of each file when storing a result (default True). The hash lets a
         renamed or touched file reuse its result; it costs one extra read of the file, which is
@@ -142,7 +159,7 @@ class LibraryDB:
         self.hash_files = hash_files
         self._conn = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _check_database_path(self.path)
             # autocommit mode: every statement outside an explicit BEGIN commits at once
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
@@ -213,14 +230,22 @@ class LibraryDB:
 
     # -- paths ------------------------------------------------------------------------------
 
-    def _key(self, path: str | os.PathLike) -> str:
+    def _key(self, path: str | os.PathLike) -> str | bytes:
+        """The stored key of ``path``: text, or for a name that is not UTF-8 its exact bytes (a
+        BLOB; SQLite text must be UTF-8), so such files are found, stored and undone too."""
         absolute = Path(os.path.abspath(path))
         try:
-            return absolute.relative_to(self.root).as_posix()
+            key = absolute.relative_to(self.root).as_posix()
         except ValueError:
-            return str(absolute)
+            key = str(absolute)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(key)
+        return key
 
-    def _resolve(self, key: str) -> Path:
+    def _resolve(self, key: str | bytes) -> Path:
+        key = os.fsdecode(key)
         return Path(key) if os.path.isabs(key) else self.root / key
 
     # -- predictions ------------------------------------------------------------------------
@@ -319,8 +344,8 @@ class LibraryDB:
             (
                 self._key(path), model_id, stat.st_size, stat.st_mtime_ns, sha256,
                 file_fingerprint(path, sampled=True), status,
-                None if result is None else json.dumps(result, ensure_ascii=False, allow_nan=False),
-                error, now, now,
+                None if result is None else utf8_json(json.dumps(result, ensure_ascii=False, allow_nan=False)),
+                None if error is None else utf8_text(error), now, now,
             ),
         )
 
@@ -379,7 +404,7 @@ class LibraryDB:
         """Mark a recorded change ``applied``, ``failed`` (with ``error``) or ``undone``."""
         self._conn.execute(
             "UPDATE tag_changes SET state = ?, error = ?, changed_at = ? WHERE id = ?",
-            (state, error, _now(), change_id),
+            (state, None if error is None else utf8_text(error), _now(), change_id),
         )
 
     def last_tag_batch(self) -> int | None:
@@ -420,7 +445,7 @@ class LibraryDB:
 
 
 def _json_or_null(values: list[str] | None) -> str | None:
-    return None if values is None else json.dumps(list(values), ensure_ascii=False, allow_nan=False)
+    return None if values is None else utf8_json(json.dumps(list(values), ensure_ascii=False, allow_nan=False))
 
 
 def _list_or_none(text: str | None) -> list[str] | None:

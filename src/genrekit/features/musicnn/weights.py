@@ -134,7 +134,7 @@ def _convert_to_cache(name: str, prefix: Path, digest: str, weights_path: Path, 
 
     info(f"converting musicnn {name} weights once into {weights_path}")
     variables = read_checkpoint(prefix, _tf_variable_names(name))
-    atomic_write_bytes(weights_path, save(convert_checkpoint(variables, name), metadata={"model": name}))
+    atomic_write_bytes(weights_path, save(convert_checkpoint(variables, name), metadata={"model": name}), parents=True)
     meta = {
         "format": _CACHE_FORMAT,
         "model": name,
@@ -142,7 +142,7 @@ def _convert_to_cache(name: str, prefix: Path, digest: str, weights_path: Path, 
         "source": "musicnn 0.1.0 (ISC licence, Music Technology Group, Universitat Pompeu Fabra)",
         "source_sha256": digest,
     }
-    atomic_write_text(meta_path, json.dumps(meta, indent=1) + "\n")  # written last: the commit
+    atomic_write_text(meta_path, json.dumps(meta, indent=1) + "\n", parents=True)  # written last: the commit
 
 
 def load_musicnn(
