@@ -157,3 +157,32 @@ def test_wheel_predicts_offline_without_musicnn(built, tmp_path):
     other = genrekit("tags", str(clip), "--model", "MTT_musicnn")
     assert other.returncode == 1 and "Traceback" not in other.stderr
     assert "MTT_musicnn not found: install them with `pip install --no-deps musicnn==0.1.0`" in other.stderr
+
+
+def test_supported_pythons_agree():
+    """pyproject's requires-python and classifiers, ./run's list and the running Python agree."""
+    import re
+
+    from packaging.specifiers import SpecifierSet
+
+    project = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]
+    minors = re.search(r"^supported=\(([0-9 ]+)\)", (ROOT / "run").read_text(), re.M).group(1).split()
+    versions = [f"3.{minor}" for minor in minors]
+    specifier = SpecifierSet(project["requires-python"])
+    assert all(f"{version}.0" in specifier for version in versions)
+    assert f"3.{int(min(minors)) - 1}.0" not in specifier and f"3.{int(max(minors)) + 1}.0" not in specifier
+    assert sorted(c.rsplit(" ", 1)[1] for c in project["classifiers"] if re.search(r"Python :: 3\.\d+$", c)) == sorted(versions)
+    assert "{}.{}.{}".format(*sys.version_info[:3]) in specifier
+
+
+@pytest.mark.parametrize("python, says", [("3.9", "PYTHON=3.9 is not Python 3.11, 3.12 or 3.13"),
+                                          ("/bin/false", "PYTHON=/bin/false is not Python 3.11, 3.12 or 3.13"),
+                                          ("python3.12", "PYTHON=python3.12: no such Python on PATH or in pyenv")])
+def test_run_refuses_an_unsupported_python(tmp_path, python, says):
+    env = dict(os.environ, PYTHON=python, GENREKIT_VENV=str(tmp_path / "venv"), PATH="/usr/bin:/bin",
+               PYENV_ROOT=str(tmp_path / "no-pyenv"))
+    if python == "python3.12" and shutil.which(python, path=env["PATH"]):
+        pytest.skip("python3.12 is in /usr/bin here: this case needs a supported Python that is missing")
+    done = subprocess.run(["bash", str(ROOT / "run"), "--version"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and done.stderr.splitlines() == [f"genrekit: {says}"]
+    assert not (tmp_path / "venv").exists()
