@@ -76,6 +76,8 @@ def test_wheel_holds_assets_and_licences_and_nothing_else(built):
     assert not [name for name in names if not name.startswith(TOP_LEVEL)]
     unwanted = ("__pycache__", ".pyc", ".egg-info", "tests/", "conftest.py", ".pytest_cache")
     assert not [name for name in names if any(part in name for part in unwanted)]
+    # beetsplug is beets' namespace package: a plugin that shipped its __init__.py would replace beets' own
+    assert "beetsplug/__init__.py" not in names
     metadata = zipfile.ZipFile(built["wheel"]).read(f"genrekit-{__version__}.dist-info/METADATA").decode()
     assert "Requires-Python: <3.14,>=3.11" in metadata or "Requires-Python: >=3.11,<3.14" in metadata
     assert "Requires-Dist: musicnn" not in metadata
