@@ -129,6 +129,10 @@ def _read_meta(path: Path) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("format") == _CACHE_FORMAT else None
 
 
+def _not_installed(name: str) -> ModelError:
+    return ModelError(f"musicnn weights for {name} not found: install them with `{INSTALL_HINT}`")
+
+
 def convert_installed(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The installed ``musicnn`` package's checkpoint for ``name`` as a torch state dict, with
     the safetensors metadata that records where it came from (``model``, ``source``,
@@ -143,7 +147,7 @@ def convert_installed(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str
 
     prefix = _checkpoint_prefix(name)
     if prefix is None:
-        raise ModelError(f"musicnn weights for {name} not found: install them with `{INSTALL_HINT}`")
+        raise _not_installed(name)
     variables = read_checkpoint(prefix, _tf_variable_names(name))
     metadata = {"model": name, "source": SOURCE, "source_sha256": _source_digest(prefix)}
     return convert_checkpoint(variables, name), metadata
@@ -178,7 +182,7 @@ def _cached_weights(name: str, folder: Path) -> tuple[Path, list[str]]:
             _convert_to_cache(name, weights_path, meta_path)
             meta = _read_meta(meta_path)
     elif meta is None or not weights_path.is_file():
-        raise ModelError(f"musicnn weights for {name} not found: install them with `{INSTALL_HINT}`")
+        raise _not_installed(name)
     return weights_path, meta.get("tags", MODELS[name])
 
 
@@ -223,15 +227,17 @@ def load_musicnn(
     if name not in MODELS:
         raise UsageError(f"unknown musicnn model {name!r}; expected one of {', '.join(MODELS)}")
     weights_path, tags = bundled_weights(name), MODELS[name]
+    remedy = "reinstall genrekit"  # a damaged installation
     if weights_path is None:
         weights_path, tags = _cached_weights(name, Path(cache_dir) if cache_dir is not None else cache_root() / "musicnn")
+        remedy = "delete the file"  # converted again at the next call
     architecture = MusicnnVgg if name.endswith("_vgg") else Musicnn
     model = architecture(tags, name, tolerance)
     try:
         model.load_state_dict(load_file(weights_path))
     except (RuntimeError, OSError, SafetensorError) as exc:
         detail = str(exc).splitlines()[0]
-        raise ModelError(f"{weights_path}: unusable musicnn weights, delete the file ({detail})") from None
+        raise ModelError(f"{weights_path}: unusable musicnn weights, {remedy} ({detail})") from None
     return model.eval()
 
 
