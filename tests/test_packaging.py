@@ -188,3 +188,17 @@ def test_run_refuses_an_unsupported_python(tmp_path, python, says):
     done = subprocess.run(["bash", str(ROOT / "run"), "--version"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2 and done.stderr.splitlines() == [f"genrekit: {says}"]
     assert not (tmp_path / "venv").exists()
+
+
+def test_version_names_the_bundled_model(capsys):
+    import hashlib
+
+    from genrekit.apps.cli import main
+
+    models = ROOT / "src" / "genrekit" / "assets" / "models"
+    name = json.loads((models / "default.json").read_text())["name"]
+    digest = hashlib.sha256((models / "default.safetensors").read_bytes()).hexdigest()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"genrekit {__version__} (default model {name} sha256:{digest[:12]})\n"
