@@ -42,20 +42,23 @@ RUN if [ "$RAY" = 1 ]; then \
         -r /wheels-ray/requirements.txt; \
     fi
 
-# --- build: genrekit itself, and the musicnn weights converted once -------------------------
+# --- build: genrekit itself, and the other musicnn models' weights converted once ---------------
 FROM deps AS build
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md LICENSE CHANGELOG.md MANIFEST.in /src/
 COPY src/ /src/src/
+# genrekit carries its default model's musicnn weights (MSD_musicnn); the musicnn package (this
+# stage only) gives the image the other three models (MTT_musicnn, MSD_vgg, MTT_vgg) for `tags`
 RUN /opt/pip/bin/pip install --no-deps /src \
  && /opt/pip/bin/pip check \
  && /opt/pip/bin/pip install --no-deps musicnn==0.1.0
-# docker/warm-up converts musicnn's TensorFlow checkpoints (from the musicnn package, which stays
-# in this stage) into /opt/genrekit/cache/musicnn, where GENREKIT_CACHE_DIR points at run time
-# (read-only), and runs predict, tags and serve so that Python writes the bytecode they need.
+# docker/warm-up converts those three TensorFlow checkpoints into /opt/genrekit/cache/musicnn,
+# where GENREKIT_CACHE_DIR points at run time (read-only), and runs predict, tags and serve so
+# that Python writes the bytecode they need.
 ENV GENREKIT_CACHE_DIR=/opt/genrekit/cache
 COPY docker/warm-up /usr/local/bin/genrekit-warm-up
 RUN PATH=/opt/genrekit/venv/bin:$PATH genrekit-warm-up \
- && ls /opt/genrekit/cache/musicnn/MSD_musicnn.safetensors
+ && ls /opt/genrekit/cache/musicnn/MTT_musicnn.safetensors \
+      /opt/genrekit/venv/lib/python3.11/site-packages/genrekit/assets/musicnn/MSD_musicnn.safetensors
 # only what genrekit adds to the dependencies' environment, so that the big layer stays cached
 RUN site=/opt/genrekit/venv/lib/python3.11/site-packages \
  && mkdir -p /stage$site /stage/opt/genrekit/venv/bin \

@@ -81,7 +81,8 @@ def engine() -> tuple[dict, bool]:
 
 def context_copy(folder: Path) -> Path:
     """The build context with a one-line edit of the sources; the wheels are hard links."""
-    files = run(["git", "-C", str(ROOT), "ls-files", "pyproject.toml", "README.md", "src", "docker", ".dockerignore",
+    files = run(["git", "-C", str(ROOT), "ls-files", "pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md",
+                 "MANIFEST.in", "src", "docker", ".dockerignore",
                  "Dockerfile"], os.environ).stdout.split()
     for wheels in ("wheels", "wheels-ray"):
         shutil.copytree(ROOT / "docker" / wheels, folder / "docker" / wheels, copy_function=os.link)

@@ -38,7 +38,7 @@ from genrekit.features.musicnn.network import (
     Musicnn,
     MusicnnVgg,
 )
-from genrekit.features.musicnn.weights import convert_checkpoint, load_musicnn
+from genrekit.features.musicnn.weights import bundled_weights, convert_checkpoint, convert_installed, load_musicnn
 
 MUSICNN_MODELS = ["MSD_musicnn", "MTT_musicnn"]  # the ones with TF reference outputs
 NETWORK_LAYERS = ["taggram", "penultimate", "mean_pool", "max_pool", "timbral", "temporal", "cnn1", "cnn2", "cnn3"]
@@ -73,9 +73,16 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(cache_dir):
-    if not _musicnn_installed():
-        pytest.skip("musicnn weights not installed (pip install --no-deps musicnn==0.1.0)")
-    return {name: load_musicnn(name, cache_dir=cache_dir) for name in MUSICNN_MODELS}
+    """The musicnn models at hand: MSD_musicnn from the weights that ship with genrekit, and
+    MTT_musicnn where the musicnn package is installed (a test needing it skips otherwise)."""
+
+    class Available(dict):
+        def __missing__(self, name):
+            pytest.skip(f"{name}: musicnn weights not installed (pip install --no-deps musicnn==0.1.0)")
+
+    installed = _musicnn_installed()
+    return Available({name: load_musicnn(name, cache_dir=cache_dir) for name in MUSICNN_MODELS
+                      if installed or bundled_weights(name) is not None})
 
 
 def _assert_layer_close(name, actual, reference, relative):
@@ -382,8 +389,35 @@ def test_unknown_model_name():
 
 def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(weight_files, "_checkpoint_prefix", lambda name: None)
+    for name in ("MTT_musicnn", "MSD_vgg", "MTT_vgg"):
+        with pytest.raises(ModelError, match=rf"{name} not found: .*pip install --no-deps musicnn==0\.1\.0"):
+            load_musicnn(name, cache_dir=tmp_path)
     with pytest.raises(ModelError, match=r"pip install --no-deps musicnn==0\.1\.0"):
-        load_musicnn("MSD_musicnn", cache_dir=tmp_path)
+        convert_installed("MSD_musicnn")
+
+
+def test_default_backbone_ships_with_genrekit(tmp_path, monkeypatch):
+    """MSD_musicnn loads without the musicnn package and without converting or caching anything."""
+    monkeypatch.setattr(weight_files, "_checkpoint_prefix", lambda name: None)
+    shipped = bundled_weights("MSD_musicnn")
+    assert shipped is not None and shipped.parent.name == "musicnn" and shipped.parent.parent.name == "assets"
+    assert [bundled_weights(name) for name in ("MTT_musicnn", "MSD_vgg", "MTT_vgg")] == [None] * 3
+    model = load_musicnn("MSD_musicnn", cache_dir=tmp_path)
+    assert model.tags[:3] == ("rock", "pop", "alternative") and not model.training
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_weights
+def test_shipped_weights_equal_a_fresh_conversion():
+    """The shipped file is what scripts/bundle_musicnn_weights.py makes from the installed package."""
+    from safetensors import safe_open
+
+    state, metadata = convert_installed("MSD_musicnn")
+    with safe_open(bundled_weights("MSD_musicnn"), "pt") as shipped:
+        assert shipped.metadata() == metadata
+        assert sorted(shipped.keys()) == sorted(state)
+        for key, value in state.items():
+            assert torch.equal(shipped.get_tensor(key), value), key
 
 
 @needs_weights
@@ -413,10 +447,10 @@ def test_conversion_is_cached_and_refreshed(tmp_path, monkeypatch):
 
 @needs_weights
 def test_corrupt_cached_weights_are_reported(tmp_path, monkeypatch):
-    load_musicnn("MSD_musicnn", cache_dir=tmp_path)
-    (tmp_path / "MSD_musicnn.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    load_musicnn("MTT_musicnn", cache_dir=tmp_path)
+    (tmp_path / "MTT_musicnn.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}garbage")
     with pytest.raises(ModelError, match="unusable musicnn weights"):
-        load_musicnn("MSD_musicnn", cache_dir=tmp_path)
+        load_musicnn("MTT_musicnn", cache_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------------------------

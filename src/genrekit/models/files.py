@@ -6,19 +6,23 @@ Nothing is pickled, so loading a stranger's model cannot run code. The format:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from genrekit.errors import ModelError
 from genrekit.models.spec import FORMAT, FORMAT_VERSION, ModelSpec, parse_model_json
 from genrekit.version import __version__
 
+if TYPE_CHECKING:  # torch is imported by the functions that need it: `genrekit --version` does not
+    import torch
+
 __all__ = ["FORMAT", "FORMAT_VERSION", "DEFAULT_MODEL_NAME", "bundled_models_dir", "default_model_path",
-           "bundled_model_names", "resolve_model_path", "model_paths", "save_model", "read_model_spec",
+           "default_model_id", "bundled_model_names", "resolve_model_path", "model_paths", "save_model", "read_model_spec",
            "read_weight_shapes", "check_weights_fit", "read_weights",
            "read_model_files"]
 
@@ -33,6 +37,19 @@ def bundled_models_dir() -> Path:
 def default_model_path() -> Path:
     """The bundled default model's JSON file (inside the installed package)."""
     return bundled_models_dir() / f"{DEFAULT_MODEL_NAME}.json"
+
+
+def default_model_id() -> str:
+    """The bundled default model's name and the first 12 hex digits of the SHA-256 of its
+    tensors, e.g. ``"gtzan-msd-taggram-mlp sha256:1a2b3c4d5e6f"``: which model an installation
+    carries, without loading it."""
+    json_path, tensors_path = model_paths(default_model_path())
+    try:
+        name = json.loads(json_path.read_text(encoding="utf-8")).get("name", DEFAULT_MODEL_NAME)
+        digest = hashlib.sha256(tensors_path.read_bytes()).hexdigest()[:12]
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{json_path}: unreadable bundled model ({exc})") from None
+    return f"{name} sha256:{digest}"
 
 
 def bundled_model_names() -> list[str]:

@@ -46,7 +46,9 @@ app.add_typer(research.experiment_app, name="experiment")
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"genrekit {__version__}")
+        from genrekit.models.files import default_model_id
+
+        typer.echo(f"genrekit {__version__} (default model {default_model_id()})")
         raise typer.Exit()
 
 

@@ -260,7 +260,8 @@ def tags_command(
 ) -> None:
     """Music tags of FILE from a pretrained musicnn model: whole file and every 3 s segment.
 
-    Needs the musicnn weights (pip install --no-deps musicnn==0.1.0), converted on first use.
+    MSD_musicnn's weights come with genrekit; the other models need the musicnn package
+    (pip install --no-deps musicnn==0.1.0), whose weights are converted on first use.
     """
     import json
 

@@ -1,6 +1,6 @@
-"""Pretrained musicnn weights: the TensorFlow checkpoints of the ``musicnn`` 0.1.0 package,
-converted once to safetensors in the genrekit cache (or a folder given by
-``GENREKIT_MUSICNN_DIR``) and loaded from there.
+"""Pretrained musicnn weights. The default model's (MSD_musicnn) ship with genrekit, converted
+to safetensors (``genrekit/assets/musicnn/``); the others come from the TensorFlow checkpoints of
+the ``musicnn`` 0.1.0 package, converted once into the genrekit cache and loaded from there.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from genrekit.features.musicnn.network import (
 )
 
 INSTALL_HINT = "pip install --no-deps musicnn==0.1.0"
+
+SOURCE = "musicnn 0.1.0 (ISC licence, Music Technology Group, Universitat Pompeu Fabra)"
 
 
 _TF_BN_FIELDS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -126,23 +129,61 @@ def _read_meta(path: Path) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("format") == _CACHE_FORMAT else None
 
 
-def _convert_to_cache(name: str, prefix: Path, digest: str, weights_path: Path, meta_path: Path) -> None:
+def _not_installed(name: str) -> ModelError:
+    return ModelError(f"musicnn weights for {name} not found: install them with `{INSTALL_HINT}`")
+
+
+def convert_installed(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The installed ``musicnn`` package's checkpoint for ``name`` as a torch state dict, with
+    the safetensors metadata that records where it came from (``model``, ``source``,
+    ``source_sha256`` of the checkpoint files).
+
+    Raises
+    ------
+    ModelError
+        The ``musicnn`` package is not installed.
+    """
+    from genrekit.features.musicnn.tfcheckpoint import read_checkpoint
+
+    prefix = _checkpoint_prefix(name)
+    if prefix is None:
+        raise _not_installed(name)
+    variables = read_checkpoint(prefix, _tf_variable_names(name))
+    metadata = {"model": name, "source": SOURCE, "source_sha256": _source_digest(prefix)}
+    return convert_checkpoint(variables, name), metadata
+
+
+def bundled_weights(name: str) -> Path | None:
+    """The converted weights of ``name`` that ship inside genrekit (the default model's backbone,
+    MSD_musicnn), or None for the models that come from the ``musicnn`` package."""
+    path = Path(str(resources.files("genrekit") / "assets" / "musicnn" / f"{name}.safetensors"))
+    return path if path.is_file() else None
+
+
+def _convert_to_cache(name: str, weights_path: Path, meta_path: Path) -> None:
     from safetensors.torch import save
 
-    from genrekit.features.musicnn.tfcheckpoint import read_checkpoint
     from genrekit.utils import atomic_write_bytes, atomic_write_text, info
 
     info(f"converting musicnn {name} weights once into {weights_path}")
-    variables = read_checkpoint(prefix, _tf_variable_names(name))
-    atomic_write_bytes(weights_path, save(convert_checkpoint(variables, name), metadata={"model": name}), parents=True)
-    meta = {
-        "format": _CACHE_FORMAT,
-        "model": name,
-        "tags": list(MODELS[name]),
-        "source": "musicnn 0.1.0 (ISC licence, Music Technology Group, Universitat Pompeu Fabra)",
-        "source_sha256": digest,
-    }
+    state, metadata = convert_installed(name)
+    atomic_write_bytes(weights_path, save(state, metadata={"model": name}), parents=True)
+    meta = {"format": _CACHE_FORMAT, "tags": list(MODELS[name]), **metadata}
     atomic_write_text(meta_path, json.dumps(meta, indent=1) + "\n", parents=True)  # written last: the commit
+
+
+def _cached_weights(name: str, folder: Path) -> tuple[Path, list[str]]:
+    """``(weights file, tags)`` of ``name`` in the cache ``folder``, converted first from the
+    installed ``musicnn`` package when the cache lacks it or holds another checkpoint's."""
+    weights_path, meta_path = folder / f"{name}.safetensors", folder / f"{name}.json"
+    prefix, meta = _checkpoint_prefix(name), _read_meta(meta_path)
+    if prefix is not None:
+        if meta is None or meta.get("source_sha256") != _source_digest(prefix) or not weights_path.is_file():
+            _convert_to_cache(name, weights_path, meta_path)
+            meta = _read_meta(meta_path)
+    elif meta is None or not weights_path.is_file():
+        raise _not_installed(name)
+    return weights_path, meta.get("tags", MODELS[name])
 
 
 def load_musicnn(
@@ -153,11 +194,12 @@ def load_musicnn(
 ) -> Musicnn | MusicnnVgg:
     """A pretrained musicnn model in eval mode.
 
-    The first call converts the checkpoint of the installed ``musicnn`` 0.1.0 package into
-    ``<cache_dir>/<name>.safetensors`` (+ ``<name>.json`` holding the source checksum); later
-    calls load that file, converting again only when the installed checkpoint changes. Once
-    converted, the package may be uninstalled. Weights © MTG-UPF 2019, ISC licence (see
-    ``genrekit/data/musicnn-LICENSE.md``).
+    MSD_musicnn's weights ship with genrekit (`bundled_weights`) and are loaded from there. For
+    the other models, the first call converts the checkpoint of the installed ``musicnn`` 0.1.0
+    package into ``<cache_dir>/<name>.safetensors`` (+ ``<name>.json`` holding the source
+    checksum); later calls load that file, converting again only when the installed checkpoint
+    changes. Once converted, the package may be uninstalled. Weights © MTG-UPF 2019, ISC licence
+    (see ``genrekit/assets/musicnn-LICENSE.md``).
 
     Parameters
     ----------
@@ -168,7 +210,7 @@ def load_musicnn(
         See `Musicnn` (not used by the VGG models); the default reproduces the original to
         float32 round-off.
     cache_dir : str or Path, optional
-        Default ``genrekit.utils.cache_root() / "musicnn"``.
+        Default ``genrekit.utils.cache_root() / "musicnn"`` (not used for bundled weights).
 
     Raises
     ------
@@ -184,23 +226,18 @@ def load_musicnn(
 
     if name not in MODELS:
         raise UsageError(f"unknown musicnn model {name!r}; expected one of {', '.join(MODELS)}")
-    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "musicnn"
-    weights_path, meta_path = folder / f"{name}.safetensors", folder / f"{name}.json"
-    prefix, meta = _checkpoint_prefix(name), _read_meta(meta_path)
-    if prefix is not None:
-        digest = _source_digest(prefix)
-        if meta is None or meta.get("source_sha256") != digest or not weights_path.is_file():
-            _convert_to_cache(name, prefix, digest, weights_path, meta_path)
-            meta = _read_meta(meta_path)
-    elif meta is None or not weights_path.is_file():
-        raise ModelError(f"musicnn weights for {name} not found: install them with `{INSTALL_HINT}`")
+    weights_path, tags = bundled_weights(name), MODELS[name]
+    remedy = "reinstall genrekit"  # a damaged installation
+    if weights_path is None:
+        weights_path, tags = _cached_weights(name, Path(cache_dir) if cache_dir is not None else cache_root() / "musicnn")
+        remedy = "delete the file"  # converted again at the next call
     architecture = MusicnnVgg if name.endswith("_vgg") else Musicnn
-    model = architecture(meta.get("tags", MODELS[name]), name, tolerance)
+    model = architecture(tags, name, tolerance)
     try:
         model.load_state_dict(load_file(weights_path))
     except (RuntimeError, OSError, SafetensorError) as exc:
         detail = str(exc).splitlines()[0]
-        raise ModelError(f"{weights_path}: unusable musicnn weights, delete the file ({detail})") from None
+        raise ModelError(f"{weights_path}: unusable musicnn weights, {remedy} ({detail})") from None
     return model.eval()
 
 
