@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from importlib import resources
@@ -27,7 +28,8 @@ import numpy as np
 from genrekit.audio.decode import AUDIO_EXTENSIONS
 from genrekit.data.datasets import SPLIT_NAMES, Dataset, Track
 from genrekit.errors import DatasetError, GenrekitError, UsageError
-from genrekit.utils import warn
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("auto", "random", "group", "official", "gtzan-artist")
 
@@ -433,8 +435,8 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
     trained_labels = {t.label for t in parts.train}
     unseen = sorted({t.label for part in parts[1:] for t in part} - trained_labels)
     if unseen:
-        warn(f"no training tracks of {', '.join(unseen)}: the model cannot learn what it is tested on "
-             "(too few tracks or artists of these labels for this split)")
+        logger.warning(f"no training tracks of {', '.join(unseen)}: the model cannot learn what it is tested on "
+                       "(too few tracks or artists of these labels for this split)")
     record = {
         **options,
         "seed": seed,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ import numpy as np
 
 from genrekit.errors import UsageError
 from genrekit.experiments.crossval import train_folds
-from genrekit.utils import atomic_write_text, info, read_toml
+from genrekit.utils import atomic_write_text, read_toml
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_SPACE", "TuneResult", "read_tune_config", "apply_params", "tune", "to_toml"]
 
@@ -254,12 +257,12 @@ def tune(
                 raise optuna.TrialPruned()
         value = float(np.mean(values))
         trial.set_user_attr("fold_values", values)
-        info(f"trial {trial.number}: {metric} {value:.3f} ({', '.join(f'{k}={_short(v)}' for k, v in params.items())})")
+        logger.info(f"trial {trial.number}: {metric} {value:.3f} ({', '.join(f'{k}={_short(v)}' for k, v in params.items())})")
         return value
 
     if trials:
-        info(f"tuning on {developed} development tracks ({held_out} test tracks held out), "
-             f"{folds}-fold {group_by}-grouped; study {study_path} has {existing} trials")
+        logger.info(f"tuning on {developed} development tracks ({held_out} test tracks held out), "
+                    f"{folds}-fold {group_by}-grouped; study {study_path} has {existing} trials")
         study_object.optimize(objective, n_trials=trials)
     completed = [t for t in study_object.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
@@ -274,7 +277,7 @@ def tune(
         "Searched: " + ", ".join(f"{k} = {_short(v)}" for k, v in best_params.items()),
     ]
     write_config(best_config, out, header)
-    info(f"best trial {best.number}: {metric} {best.value:.4f}; wrote {out}")
+    logger.info(f"best trial {best.number}: {metric} {best.value:.4f}; wrote {out}")
     return TuneResult(str(study_path), len(study_object.trials), float(best.value), best_params, out,
                       developed, held_out)
 
@@ -313,7 +316,7 @@ def _recipe(config) -> dict:
 def _held_out_metric(result, metric: str) -> float:
     test = result.metrics["test"]
     value = float(test[metric])
-    info(f"  {result.spec.name}: {metric} {value:.3f} on {test['n_tracks']} held-out tracks")
+    logger.info(f"  {result.spec.name}: {metric} {value:.3f} on {test['n_tracks']} held-out tracks")
     return value
 
 

@@ -92,7 +92,7 @@ def cache_info(cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help
 def cache_clear(cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help=_CACHE_DIR_HELP)) -> None:
     """Delete every cached feature array (other files in the folder are left alone)."""
     from genrekit.data.cache import FeatureCache
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     cache = FeatureCache(cache_dir)
     info(f"removed {cache.clear()} entries from {cache.root}")

@@ -90,7 +90,7 @@ def _undo_hint(written, library: str, db: str | None) -> str | None:
 def _remove_stale_copies(library: str) -> None:
     """Remove hidden copies left in the library by an interrupted ``tag --write`` or ``--undo``."""
     from genrekit.apps.library.genre_tags import remove_stale_temp_files
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     removed = remove_stale_temp_files(library)
     if removed:

@@ -14,8 +14,9 @@ from typing import Optional
 
 import typer
 
+from genrekit.apps.console import is_debug, set_verbosity, stderr
 from genrekit.errors import GenrekitError, UsageError
-from genrekit.utils import is_debug, printable, set_verbosity, stderr
+from genrekit.utils import printable
 from genrekit.version import __version__
 
 app = typer.Typer(

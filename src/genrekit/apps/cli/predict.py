@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
+from genrekit.apps.console import stderr
 from genrekit.errors import OutputError, UsageError
-from genrekit.utils import printable, stderr
+from genrekit.utils import printable
 
 
 def predict(
@@ -77,6 +78,7 @@ def predict(
 
     import torch
 
+    from genrekit.apps.console import is_quiet, stdout
     from genrekit.apps.library.results import predict_with_library
     from genrekit.inference.batch import (
         collect_audio_files,
@@ -87,7 +89,7 @@ def predict(
     )
     from genrekit.inference.model import load_model
     from genrekit.inference.writers import write_records
-    from genrekit.utils import is_quiet, stdout, track
+    from genrekit.utils import track
 
     started = time.perf_counter()
     found = list(collect_audio_files(inputs, recursive=recursive))
@@ -129,7 +131,7 @@ def _check_inputs(inputs: list[str] | None, files_from: str | None) -> list[str]
 def _ray_exit(report, verb: str, output: str | None) -> None:
     """End a ``--ray`` command: summary on stderr; exit 1 if any file failed or is missing."""
     from genrekit.apps.cluster.pipeline import summary_line
-    from genrekit.utils import is_quiet, warn
+    from genrekit.apps.console import is_quiet, warn
 
     if not is_quiet():
         stderr.print(summary_line(report, verb, output), markup=False, highlight=False, soft_wrap=True)
@@ -176,7 +178,8 @@ def embed(
         list_items,
         write_feature_table,
     )
-    from genrekit.utils import info, output_target, track
+    from genrekit.apps.console import info
+    from genrekit.utils import output_target, track
 
     output_target(output)  # a missing folder or a read-only file: one line now, before any work
     started = time.perf_counter()
@@ -266,7 +269,8 @@ def tags_command(
     import json
 
     from genrekit.features.musicnn.tags import tag_file
-    from genrekit.utils import stdout, utf8_json
+    from genrekit.apps.console import stdout
+    from genrekit.utils import utf8_json
 
     result = tag_file(file, model, top=top, overlap=overlap)
     if as_json:

@@ -96,7 +96,7 @@ def evaluate(
     from genrekit.evaluation.evaluate import evaluate_model, evaluate_table
     from genrekit.evaluation.reports import write_report
     from genrekit.experiments.crossval import cross_validate
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     cache = "" if no_cache else cache_dir
     if split == "kfold":
@@ -162,7 +162,7 @@ def experiment_run(
 
     from genrekit.experiments.experiment import load_experiment, run_experiments
     from genrekit.experiments.results import results_csv
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     if threads:
         import torch

@@ -22,10 +22,11 @@ from genrekit.apps.cluster.output import (
     skip_done,
 )
 from genrekit.apps.cluster.stages import Classify, Embed, Ledger, decode_batch
+from genrekit.apps.console import is_debug, is_quiet, stderr
 from genrekit.data.embed import Embedder, list_items
 from genrekit.errors import UsageError
 from genrekit.inference.batch import available_cores, decode_segments
-from genrekit.utils import is_debug, is_quiet, output_target, printable, stderr, utf8_text
+from genrekit.utils import output_target, printable, utf8_text
 
 RAY_HINT = "--ray needs Ray, an optional extra: pip install 'genrekit[ray]'"
 #: Ray retries of a batch whose worker died. A retried batch names each file to the ledger before
