@@ -159,10 +159,15 @@ def config_from_options(config_path: str | None = None, resume: str | None = Non
     Settings come from, in increasing priority: the defaults, the checkpoint being resumed (if
     no config file is given), the TOML file ``config_path``, the options. Options ``window``,
     ``hop`` go into ``segment``; ``split_method``, ``valid_size``, ``test_size``, ``folds``,
-    ``fold`` into ``split``; ``feature``, ``architecture`` and ``augment`` may be JSON text.
+    ``fold`` into ``split``; ``architecture`` and ``augment`` may be JSON text, ``feature`` a
+    name or JSON text (as ``--feature`` takes it, see :func:`genrekit.data.embed.parse_feature`).
     """
+    from genrekit.data.embed import parse_feature
+
     options = {key: value for key, value in options.items() if value is not None}
-    for key, flag in (("feature", "--feature"), ("architecture", "--arch"), ("augment", "--augment")):
+    if isinstance(options.get("feature"), str):
+        options["feature"] = parse_feature(options["feature"])
+    for key, flag in (("architecture", "--arch"), ("augment", "--augment")):
         if isinstance(options.get(key), str):
             options[key] = _parse_json_option(flag, options[key])
     segment_changes = {k: options.pop(k) for k in ("window", "hop") if k in options}

@@ -7,18 +7,19 @@ from typing import Optional
 
 import typer
 
+from genrekit.apps.cli.options import Model
 from genrekit.errors import UsageError
 
 
 def tag(
     library: str = typer.Argument(..., metavar="LIBRARY", help="Music folder (searched recursively) or one audio file."),
-    db: Optional[str] = typer.Option(None, "--db", help="Library database (default: LIBRARY/.genrekit.sqlite)."),
+    db: Optional[str] = typer.Option(None, "--db", metavar="FILE", help="Library database (default: LIBRARY/.genrekit.sqlite)."),
     write: bool = typer.Option(False, "--write", help="Write the tags. Without it nothing is changed: the plan is shown."),
-    min_confidence: float = typer.Option(0.5, "--min-confidence", min=0.0, max=1.0, help="Tag only files predicted with at least this confidence."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", min=0.0, max=1.0, metavar="P", help="Tag only files predicted with at least this confidence."),
     keep_existing: bool = typer.Option(True, "--keep-existing/--replace-existing", help="Leave files that already have a genre alone, or replace their genre."),
     undo: bool = typer.Option(False, "--undo", help="Put back the genres of the last tag batch (or --batch); acts at once."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="With --undo: the batch to undo."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (NAME.json); default: the bundled model."),
+    model: Model = None,
     force: bool = typer.Option(False, "--force", help="Predict again even files with a stored result."),
     styles: bool = typer.Option(False, "--styles", help="Also write the predicted styles (genre-like MSD tags, see genrekit predict --styles) as additional genre values."),
     genre_map: Optional[str] = typer.Option(None, "--genre-map", metavar="FILE.toml", help="Your own genre names: model label (or style) = \"tag text\", or false to never write it."),
