@@ -46,7 +46,10 @@ def tag(
         raise UsageError("--genre-map does not go with --undo")
     if not Path(library).exists():
         raise UsageError(f"{library}: no such file or folder")
-    with LibraryDB(db or default_db_path(library)) as state:
+    db_path = Path(db) if db else default_db_path(library)
+    if undo and not db_path.is_file():  # opening it would create an empty database
+        raise UsageError(f"{db_path}: no such library database, so no tag batch to undo")
+    with LibraryDB(db_path) as state:
         if undo or write:
             _remove_stale_copies(library)
         if undo:

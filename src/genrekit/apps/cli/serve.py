@@ -25,8 +25,12 @@ def serve(
 ) -> None:
     """Serve the REST API (/v1/predict, /docs) and the web page (/) with one model loaded once."""
     from genrekit.apps.service import app as service_app
+    from genrekit.errors import UsageError
 
+    if api_key is not None and not api_key.strip():
+        # an empty key would serve without authentication while the command line asked for it
+        raise UsageError("--api-key is empty: give a key, or leave the option out to serve without one")
     service_app.run_server(model, host=host, port=port, max_upload_mb=max_upload_mb, max_duration_s=max_duration,
                            workers=workers, queue_limit=queue_limit, request_timeout_s=request_timeout,
                            max_uploads=max_uploads, min_upload_rate_kbs=min_upload_rate,
-                           allowed_hosts=list(allowed_host or []), api_key=api_key or None)
+                           allowed_hosts=list(allowed_host or []), api_key=api_key)
