@@ -76,18 +76,16 @@ class TuneResult:
 def read_tune_config(path: str | Path, **overrides):
     """A training config and its search space from a TOML file (``[search]`` is optional).
 
-    The rest of the file is a ``genrekit train`` config: relative ``dataset``, ``out`` and
-    ``cache_dir`` are taken relative to the file, and ``overrides`` (not None) replace settings,
-    as in :func:`genrekit.training.config.load_config`. Returns ``(TrainConfig, space)``.
+    The rest of the file is a ``genrekit train`` config: relative ``dataset`` and ``cache_dir``
+    are taken relative to the file, ``out`` relative to the current folder, and ``overrides``
+    (not None) replace settings, as in :func:`genrekit.training.config.load_config`. Returns
+    ``(TrainConfig, space)``.
     """
-    from genrekit.training.config import TrainConfig
+    from genrekit.training.config import TrainConfig, resolve_config_paths
 
     path = Path(path)
-    values = read_toml(path, "config file")
+    values = resolve_config_paths(read_toml(path, "config file"), path)
     space = _check_space(values.pop("search", DEFAULT_SPACE), path)
-    for key in ("dataset", "out", "cache_dir"):
-        if values.get(key) and not Path(values[key]).expanduser().is_absolute():
-            values[key] = str(path.parent / values[key])
     values.update({key: value for key, value in overrides.items() if value is not None})
     return TrainConfig.from_dict(values, where=str(path)), space
 
@@ -357,12 +355,15 @@ def _csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
 def write_config(config, path: str | Path, header: Sequence[str] = ()) -> Path:
     """Write a TrainConfig as TOML that :func:`genrekit.training.config.load_config` reads back as is.
 
-    Paths are written relative to ``path``'s folder (load_config takes them relative to the
-    file); settings that are None are left out (their defaults are None).
+    Input paths are written relative to ``path``'s folder (load_config takes them relative to
+    the file), ``out`` as it is (relative to the current folder unless absolute); settings that
+    are None are left out (their defaults are None).
     """
+    from genrekit.training.config import CONFIG_INPUT_PATHS
+
     path = Path(path)
     values = config.to_dict()
-    for key in ("dataset", "out", "cache_dir"):
+    for key in CONFIG_INPUT_PATHS:
         if values.get(key):
             values[key] = os.path.relpath(os.path.abspath(values[key]), os.path.abspath(path.parent))
     comments = "".join(f"# {line}\n" for line in header)
