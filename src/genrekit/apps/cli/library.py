@@ -21,7 +21,7 @@ def tag(
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="With --undo: the batch to undo."),
     model: Model = None,
     force: bool = typer.Option(False, "--force", help="Predict again even files with a stored result."),
-    styles: bool = typer.Option(False, "--styles", help="Also write the predicted styles (genre-like MSD tags, see genrekit predict --styles) as additional genre values."),
+    styles: bool = typer.Option(False, "--styles", help="Also write the predicted styles (genre-like MSD tags, see genrekit predict --styles) as additional genre values; a style that names another of the model's genres only when the model gives that genre at least 25 %."),
     genre_map: Optional[str] = typer.Option(None, "--genre-map", metavar="FILE.toml", help="Your own genre names: model label (or style) = \"tag text\", or false to never write it."),
 ) -> None:
     """Write predicted genres into the files' genre tags (dry run unless --write; undo with --undo).
@@ -65,7 +65,7 @@ def tag(
             predictions = track(library_predictions(state, [library], loaded, force=force, styles=styles),
                                 "classifying")
             outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing,
-                                        styles=styles, genre_map=names)
+                                        styles=styles, genre_map=names, genres=loaded.labels)
             if not write:
                 _print_tag_changes(outcomes, library, "dry run", "nothing changed; add --write to apply")
             else:
@@ -113,7 +113,8 @@ def _print_tag_changes(changes, library: str, title: str, note: str | None = Non
     from collections import Counter
 
     from genrekit.apps.library.genre_tags import format_tag_table
-    from genrekit.utils import info, printable
+    from genrekit.apps.console import info
+    from genrekit.utils import printable
 
     root = library if os.path.isdir(library) else os.path.dirname(library)
     sys.stdout.write(format_tag_table(changes, root))

@@ -230,8 +230,9 @@ def _write_parquet(ds, kind: str, output: str) -> tuple[int, int]:
 
 def _write_records(ds, output: str | None, fmt: str, top_k: int, stream) -> tuple[int, int]:
     """Run the dataset into the local writers (input order kept): ``(files done, files failed)``."""
+    from genrekit.apps.console import stdout
     from genrekit.inference.writers import write_records
-    from genrekit.utils import atomic_write, stdout
+    from genrekit.utils import atomic_write
 
     records = (row_to_record(row) for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)
                for row in batch.to_pylist())
