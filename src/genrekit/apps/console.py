@@ -66,7 +66,6 @@ def set_verbosity(*, quiet: bool | None = None, debug: bool | None = None) -> No
         _settings["debug"] = debug
     if _HANDLER not in LOGGER.handlers:
         LOGGER.addHandler(_HANDLER)
-        LOGGER.propagate = False  # one line per message, also when the root logger has a handler
     if _settings["debug"]:
         LOGGER.setLevel(logging.DEBUG)
     else:
