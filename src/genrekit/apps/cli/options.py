@@ -54,8 +54,8 @@ Model = Annotated[Optional[str], typer.Option(
 Feature = Annotated[Optional[str], typer.Option(
     "--feature", metavar="SPEC", callback=_feature,
     help='Feature: a name (logmel, mfcc, musicnn, ...) or a JSON spec such as '
-         '\'{"name": "musicnn", "layer": "taggram"}\' (default: musicnn penultimate, what the default '
-         'model uses; with a config file: its feature).')]
+         '\'{"name": "musicnn", "layer": "taggram"}\' (default: train takes a config file\'s, else '
+         'mfcc with 20 coefficients; embed takes musicnn penultimate, the default model\'s input).')]
 Aggregate = Annotated[Literal[AGGREGATIONS], typer.Option(
     "--aggregate", help="Segments to track: mean probability, or a majority vote.")]
 
