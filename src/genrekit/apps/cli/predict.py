@@ -256,7 +256,7 @@ class _Output:
 
 def tags_command(
     file: str = typer.Argument(..., metavar="FILE", help="Audio file."),
-    model: str = typer.Option("MSD_musicnn", "--model", "-m", metavar="[MSD_musicnn|MTT_musicnn|MSD_vgg|MTT_vgg]", help="MSD_musicnn (Million Song Dataset tags), MTT_musicnn (MagnaTagATune tags), or the VGG baselines MSD_vgg, MTT_vgg."),
+    model: str = typer.Option("MSD_musicnn", "--model", "-m", metavar="NAME", help="MSD_musicnn (Million Song Dataset tags), MTT_musicnn (MagnaTagATune tags), or the VGG baselines MSD_vgg, MTT_vgg."),
     top: int = typer.Option(5, "--top", "-n", min=1, help="Tags to list, overall and per segment."),
     overlap: bool = typer.Option(False, "--overlap", help="A 3 s segment every 1 s instead of every 3 s (musicnn's input_overlap=1)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
