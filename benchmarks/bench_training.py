@@ -76,7 +76,7 @@ def main() -> None:
     import torch
 
     from genrekit.experiments.experiment import load_experiment, plan_runs
-    from genrekit.utils import set_verbosity
+    from genrekit.apps.console import set_verbosity
 
     torch.set_num_threads(args.threads)
     set_verbosity(quiet=True)

@@ -52,7 +52,7 @@ def quiet_single_thread():
     """Training tests: one torch thread (tiny models gain nothing from two) and no progress output."""
     import torch
 
-    from genrekit.utils import set_verbosity
+    from genrekit.apps.console import set_verbosity
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from genrekit.errors import UsageError
 from genrekit.inference.aggregate import aggregate_probabilities
 from genrekit.inference.writers import write_records
 
@@ -34,7 +35,7 @@ def test_vote_tie_broken_by_mean_probability():
 def test_aggregation_rejects_bad_input():
     with pytest.raises(ValueError):
         aggregate_probabilities(np.zeros((0, 3)))
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="'mean' or 'vote'"):
         aggregate_probabilities(np.ones((2, 3)) / 3, "median")
 
 

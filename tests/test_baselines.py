@@ -144,7 +144,7 @@ def test_baseline_trains_saves_and_loads(tmp_path):
     from genrekit.inference.model import load_model
     from genrekit.training.config import TrainConfig
     from genrekit.training.loop import train_model
-    from genrekit.utils import set_verbosity
+    from genrekit.apps.console import set_verbosity
 
     set_verbosity(quiet=True)
     try:

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from genrekit.apps.cli.main import main
-from genrekit.utils import set_verbosity
+from genrekit.apps.console import set_verbosity
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 #: A subset of gtzan-mini: the first clip of every genre and two more (12 clips keep the suite fast).

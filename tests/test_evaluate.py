@@ -227,7 +227,7 @@ def test_cross_validation(tones, tmp_path):
 def run_cli(capsys, *args):
     """Run ``genrekit -q ARGS`` in this process (no second torch import); (exit code, stdout, stderr)."""
     from genrekit.apps.cli.main import main
-    from genrekit.utils import set_verbosity
+    from genrekit.apps.console import set_verbosity
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:

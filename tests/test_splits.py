@@ -236,23 +236,53 @@ def dataset_of(tracks, kind="folder"):
 
 
 def test_split_dataset_methods():
-    with_split = make_tracks(list("abab"), splits=["train", "train", "valid", "test"])
-    assert ids(split_dataset(dataset_of(with_split)).test) == ["t0003"]
+    with_split = make_tracks(list("ab" * 6), splits=["train"] * 4 + ["valid"] * 4 + ["test"] * 4)
+    assert ids(split_dataset(dataset_of(with_split)).test) == ["t0008", "t0009", "t0010", "t0011"]
     plain = make_tracks(list("ab" * 10))
     parts = split_dataset(dataset_of(plain), seed=4)
     assert [len(p) for p in parts] == [14, 2, 4]
     assert parts == split_dataset(dataset_of(plain), "random", seed=4)
     lists = load_gtzan_split_lists()
-    gtzan = [Track(Path(f"/g/{i}.wav"), i.split(".")[0], i) for i in (lists["train"][0], lists["test"][0])]
-    assert [len(p) for p in split_dataset(dataset_of(gtzan, "gtzan"))] == [1, 0, 1]
+    gtzan = [Track(Path(f"/g/{i}.wav"), i.split(".")[0], i) for side in SIDES for i in lists[side]]
+    assert [len(p) for p in split_dataset(dataset_of(gtzan, "gtzan"))] == [443, 197, 290]
     with pytest.raises(UsageError, match="method"):
         split_dataset(dataset_of(plain), "stratified")
     with pytest.raises(DatasetError, match="20 of 20 tracks have no group"):
         split_dataset(dataset_of(plain), "group")
 
 
+@pytest.mark.parametrize("splits, reason", [
+    (["train"] + ["valid"] * 7 + ["test"] * 4, "no training track of b"),
+    (["train"] * 8 + ["valid"] * 2 + ["test"] * 2, "2 test tracks for 2 labels"),
+    (["train"] * 6 + ["valid"] * 2 + ["test"] * 4, "2 valid tracks for 2 labels"),
+])
+def test_auto_leaves_lists_that_cover_too_little(caplog, splits, reason):
+    tracks = make_tracks(list("ab" * 6), [f"artist{i}" for i in range(12)], splits)
+    with caplog.at_level("WARNING", logger="genrekit"):
+        parts = split_dataset(dataset_of(tracks), seed=1)
+    assert parts == split_dataset(dataset_of(tracks), "random", seed=1)
+    assert [r.getMessage() for r in caplog.records if reason in r.getMessage()], caplog.text
+    assert "--split official keeps the lists" in caplog.text
+    assert split_dataset(dataset_of(tracks), "official").train == [t for t in tracks if t.split == "train"]
+
+
+def test_auto_keeps_lists_without_a_validation_side():
+    tracks = make_tracks(list("ab" * 5), splits=["train"] * 6 + ["test"] * 4)
+    assert [len(part) for part in split_dataset(dataset_of(tracks))] == [6, 0, 4]
+
+
+def test_group_split_names_tracks_without_a_group_and_keeps_them_alone(caplog):
+    tracks = make_tracks(list("ab" * 10), ["x", "y"] * 9 + [None, None])
+    with caplog.at_level("WARNING", logger="genrekit"):
+        parts = split_dataset(dataset_of(tracks), "group", seed=0)
+    check_no_leakage(*parts)
+    assert_partition(tracks, parts)
+    assert "2 of 20 tracks have no group (artist): t0018, t0019; each of them is a group of its own" in caplog.text
+
+
 def test_split_dataset_rejects_leaky_official_split():
-    tracks = make_tracks(list("ab"), ["same artist"] * 2, ["train", "test"])
+    splits = ["train"] * 4 + ["valid"] * 4 + ["test"] * 4
+    tracks = make_tracks(list("ab" * 6), ["same artist"] + [f"artist{i}" for i in range(10)] + ["same artist"], splits)
     with pytest.raises(DatasetError, match="same artist"):
         split_dataset(dataset_of(tracks))
 
@@ -270,8 +300,12 @@ def test_gtzan_mini_artist_split(gtzan_mini):
     expected = {side: sorted(Path(line).stem for line in lines[side]
                              if (gtzan_mini / Path(line).with_suffix(".flac")).exists()) for side in SIDES}
     dataset = open_dataset(gtzan_mini)
-    split = split_dataset(dataset)  # auto: the artist-filtered lists for GTZAN
+    split = split_dataset(dataset, "gtzan-artist")
     assert {side: sorted(ids(part)) for side, part in zip(SIDES, split)} == expected
+    # the lists hold 31 / 40 / 4 of these 80 clips, none of blues for training: auto leaves them
+    auto = split_dataset(dataset)
+    assert auto != split and {t.label for t in auto.train} == set(dataset.labels)
+    check_no_leakage(*auto)
     random_split = split_dataset(dataset, "random", seed=0)
     assert_partition(dataset.tracks, random_split)
     check_no_leakage(*random_split)

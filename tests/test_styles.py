@@ -127,5 +127,34 @@ def test_tag_write_styles(capsys, metal_clip, model):
     assert code == 0
     genres = read_genres(metal_clip)
     assert genres[0] == result.genre.capitalize() and len(genres) >= 2, out
+    probability = {genre: p for genre, p in result.top}
+    other_genres = {g for g in model.labels if g != result.genre and probability.get(g, 0) < 0.25}
     assert genres[1:] == [style_tag_value(s) for s, _ in result.styles
-                          if style_tag_value(s).casefold() != genres[0].casefold()][: len(genres) - 1]
+                          if style_tag_value(s).casefold() != genres[0].casefold()
+                          and s.casefold() not in other_genres][: len(genres) - 1]
+
+
+def _planned(tmp_path, genre, top, styles, genres=None):
+    import soundfile as sf
+
+    path = tmp_path / "clip.flac"
+    if not path.exists():
+        sf.write(path, np.zeros(1000, np.float32), 16000)
+    prediction = {"path": str(path), "genre": genre, "confidence": top[0][1],
+                  "top": [{"genre": g, "probability": p} for g, p in top],
+                  "styles": [{"style": s, "score": score} for s, score in styles]}
+    [change] = plan_tag_changes([prediction], styles=True, genres=genres)
+    return change.new
+
+
+def test_a_style_naming_another_genre_is_not_written_beside_a_confident_genre(tmp_path):
+    # the case that was written as "Classical; Jazz": MSD "jazz" at 0.24, jazz itself at 0.1 %
+    assert _planned(tmp_path, "classical", [("classical", 0.997), ("jazz", 0.001)],
+                    [("jazz", 0.24), ("easy listening", 0.22)]) == ["Classical", "Easy Listening"]
+    # a toss-up between two genres keeps the second one
+    assert _planned(tmp_path, "blues", [("blues", 0.39), ("jazz", 0.35)], [("jazz", 0.3)]) == ["Blues", "Jazz"]
+    # the model's own labels decide what counts as a genre (rock is not one of these)
+    assert _planned(tmp_path, "metal", [("metal", 0.9)], [("heavy metal", 0.4), ("rock", 0.3)],
+                    genres=["metal", "speech"]) == ["Metal", "Heavy Metal", "Rock"]
+    assert _planned(tmp_path, "metal", [("metal", 0.9)], [("heavy metal", 0.4), ("rock", 0.3)]) == ["Metal", "Heavy Metal"]
+    assert _planned(tmp_path, "pop", [("pop", 0.8)], [("Hip-Hop", 0.3)]) == ["Pop"]

@@ -1,8 +1,11 @@
 """Hyper-parameter search: inner grouped CV on the development tracks only, resumable studies."""
 
 import csv
+import dataclasses
 import json
+import os
 import tomllib
+from pathlib import Path
 
 import pytest
 from tones import GENRES, SR, TINY_CNN, TINY_FEATURE, TINY_SEGMENT, make_tone_dataset
@@ -17,6 +20,7 @@ from genrekit.experiments.tune import (
     read_tune_config,
     to_toml,
     tune,
+    write_config,
 )
 from genrekit.training import loop as train_module
 from genrekit.training.config import TrainConfig, load_config
@@ -140,13 +144,31 @@ def test_toml_writer_round_trips():
         "e": {"f": [{"g": True}]}}
 
 
+def test_a_best_config_written_elsewhere_keeps_outputs_relative_to_the_current_folder(tones, tmp_path,
+                                                                                      monkeypatch):
+    """tune reads experiments/x.toml and writes runs/tune/x-best.toml: ``out`` must not become a
+    path relative to either file (``../../..``), and the dataset must still be found."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "experiments").mkdir()
+    source = tmp_path / "experiments" / "x.toml"
+    source.write_text(f'dataset = "{os.path.relpath(tones, tmp_path / "experiments")}"\nout = "models/x"\n')
+    config, _ = read_tune_config(source)
+    assert config.out == "models/x" and Path(config.dataset).resolve() == Path(tones).resolve()
+    best = write_config(config, tmp_path / "runs" / "tune" / "deep" / "x-best.toml")
+    assert 'out = "models/x"' in best.read_text()
+    again = load_config(best)
+    assert again.out == "models/x" and Path(again.dataset).resolve() == Path(tones).resolve()
+    absolute = write_config(dataclasses.replace(config, out=str(tmp_path / "abs")), tmp_path / "y.toml")
+    assert load_config(absolute).out == str(tmp_path / "abs")
+
+
 def test_config_file_with_search_table(tones, tmp_path):
     path = tmp_path / "tune.toml"
     path.write_text(f'dataset = "{tones}"\nout = "m"\n' + to_toml({"architecture": TINY_CNN}) +
                     "[search]\nlearning_rate = [1e-4, 1e-2]\nwidth = [0.5, 1.0]\n")
     config, space = read_tune_config(path, epochs=2)
     assert space == {"learning_rate": [1e-4, 1e-2], "width": [0.5, 1.0]}
-    assert config.out == str(tmp_path / "m") and config.epochs == 2
+    assert config.out == "m" and config.epochs == 2  # an output: relative to where genrekit runs
     path.write_text(f'dataset = "{tones}"\nout = "m"\n[search]\nmomentum = [0.1, 0.9]\n')
     with pytest.raises(UsageError, match="cannot search 'momentum'"):
         read_tune_config(path)

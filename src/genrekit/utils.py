@@ -1,83 +1,69 @@
-"""Small helpers shared across modules: atomic file writes, progress bars, console output."""
+"""Small helpers shared across modules: atomic file writes, progress reporting, terminal-safe text.
+
+Nothing here prints. Library code reports through :mod:`logging` (the ``genrekit`` logger and
+its children, one per module: ``logging.getLogger(__name__)``) and through :func:`track`'s
+progress reporter; the command line (:mod:`genrekit.apps.console`) decides what reaches the
+terminal.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import Callable, ContextManager, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
-#: Messages and progress go to stderr so that stdout carries only data (JSON, CSV, tables).
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-stdout = Console(highlight=False, soft_wrap=True)
+#: ``reporter(description, total)`` -> a context manager giving ``advance()``, called once per
+#: item done; ``total`` is ``None`` when unknown.
+ProgressReporter = Callable[[str, "int | None"], ContextManager[Callable[[], None]]]
 
-_settings = {"quiet": False, "debug": False}
-
-
-def set_verbosity(*, quiet: bool | None = None, debug: bool | None = None) -> None:
-    if quiet is not None:
-        _settings["quiet"] = quiet
-    if debug is not None:
-        _settings["debug"] = debug
+_progress: dict = {"reporter": None}
 
 
-def is_quiet() -> bool:
-    return _settings["quiet"]
+def set_progress(reporter: ProgressReporter | None) -> ProgressReporter | None:
+    """Report the progress of long loops to ``reporter`` (``None``: report nothing); returns the previous one.
 
+    Parameters
+    ----------
+    reporter : callable or None
+        ``reporter(description, total)`` returns a context manager that yields an ``advance()``
+        callable; :func:`track` calls ``advance()`` after each item. The command line installs
+        a progress bar; library callers may install their own (a GUI, a log line every N items).
 
-def is_debug() -> bool:
-    return _settings["debug"]
-
-
-def info(message: str) -> None:
-    """Print a status message on stderr unless ``--quiet``."""
-    if not _settings["quiet"]:
-        stderr.print(message, markup=False, highlight=False)  # a path may hold "[...]"
-
-
-def warn(message: str) -> None:
-    """Print a warning on stderr (shown even with ``--quiet``)."""
-    from rich.markup import escape
-
-    stderr.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True, highlight=False)
+    Examples
+    --------
+    >>> import contextlib
+    >>> from genrekit.utils import set_progress, track
+    >>> done = []
+    >>> @contextlib.contextmanager
+    ... def count(description, total):
+    ...     yield lambda: done.append(description)
+    >>> previous = set_progress(count)
+    >>> list(track([1, 2], "adding"))
+    [1, 2]
+    >>> done
+    ['adding', 'adding']
+    >>> _ = set_progress(previous)
+    """
+    previous = _progress["reporter"]
+    _progress["reporter"] = reporter
+    return previous
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate over ``items`` with a progress bar on stderr (hidden with ``--quiet`` or off a TTY)."""
-    if _settings["quiet"] or not sys.stderr.isatty():
+    """Iterate over ``items``, telling the progress reporter (see :func:`set_progress`) of each one done."""
+    reporter = _progress["reporter"]
+    if reporter is None:
         yield from items
         return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=stderr, transient=True) as progress:
-        task = progress.add_task(description, total=total, rate="")
+    with reporter(description, total) as advance:
         for item in items:
             yield item
-            task_obj = progress.tasks[0]
-            elapsed = task_obj.elapsed or 0.0
-            rate = f"{(task_obj.completed + 1) / elapsed:.1f}/s" if elapsed > 0 else ""
-            progress.update(task, advance=1, rate=rate)
+            advance()
 
 
 @contextlib.contextmanager

@@ -93,8 +93,13 @@ def as_mono_float32(audio, repairs: SampleRepairs | None = None) -> np.ndarray:
     Raises
     ------
     UsageError
-        For other dtypes (bool, complex, wider unsigned integers, objects) or shapes.
+        For other dtypes (bool, complex, wider unsigned integers, objects) or shapes; for a
+        plain list (a list of file names would read as strings); for a 2-D array without
+        samples or whose channel axis cannot be told (as many rows as columns).
     """
+    if isinstance(audio, (list, tuple)):
+        raise UsageError("audio must be a file path or a NumPy array of samples, not a "
+                         f"{type(audio).__name__} (np.asarray(samples, dtype=np.float32) makes one)")
     try:
         array = np.asarray(audio)
     except (TypeError, ValueError) as exc:
@@ -114,6 +119,11 @@ def as_mono_float32(audio, repairs: SampleRepairs | None = None) -> np.ndarray:
     if samples.ndim != 2:
         raise UsageError(f"audio must have shape (n,), (channels, n) or (n, channels), not {samples.shape}")
     rows, cols = samples.shape
+    if rows == 0 or cols == 0:
+        raise UsageError(f"audio holds no samples (shape {samples.shape})")
+    if rows == cols:
+        raise UsageError(f"cannot tell the channel axis of an array of shape {samples.shape}: give (n,), "
+                         "(channels, n) or (n, channels) with more samples than channels")
     if cols < rows and cols <= MAX_CHANNELS:
         samples = samples.T  # (n, channels), as soundfile returns it
     elif rows > MAX_CHANNELS:

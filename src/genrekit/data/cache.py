@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ import numpy as np
 
 from genrekit.data.identity import file_identity
 from genrekit.errors import OutputError
-from genrekit.utils import atomic_write, cache_root, warn
+from genrekit.utils import atomic_write, cache_root
+
+logger = logging.getLogger(__name__)
 
 #: Bump when a feature's output changes for the same spec, so that old entries are not reused.
 FEATURE_VERSION = "2"
@@ -161,7 +164,8 @@ class FeatureCache:
                 np.save(handle, array, allow_pickle=False)
         except (OSError, OutputError) as exc:  # a full or read-only cache must not stop the computation
             if not self._write_failed:
-                warn(f"feature cache {self.root} not written ({getattr(exc, 'strerror', None) or exc}); computing without it")
+                logger.warning(f"feature cache {self.root} not written ({getattr(exc, 'strerror', None) or exc}); "
+                               "computing without it")
                 self._write_failed = True
 
     def _shards(self) -> list[Path]:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -15,7 +16,9 @@ from torch import nn
 from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
 from genrekit.audio.segments import SegmentSettings
 from genrekit.errors import AudioError, GenrekitError
-from genrekit.utils import track, warn
+from genrekit.utils import track
+
+logger = logging.getLogger(__name__)
 
 #: Largest number of segments sent through a feature module at once (bounds memory).
 FEATURE_BATCH = 64
@@ -127,7 +130,7 @@ def extract_features(
                 waves.append(decoded().samples)
         except AudioError as exc:
             failed.append((item, str(exc)))
-            warn(f"skipping {exc}")
+            logger.warning(f"skipping {exc}")
             continue
         per_track.append(arrays)
         kept.append(item)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from importlib import resources
@@ -27,9 +28,14 @@ import numpy as np
 from genrekit.audio.decode import AUDIO_EXTENSIONS
 from genrekit.data.datasets import SPLIT_NAMES, Dataset, Track
 from genrekit.errors import DatasetError, GenrekitError, UsageError
-from genrekit.utils import warn
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("auto", "random", "group", "official", "gtzan-artist")
+
+#: ``"auto"`` takes a dataset's own lists only if they give every label a training track and the
+#: test side (and a listed validation side) at least this many tracks per label on average.
+MIN_TRACKS_PER_LABEL = 2
 
 
 GTZAN_SPLIT_FILES = {name: f"fault-filtered-{name}.txt" for name in SPLIT_NAMES}
@@ -54,8 +60,13 @@ def split_dataset(
     """Split ``dataset`` by ``method`` and check that no track or group lands on two sides.
 
     ``"auto"`` uses the dataset's own split when every track has one, the GTZAN artist-filtered
-    lists for a GTZAN dataset, and a seeded stratified (group-aware if possible) split otherwise.
-    ``valid_size``, ``test_size`` and ``seed`` apply to ``"random"`` and ``"group"`` only.
+    lists for a GTZAN dataset, and a seeded stratified (group-aware if possible) split otherwise;
+    it also falls back to that split, saying so in one logged warning, when the lists cover too
+    little of the dataset (a label without training tracks, or fewer than
+    :data:`MIN_TRACKS_PER_LABEL` test or validation tracks per label: a subset such as
+    gtzan-mini). ``"group"`` treats a track without a group as a group of its own and names such
+    tracks in a warning. ``valid_size``, ``test_size`` and ``seed`` apply to ``"random"`` and
+    ``"group"`` only.
     """
     if method == "auto":
         if dataset.tracks and all(track.split for track in dataset.tracks):
@@ -64,19 +75,62 @@ def split_dataset(
             method = "gtzan-artist"
         else:
             method = "random"
+        if method != "random":
+            split = official_split(dataset.tracks) if method == "official" else gtzan_artist_split(dataset.tracks)
+            reason = _covers_too_little(split, dataset.tracks)
+            if reason is None:
+                check_no_leakage(*split)
+                return split
+            counts = ", ".join(f"{side} {len(part)}" for side, part in zip(SPLIT_NAMES, split))
+            lists = "dataset's own split" if method == "official" else "GTZAN artist-filtered lists"
+            logger.warning(f"{dataset.name}: the {lists} cover too little of it ({reason}; {counts} of "
+                           f"{len(dataset.tracks)} tracks): using a stratified split that keeps each artist on "
+                           f"one side instead (--split {method} keeps the lists)")
+            method = "random"
+    if method == "group":
+        _warn_ungrouped(dataset.tracks)
     if method == "official":
         split = official_split(dataset.tracks)
     elif method == "gtzan-artist":
         split = gtzan_artist_split(dataset.tracks)
     elif method in ("random", "group"):
-        groups = True if method == "group" else "auto"
         split = train_valid_test_split(
-            dataset.tracks, valid_size=valid_size, test_size=test_size, seed=seed, groups=groups
+            dataset.tracks, valid_size=valid_size, test_size=test_size, seed=seed, groups="auto"
         )
     else:
         raise UsageError(f"unknown split method {method!r} (choose from {', '.join(METHODS)})")
     check_no_leakage(*split)
     return split
+
+
+def _covers_too_little(split: Split, tracks: Sequence[Track]) -> str | None:
+    """Why ``split`` (a dataset's own lists) is too thin to train and test on, or None."""
+    labels = sorted({track.label for track in tracks})
+    trained = {track.label for track in split.train}
+    untrained = [label for label in labels if label not in trained]
+    if untrained:
+        return f"no training track of {_first_few(untrained)}"
+    for side, part in (("test", split.test), ("valid", split.valid)):
+        if (part or side == "test") and len(part) < MIN_TRACKS_PER_LABEL * len(labels):
+            return f"{len(part)} {side} tracks for {len(labels)} labels"
+    return None
+
+
+def _warn_ungrouped(tracks: Sequence[Track]) -> None:
+    """``--split group``: refuse a dataset without groups; name the tracks that lack one."""
+    ungrouped = [track.track_id for track in tracks if track.group is None]
+    if ungrouped and len(ungrouped) == len(tracks):
+        raise DatasetError(f"{len(ungrouped)} of {len(tracks)} tracks have no group (artist): nothing to "
+                           "split by group; use --split random")
+    if ungrouped:
+        logger.warning(f"{len(ungrouped)} of {len(tracks)} tracks have no group (artist): "
+                       f"{_first_few(ungrouped)}; each of them is a group of its own")
+
+
+def _first_few(names: Sequence[str], shown: int = 5) -> str:
+    """``"a, b, c, d, e and 7 more"``: names for a one-line message."""
+    rest = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
 def holdout_split(
@@ -310,7 +364,9 @@ def _group_codes(tracks: Sequence[Track], groups: bool | str) -> np.ndarray | No
     if groups is False or (groups == "auto" and unknown == len(tracks)):
         return None
     if groups is True and unknown:
-        raise DatasetError(f"{unknown} of {len(tracks)} tracks have no group (artist)")
+        missing = [track.track_id for track in tracks if track.group is None]
+        raise DatasetError(f"{unknown} of {len(tracks)} tracks have no group (artist): {_first_few(missing)} "
+                           "(groups='auto' makes each of them a group of its own)")
     keys = [("group", track.group) if track.group is not None else ("track", track.track_id) for track in tracks]
     return _codes(keys)
 
@@ -433,8 +489,8 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
     trained_labels = {t.label for t in parts.train}
     unseen = sorted({t.label for part in parts[1:] for t in part} - trained_labels)
     if unseen:
-        warn(f"no training tracks of {', '.join(unseen)}: the model cannot learn what it is tested on "
-             "(too few tracks or artists of these labels for this split)")
+        logger.warning(f"no training tracks of {', '.join(unseen)}: the model cannot learn what it is tested on "
+                       "(too few tracks or artists of these labels for this split)")
     record = {
         **options,
         "seed": seed,

@@ -84,12 +84,11 @@ def train_folds(config, folds: int, *, out_dir: str | Path, prefix: str | None =
     model goes to ``out_dir/<prefix>-fold<i>`` (``prefix``: the model name), its split is
     :func:`kfold_split` keeping the recipe's ``valid_size``; ``changes`` replace other settings
     (e.g. another dataset). Stop iterating to stop training (tuning prunes that way).
-    ``quiet`` silences the per-epoch lines.
+    ``quiet`` logs the per-epoch lines at DEBUG level only.
     """
     import dataclasses
 
     from genrekit.training.loop import train_model
-    from genrekit.utils import is_quiet, set_verbosity
 
     prefix = prefix or config.model_name
     for fold in range(folds):
@@ -98,12 +97,7 @@ def train_folds(config, folds: int, *, out_dir: str | Path, prefix: str | None =
             config, **changes, out=str(Path(out_dir) / name), name=name,
             split=kfold_split(folds, fold, valid_size=config.split.get("valid_size", 0.1), group_by=group_by),
         )
-        was_quiet = is_quiet()
-        set_verbosity(quiet=quiet or was_quiet)
-        try:
-            result = train_model(fold_config)
-        finally:
-            set_verbosity(quiet=was_quiet)
+        result = train_model(fold_config, quiet=quiet)
         yield fold, result
 
 

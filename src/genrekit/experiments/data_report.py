@@ -9,6 +9,7 @@ that space shares its genre, with and without neighbours by the same artist.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from genrekit.utils import atomic_write_text, info, track, warn
+from genrekit.utils import atomic_write_text, track
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ClipStatistics", "clip_statistics", "clip_embeddings", "embedding_maps", "neighbour_agreement",
            "data_report"]
@@ -225,9 +228,9 @@ def data_report(
     page = out / "data-report.md"
     atomic_write_text(page, _markdown(dataset, stats, table, labels, figure, out, embedding_section, tracks,
                                       limit_per_label, command))
-    info(f"wrote {page} and {len(list(images.glob(slug + '-*.png')))} figures in {images}")
+    logger.info(f"wrote {page} and {len(list(images.glob(slug + '-*.png')))} figures in {images}")
     if stats.failed:
-        warn(f"{len(stats.failed)} clips could not be decoded (first: {stats.failed[0][1]})")
+        logger.warning(f"{len(stats.failed)} clips could not be decoded (first: {stats.failed[0][1]})")
     return page
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from genrekit.experiments.results import (
     summarize_folds,
     write_results,
 )
-from genrekit.utils import atomic_write_text, finite_json, info, read_toml, warn
+from genrekit.utils import atomic_write_text, finite_json, read_toml
+
+logger = logging.getLogger(__name__)
 
 #: Evaluation methods: ``kfold`` (grouped cross-validation) or a fixed split of
 #: :func:`genrekit.data.splits.split_dataset`.
@@ -341,7 +344,7 @@ def run_experiments(
                 records[run.id, fold] = record
     reused = len(records)
     if records:
-        info(f"reusing {len(records)} fold results of identical recipes in {out / 'runs'} (--force retrains)")
+        logger.info(f"reusing {len(records)} fold results of identical recipes in {out / 'runs'} (--force retrains)")
     features_started = time.perf_counter()
     prefetch_features([run for run, _ in pending], out, jobs=jobs, threads=threads)
     features_seconds = time.perf_counter() - features_started
@@ -350,13 +353,13 @@ def run_experiments(
                           json.dumps(finite_json(record), indent=1, allow_nan=False) + "\n", parents=True)
         records[run.id, fold] = record
         m = record["metrics"]
-        info(f"[{number}/{len(pending)}] {run.id} fold {fold}: track accuracy {m['track_accuracy']:.3f} on "
-             f"{m['n_tracks']} tracks, {record['timings']['training']:.1f} s training")
+        logger.info(f"[{number}/{len(pending)}] {run.id} fold {fold}: track accuracy {m['track_accuracy']:.3f} on "
+                    f"{m['n_tracks']} tracks, {record['timings']['training']:.1f} s training")
     rows = []
     for run in runs:
         fold_records = [records[run.id, fold] for fold in range(run.folds)]
         rows.append(summarize_folds(run, fold_records))
-        info(f"{run.id}: track accuracy {_mean_std(rows[-1], 'track_accuracy')}")
+        logger.info(f"{run.id}: track accuracy {_mean_std(rows[-1], 'track_accuracy')}")
         if reports:
             _write_run_report(run, fold_records, out / "runs" / run.id / "report.md")
     environment = _environment(time.perf_counter() - started, load_before, command)
@@ -418,11 +421,9 @@ def _pool(jobs: int, threads: int | None):
 def _init_worker(threads: int) -> None:
     import torch
 
-    from genrekit.utils import set_verbosity
-
     torch.set_num_threads(threads)
-    # per-epoch lines of parallel folds would interleave; the parent reports each finished fold
-    set_verbosity(quiet=True)
+    # a spawned worker configures no logging: its per-epoch INFO lines, which would interleave,
+    # are dropped (warnings still reach stderr); the parent reports each finished fold
 
 
 def prefetch_features(runs: Sequence[Run], out: Path, *, jobs: int = 1, threads: int | None = None) -> int:
@@ -443,7 +444,7 @@ def prefetch_features(runs: Sequence[Run], out: Path, *, jobs: int = 1, threads:
             tasks.setdefault(json.dumps(task, sort_keys=True, default=str), task)
     if not tasks:
         return 0
-    info(f"computing {len(tasks)} features (or reading them from the cache)")
+    logger.info(f"computing {len(tasks)} features (or reading them from the cache)")
     if jobs == 1 or len(tasks) == 1:
         done = ((task, cache_features(*task)) for task in tasks.values())
         for task, seconds in done:
@@ -461,7 +462,7 @@ def prefetch_features(runs: Sequence[Run], out: Path, *, jobs: int = 1, threads:
 def _features_line(task: tuple, seconds: float) -> None:
     spec, sample_rate = task[3], task[4]
     details = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
-    info(f"  {spec.get('name')} ({details}{', ' if details else ''}{sample_rate} Hz) ready in {seconds:.1f} s")
+    logger.info(f"  {spec.get('name')} ({details}{', ' if details else ''}{sample_rate} Hz) ready in {seconds:.1f} s")
 
 
 def cache_features(dataset: str, dataset_kind: str, limit_per_label: int | None, spec: dict, sample_rate: int,
@@ -503,8 +504,8 @@ def check_dataset(experiment: Experiment) -> None:
         raise DatasetError(f"{experiment.dataset}: no track names its artist, so folds cannot be grouped by "
                            "artist (use group_by = \"track\")")
     if unknown:
-        warn(f"{experiment.dataset}: {unknown} of {len(dataset.tracks)} tracks name no artist; in artist-grouped "
-             "folds each of them is a group of its own")
+        logger.warning(f"{experiment.dataset}: {unknown} of {len(dataset.tracks)} tracks name no artist; in artist-grouped "
+                       "folds each of them is a group of its own")
     groups = len({t.group or t.track_id for t in dataset.tracks})
     if groups < protocol["folds"]:
         raise DatasetError(f"{experiment.dataset}: {groups} artists cannot fill {protocol['folds']} "

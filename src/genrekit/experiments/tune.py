@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ import numpy as np
 
 from genrekit.errors import UsageError
 from genrekit.experiments.crossval import train_folds
-from genrekit.utils import atomic_write_text, info, read_toml
+from genrekit.utils import atomic_write_text, read_toml
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_SPACE", "TuneResult", "read_tune_config", "apply_params", "tune", "to_toml"]
 
@@ -73,18 +76,16 @@ class TuneResult:
 def read_tune_config(path: str | Path, **overrides):
     """A training config and its search space from a TOML file (``[search]`` is optional).
 
-    The rest of the file is a ``genrekit train`` config: relative ``dataset``, ``out`` and
-    ``cache_dir`` are taken relative to the file, and ``overrides`` (not None) replace settings,
-    as in :func:`genrekit.training.config.load_config`. Returns ``(TrainConfig, space)``.
+    The rest of the file is a ``genrekit train`` config: relative ``dataset`` and ``cache_dir``
+    are taken relative to the file, ``out`` relative to the current folder, and ``overrides``
+    (not None) replace settings, as in :func:`genrekit.training.config.load_config`. Returns
+    ``(TrainConfig, space)``.
     """
-    from genrekit.training.config import TrainConfig
+    from genrekit.training.config import TrainConfig, resolve_config_paths
 
     path = Path(path)
-    values = read_toml(path, "config file")
+    values = resolve_config_paths(read_toml(path, "config file"), path)
     space = _check_space(values.pop("search", DEFAULT_SPACE), path)
-    for key in ("dataset", "out", "cache_dir"):
-        if values.get(key) and not Path(values[key]).expanduser().is_absolute():
-            values[key] = str(path.parent / values[key])
     values.update({key: value for key, value in overrides.items() if value is not None})
     return TrainConfig.from_dict(values, where=str(path)), space
 
@@ -254,12 +255,12 @@ def tune(
                 raise optuna.TrialPruned()
         value = float(np.mean(values))
         trial.set_user_attr("fold_values", values)
-        info(f"trial {trial.number}: {metric} {value:.3f} ({', '.join(f'{k}={_short(v)}' for k, v in params.items())})")
+        logger.info(f"trial {trial.number}: {metric} {value:.3f} ({', '.join(f'{k}={_short(v)}' for k, v in params.items())})")
         return value
 
     if trials:
-        info(f"tuning on {developed} development tracks ({held_out} test tracks held out), "
-             f"{folds}-fold {group_by}-grouped; study {study_path} has {existing} trials")
+        logger.info(f"tuning on {developed} development tracks ({held_out} test tracks held out), "
+                    f"{folds}-fold {group_by}-grouped; study {study_path} has {existing} trials")
         study_object.optimize(objective, n_trials=trials)
     completed = [t for t in study_object.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
@@ -274,7 +275,7 @@ def tune(
         "Searched: " + ", ".join(f"{k} = {_short(v)}" for k, v in best_params.items()),
     ]
     write_config(best_config, out, header)
-    info(f"best trial {best.number}: {metric} {best.value:.4f}; wrote {out}")
+    logger.info(f"best trial {best.number}: {metric} {best.value:.4f}; wrote {out}")
     return TuneResult(str(study_path), len(study_object.trials), float(best.value), best_params, out,
                       developed, held_out)
 
@@ -313,7 +314,7 @@ def _recipe(config) -> dict:
 def _held_out_metric(result, metric: str) -> float:
     test = result.metrics["test"]
     value = float(test[metric])
-    info(f"  {result.spec.name}: {metric} {value:.3f} on {test['n_tracks']} held-out tracks")
+    logger.info(f"  {result.spec.name}: {metric} {value:.3f} on {test['n_tracks']} held-out tracks")
     return value
 
 
@@ -354,12 +355,15 @@ def _csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
 def write_config(config, path: str | Path, header: Sequence[str] = ()) -> Path:
     """Write a TrainConfig as TOML that :func:`genrekit.training.config.load_config` reads back as is.
 
-    Paths are written relative to ``path``'s folder (load_config takes them relative to the
-    file); settings that are None are left out (their defaults are None).
+    Input paths are written relative to ``path``'s folder (load_config takes them relative to
+    the file), ``out`` as it is (relative to the current folder unless absolute); settings that
+    are None are left out (their defaults are None).
     """
+    from genrekit.training.config import CONFIG_INPUT_PATHS
+
     path = Path(path)
     values = config.to_dict()
-    for key in ("dataset", "out", "cache_dir"):
+    for key in CONFIG_INPUT_PATHS:
         if values.get(key):
             values[key] = os.path.relpath(os.path.abspath(values[key]), os.path.abspath(path.parent))
     comments = "".join(f"# {line}\n" for line in header)

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from genrekit.errors import UsageError
+
+#: Ways to combine segments into a track, as ``--aggregate`` and ``aggregate=`` take them.
 AGGREGATIONS = ("mean", "vote")
+
+
+def check_aggregation(method) -> str:
+    """``method`` if it is one of :data:`AGGREGATIONS`, else a one-line :class:`UsageError`."""
+    if method not in AGGREGATIONS:
+        raise UsageError(f"aggregate must be {' or '.join(repr(a) for a in AGGREGATIONS)}, not {method!r}")
+    return method
 
 
 def aggregate_probabilities(
@@ -19,6 +29,7 @@ def aggregate_probabilities(
     between classes with equal votes are broken by the mean probability, so the result's argmax
     is always well defined.
     """
+    check_aggregation(method)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or probabilities.shape[0] == 0:
         raise ValueError(f"expected (n_segments > 0, n_classes) probabilities, got {probabilities.shape}")
@@ -36,4 +47,4 @@ def aggregate_probabilities(
         # a vanishing nudge from the mean probability breaks ties without reordering real votes
         nudged = shares + 1e-9 * mean
         return nudged / nudged.sum()
-    raise ValueError(f"unknown aggregation {method!r}; choose from {', '.join(AGGREGATIONS)}")
+    raise AssertionError(method)  # every name check_aggregation accepts is handled above

@@ -27,7 +27,8 @@ def collect_audio_files(inputs: Iterable[str | os.PathLike], recursive: bool = T
     """Expand files, folders (recursively) and glob patterns into ``(path, problem)`` pairs.
 
     Folders yield their audio files (by extension) in sorted order; symbolic-link loops are
-    followed once and then reported. A missing input yields ``(input, "file not found")``
+    followed once and then reported, and so is a link that leads round in a loop whatever its
+    name (what it stands for cannot be told). A missing input yields ``(input, "file not found")``
     so the caller can report it and go on.
     """
     import glob
@@ -72,7 +73,22 @@ def _walk_folder(root: str, extensions, recursive: bool) -> Iterator[tuple[str, 
                 continue
             if Path(name).suffix.lower() in extensions:
                 yield os.path.join(folder, name), None
+            elif _is_link_loop(os.path.join(folder, name)):
+                yield os.path.join(folder, name), "symbolic link loop (the link never reaches a file)"
     yield from _unreadable_folders(unreadable)
+
+
+def _is_link_loop(path: str) -> bool:
+    """Whether ``path`` is a symbolic link that never reaches a file (os.walk lists it as a file)."""
+    import errno
+
+    if not os.path.islink(path):
+        return False
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _unreadable_folders(errors: list[OSError]) -> Iterator[tuple[str, str]]:

@@ -13,7 +13,7 @@ import numpy as np
 from genrekit.audio.clean import SampleRepairs, as_mono_float32
 from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
 from genrekit.errors import GenrekitError, UsageError
-from genrekit.inference.aggregate import aggregate_probabilities
+from genrekit.inference.aggregate import aggregate_probabilities, check_aggregation
 from genrekit.inference.taggram import detect_not_music, file_styles
 
 #: Below this calibrated top probability, or this share of segments agreeing with the track's
@@ -189,8 +189,7 @@ def predict_audio(
 def _check_options(top_k: int, aggregate: str) -> None:
     if not (isinstance(top_k, (int, np.integer)) and top_k >= 1):
         raise UsageError(f"top_k must be an integer of at least 1, got {top_k!r}")
-    if aggregate not in ("mean", "vote"):
-        raise UsageError(f"aggregate must be 'mean' or 'vote', not {aggregate!r}")
+    check_aggregation(aggregate)
 
 
 def check_styles(model, styles: bool) -> None:

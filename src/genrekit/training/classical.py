@@ -4,6 +4,7 @@ fitted estimator is exported as a torch module (:mod:`genrekit.models.classical`
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -15,6 +16,8 @@ from genrekit.models.classical import (
     module_from_estimator,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def train_baseline(config):
     """Fit a baseline on the training segments of ``config``'s split; see :func:`genrekit.training.loop.train_model`.
@@ -24,7 +27,6 @@ def train_baseline(config):
     Epoch settings and augmentation do not apply.
     """
     from genrekit.training.run import finish_training, prepare_data
-    from genrekit.utils import info
 
     if isinstance(config.feature, list):
         raise UsageError("scikit-learn baselines take one feature, not a list")
@@ -45,7 +47,7 @@ def train_baseline(config):
     estimator.fit(x, train.labels(data.labels))
     fit_seconds = time.perf_counter() - fit_started
     module = module_from_estimator(name, estimator, len(data.labels), input_shape)
-    info(f"{name}: fitted on {len(x)} segments x {x.shape[1]} features in {fit_seconds:.1f} s")
+    logger.info(f"{name}: fitted on {len(x)} segments x {x.shape[1]} features in {fit_seconds:.1f} s")
     training = {"estimator": repr(estimator[-1]), "n_segments": int(len(x)), "history": [], "best_epoch": 0}
     return finish_training(config, module, data, training, started, fit_seconds, "cpu")
 

@@ -138,17 +138,32 @@ class TrainConfig:
         return self.name or Path(self.out).name
 
 
+#: Settings naming what a run reads: a relative path in a config file is relative to the file.
+CONFIG_INPUT_PATHS = ("dataset", "cache_dir")
+
+
+def resolve_config_paths(values: dict, path: str | Path) -> dict:
+    """``values`` read from the config file ``path``, its relative input paths made relative to the file.
+
+    Inputs (``dataset``, ``cache_dir``) travel with the file; the output ``out`` stays as
+    written: relative to the folder genrekit runs in unless absolute, so that a config written
+    elsewhere (``genrekit tune``'s best config) never points a run's output into another tree.
+    """
+    values = dict(values)
+    for key in CONFIG_INPUT_PATHS:
+        if values.get(key) and not Path(values[key]).expanduser().is_absolute():
+            values[key] = str(Path(path).parent / values[key])
+    return values
+
+
 def load_config(path: str | Path, **overrides) -> TrainConfig:
     """Read a TOML training config; ``overrides`` (not None) replace its settings.
 
-    Relative ``dataset``, ``out`` and ``cache_dir`` paths are taken relative to the TOML file.
-    A list of features is written as an array of tables (``[[feature]]``).
+    Paths are taken as :func:`resolve_config_paths` says. A list of features is written as an
+    array of tables (``[[feature]]``).
     """
     path = Path(path)
-    values = read_toml(path, "config file")
-    for key in ("dataset", "out", "cache_dir"):
-        if values.get(key) and not Path(values[key]).expanduser().is_absolute():
-            values[key] = str(path.parent / values[key])
+    values = resolve_config_paths(read_toml(path, "config file"), path)
     values.update({key: value for key, value in overrides.items() if value is not None})
     return TrainConfig.from_dict(values, where=str(path))
 
@@ -159,10 +174,15 @@ def config_from_options(config_path: str | None = None, resume: str | None = Non
     Settings come from, in increasing priority: the defaults, the checkpoint being resumed (if
     no config file is given), the TOML file ``config_path``, the options. Options ``window``,
     ``hop`` go into ``segment``; ``split_method``, ``valid_size``, ``test_size``, ``folds``,
-    ``fold`` into ``split``; ``feature``, ``architecture`` and ``augment`` may be JSON text.
+    ``fold`` into ``split``; ``architecture`` and ``augment`` may be JSON text, ``feature`` a
+    name or JSON text (as ``--feature`` takes it, see :func:`genrekit.data.embed.parse_feature`).
     """
+    from genrekit.data.embed import parse_feature
+
     options = {key: value for key, value in options.items() if value is not None}
-    for key, flag in (("feature", "--feature"), ("architecture", "--arch"), ("augment", "--augment")):
+    if isinstance(options.get("feature"), str):
+        options["feature"] = parse_feature(options["feature"])
+    for key, flag in (("architecture", "--arch"), ("augment", "--augment")):
         if isinstance(options.get(key), str):
             options[key] = _parse_json_option(flag, options[key])
     segment_changes = {k: options.pop(k) for k in ("window", "hop") if k in options}

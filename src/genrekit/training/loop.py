@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -32,10 +33,12 @@ from genrekit.training.run import (
     finish_training,
     prepare_data,
 )
-from genrekit.utils import info, track
+from genrekit.utils import track
+
+logger = logging.getLogger(__name__)
 
 
-def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> TrainResult:
+def train_model(config: TrainConfig, *, resume: str | Path | None = None, quiet: bool = False) -> TrainResult:
     """Train, calibrate and save a model as ``config.out`` (``.json`` + ``.safetensors``).
 
     Parameters
@@ -45,6 +48,8 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> Tra
         A checkpoint written by an earlier run with the same recipe (``NAME.ckpt.json``,
         ``NAME.ckpt.safetensors`` or ``NAME.ckpt``): training continues after its last epoch.
         ``epochs`` and ``patience`` may differ, e.g. to train longer.
+    quiet : bool
+        Log the per-epoch lines at DEBUG instead of INFO (inner folds of a search).
 
     Returns
     -------
@@ -76,7 +81,7 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> Tra
 
     torch.manual_seed(config.seed)
     network = build_model(config.architecture, len(labels), data.input_shape(config)).to(device)
-    info(f"network: {model_summary(network)} on {device}")
+    logger.info(f"network: {model_summary(network)} on {device}")
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     y_train = train_set.labels(labels)
     class_weights = _class_weights(y_train, len(labels)) if config.class_weights else None
@@ -85,7 +90,7 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> Tra
     state = _LoopState()
     if checkpoint is not None:
         state = _restore(checkpoint, network, optimizer, device)
-        info(f"resuming after epoch {state.epoch} from {checkpoint_paths(resume)[0]}")
+        logger.info(f"resuming after epoch {state.epoch} from {checkpoint_paths(resume)[0]}")
     feature_modules = data.modules if wave_augment.active else None
     training_started = time.perf_counter()
     while state.epoch < config.epochs and not state.stopped(config.patience):
@@ -109,7 +114,7 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None) -> Tra
             row["valid_track_accuracy"] = summary["track_accuracy"]
         row["seconds"] = round(time.perf_counter() - epoch_started, 3)
         state.record(row, network, improved_by=row.get("valid_loss", row["train_loss"]))
-        info(_epoch_line(row, config.epochs))
+        logger.log(logging.DEBUG if quiet else logging.INFO, _epoch_line(row, config.epochs))
         if config.checkpoint:
             write_checkpoint(config, state, network, optimizer)
     training_seconds = time.perf_counter() - training_started

@@ -3,6 +3,7 @@ scored model file out."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,9 @@ from genrekit.training.checkpoints import (
     save_trained_model,
 )
 from genrekit.training.config import TrainConfig
-from genrekit.utils import finite_json, info
+from genrekit.utils import finite_json
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,7 +97,7 @@ def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = Fa
     dataset.tracks = limit_tracks(dataset.tracks, config.limit_per_label)
     labels = sorted({t.label for t in dataset.tracks})
     parts, split_record = split_tracks(dataset, config.split, config.seed)
-    info(
+    logger.info(
         f"{config.dataset}: {len(labels)} labels; tracks train {len(parts.train)}, "
         f"valid {len(parts.valid)}, test {len(parts.test)} ({split_record['method']} split)"
     )
@@ -133,7 +136,7 @@ def _prepare_table(config: TrainConfig) -> PreparedData:
     dataset.tracks = limit_tracks(dataset.tracks, config.limit_per_label)
     labels = sorted({t.label for t in dataset.tracks})
     parts, split_record = split_tracks(dataset, config.split, config.seed)
-    info(
+    logger.info(
         f"{config.dataset}: feature table of {len(table)} rows x {table.features.shape[1]} ({feature.get('name')} "
         f"{feature.get('layer', '')}); {len(labels)} labels; tracks train {len(parts.train)}, "
         f"valid {len(parts.valid)}, test {len(parts.test)} ({split_record['method']} split)"
@@ -191,7 +194,7 @@ def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData,
         },
     }), where=config.model_name)
     model_path = save_trained_model(config.out, spec, network)
-    info(f"saved {model_path}")
+    logger.info(f"saved {model_path}")
     return TrainResult(model_path, spec, network, metrics, training.get("history", []),
                        training.get("best_epoch", 0), timings, n_parameters)
 

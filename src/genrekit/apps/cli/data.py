@@ -7,17 +7,19 @@ from typing import Optional
 
 import typer
 
-data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+from genrekit.apps.cli.options import CacheDir, DatasetKind
+
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True, add_completion=False)
 
 
-cache_app = typer.Typer(help="Manage the on-disk feature cache.", no_args_is_help=True)
+cache_app = typer.Typer(help="Manage the on-disk feature cache.", no_args_is_help=True, add_completion=False)
 
 
 @data_app.command("check")
 def data_check(
-    path: str = typer.Argument(..., help="Dataset folder, FMA root, or CSV manifest (path,label[,split][,group])."),
-    kind: str = typer.Option("auto", "--kind", help="auto, gtzan, fma, folder or manifest."),
-    subset: Optional[str] = typer.Option(None, "--subset", help="FMA subset: small, medium or large."),
+    path: str = typer.Argument(..., metavar="DATASET", help="Dataset folder, FMA root, or CSV manifest (path,label[,split][,group])."),
+    kind: DatasetKind = None,
+    subset: Optional[str] = typer.Option(None, "--subset", metavar="[small|medium|large]", help="FMA subset: small, medium or large."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not open the files (no durations, no unreadable-file check)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -26,7 +28,7 @@ def data_check(
 
     from genrekit.data.datasets import format_summary, open_dataset, summarize
 
-    dataset = open_dataset(path, kind, **({"subset": subset} if subset else {}))
+    dataset = open_dataset(path, kind or "auto", **({"subset": subset} if subset else {}))
     if not no_audio:
         dataset.check_audio()
     summary = summarize(dataset)
@@ -38,17 +40,18 @@ def data_check(
 @data_app.command("report")
 def data_report_command(
     path: str = typer.Argument(..., metavar="DATASET", help="Dataset folder, FMA root, or CSV manifest."),
-    out: str = typer.Option("runs/data-report", "--out", "-o", help="Folder for data-report.md and images/."),
-    kind: str = typer.Option("auto", "--kind", help="auto, gtzan, fma, folder or manifest."),
+    out: str = typer.Option("runs/data-report", "--out", "-o", metavar="DIR", help="Folder for data-report.md and images/."),
+    kind: DatasetKind = None,
     limit_per_label: Optional[int] = typer.Option(None, "--limit-per-label", min=1, help="Look at no more than this many clips per genre."),
     no_embeddings: bool = typer.Option(False, "--no-embeddings", help="Skip the musicnn embedding map (the slow part)."),
-    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache for the embeddings (default: the genrekit cache)."),
+    cache_dir: CacheDir = None,
 ) -> None:
     """Write an exploratory Markdown page: clips, minutes, durations, levels, spectra and an embedding map."""
     import shlex
 
     from genrekit.experiments.data_report import data_report
 
+    kind = kind or "auto"
     command = ["genrekit", "data", "report", path, "--out", out]
     command += (["--kind", kind] if kind != "auto" else []) + (["--no-embeddings"] if no_embeddings else [])
     command += ["--limit-per-label", str(limit_per_label)] if limit_per_label else []
@@ -59,9 +62,9 @@ def data_report_command(
 
 def plot(
     file: str = typer.Argument(..., metavar="FILE", help="Audio file."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="PNG to write (default FILE's name + .png here; its folder must exist)."),
-    offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start at this many seconds."),
-    duration: Optional[float] = typer.Option(30.0, "--duration", min=0.1, help="Seconds to show (default 30)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE.png", help="PNG to write (default FILE's name + .png here; its folder must exist)."),
+    offset: float = typer.Option(0.0, "--offset", min=0.0, metavar="SECONDS", help="Start at this many seconds."),
+    duration: Optional[float] = typer.Option(30.0, "--duration", min=0.1, metavar="SECONDS", help="Seconds to show (default 30)."),
     no_tags: bool = typer.Option(False, "--no-tags", help="Leave out the musicnn taggram."),
 ) -> None:
     """Draw the waveform, log-mel spectrogram, MFCC and musicnn taggram of an audio file as one PNG."""
@@ -76,11 +79,8 @@ def plot(
     typer.echo(str(target))
 
 
-_CACHE_DIR_HELP = "Feature cache folder (default: features/ in $GENREKIT_CACHE_DIR, else in ~/.cache/genrekit)."
-
-
 @cache_app.command("info")
-def cache_info(cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help=_CACHE_DIR_HELP)) -> None:
+def cache_info(cache_dir: CacheDir = None) -> None:
     """Show where the feature cache is, how many entries it holds and their size."""
     from genrekit.data.cache import FeatureCache
 
@@ -89,10 +89,10 @@ def cache_info(cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help
 
 
 @cache_app.command("clear")
-def cache_clear(cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help=_CACHE_DIR_HELP)) -> None:
+def cache_clear(cache_dir: CacheDir = None) -> None:
     """Delete every cached feature array (other files in the folder are left alone)."""
     from genrekit.data.cache import FeatureCache
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     cache = FeatureCache(cache_dir)
     info(f"removed {cache.clear()} entries from {cache.root}")

@@ -7,20 +7,21 @@ from typing import Optional
 
 import typer
 
+from genrekit.apps.cli.options import Model
 from genrekit.errors import UsageError
 
 
 def tag(
     library: str = typer.Argument(..., metavar="LIBRARY", help="Music folder (searched recursively) or one audio file."),
-    db: Optional[str] = typer.Option(None, "--db", help="Library database (default: LIBRARY/.genrekit.sqlite)."),
+    db: Optional[str] = typer.Option(None, "--db", metavar="FILE", help="Library database (default: LIBRARY/.genrekit.sqlite)."),
     write: bool = typer.Option(False, "--write", help="Write the tags. Without it nothing is changed: the plan is shown."),
-    min_confidence: float = typer.Option(0.5, "--min-confidence", min=0.0, max=1.0, help="Tag only files predicted with at least this confidence."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", min=0.0, max=1.0, metavar="P", help="Tag only files predicted with at least this confidence."),
     keep_existing: bool = typer.Option(True, "--keep-existing/--replace-existing", help="Leave files that already have a genre alone, or replace their genre."),
     undo: bool = typer.Option(False, "--undo", help="Put back the genres of the last tag batch (or --batch); acts at once."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="With --undo: the batch to undo."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (NAME.json); default: the bundled model."),
+    model: Model = None,
     force: bool = typer.Option(False, "--force", help="Predict again even files with a stored result."),
-    styles: bool = typer.Option(False, "--styles", help="Also write the predicted styles (genre-like MSD tags, see genrekit predict --styles) as additional genre values."),
+    styles: bool = typer.Option(False, "--styles", help="Also write the predicted styles (genre-like MSD tags, see genrekit predict --styles) as additional genre values; a style that names another of the model's genres only when the model gives that genre at least 25 %."),
     genre_map: Optional[str] = typer.Option(None, "--genre-map", metavar="FILE.toml", help="Your own genre names: model label (or style) = \"tag text\", or false to never write it."),
 ) -> None:
     """Write predicted genres into the files' genre tags (dry run unless --write; undo with --undo).
@@ -45,7 +46,10 @@ def tag(
         raise UsageError("--genre-map does not go with --undo")
     if not Path(library).exists():
         raise UsageError(f"{library}: no such file or folder")
-    with LibraryDB(db or default_db_path(library)) as state:
+    db_path = Path(db) if db else default_db_path(library)
+    if undo and not db_path.is_file():  # opening it would create an empty database
+        raise UsageError(f"{db_path}: no such library database, so no tag batch to undo")
+    with LibraryDB(db_path) as state:
         if undo or write:
             _remove_stale_copies(library)
         if undo:
@@ -61,7 +65,7 @@ def tag(
             predictions = track(library_predictions(state, [library], loaded, force=force, styles=styles),
                                 "classifying")
             outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing,
-                                        styles=styles, genre_map=names)
+                                        styles=styles, genre_map=names, genres=loaded.labels)
             if not write:
                 _print_tag_changes(outcomes, library, "dry run", "nothing changed; add --write to apply")
             else:
@@ -90,7 +94,7 @@ def _undo_hint(written, library: str, db: str | None) -> str | None:
 def _remove_stale_copies(library: str) -> None:
     """Remove hidden copies left in the library by an interrupted ``tag --write`` or ``--undo``."""
     from genrekit.apps.library.genre_tags import remove_stale_temp_files
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     removed = remove_stale_temp_files(library)
     if removed:
@@ -109,7 +113,8 @@ def _print_tag_changes(changes, library: str, title: str, note: str | None = Non
     from collections import Counter
 
     from genrekit.apps.library.genre_tags import format_tag_table
-    from genrekit.utils import info, printable
+    from genrekit.apps.console import info
+    from genrekit.utils import printable
 
     root = library if os.path.isdir(library) else os.path.dirname(library)
     sys.stdout.write(format_tag_table(changes, root))

@@ -14,8 +14,10 @@ from typing import Optional
 
 import typer
 
+from genrekit.apps.cli.options import Debug, HelpGroup, Quiet
+from genrekit.apps.console import is_debug, set_verbosity, stderr
 from genrekit.errors import GenrekitError, UsageError
-from genrekit.utils import is_debug, printable, set_verbosity, stderr
+from genrekit.utils import printable
 from genrekit.version import __version__
 
 app = typer.Typer(
@@ -25,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=HelpGroup,
 )
 
 
@@ -57,8 +60,8 @@ def _global_options(
     version: Optional[bool] = typer.Option(
         None, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or status messages."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    quiet: Quiet = False,
+    debug: Debug = False,
 ) -> None:
     set_verbosity(quiet=quiet, debug=debug)
 

@@ -8,31 +8,33 @@ from typing import Optional
 
 import typer
 
+from genrekit.apps.cli.options import Aggregate, Device, Feature, Model, resolve_device
+from genrekit.apps.console import stderr
 from genrekit.errors import OutputError, UsageError
-from genrekit.utils import printable, stderr
+from genrekit.utils import printable
 
 
 def predict(
-    inputs: Optional[list[str]] = typer.Argument(None, metavar="FILE...", help="Audio files, folders or glob patterns (with --ray also pyarrow.fs URIs such as s3://bucket/music/)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name (default) or model file (NAME.json); default: the bundled default model."),
+    inputs: Optional[list[str]] = typer.Argument(None, metavar="FILE", help="Audio files, folders or glob patterns (with --ray also pyarrow.fs URIs such as s3://bucket/music/)."),
+    model: Model = None,
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many genres to list per file."),
     segments: bool = typer.Option(False, "--segments", help="Also give the per-segment timeline."),
     styles: bool = typer.Option(False, "--styles", help="Also give the styles: genre-like MSD tags (electronic, folk, soul, punk, House, ...) whose mean probability is at least 0.2 (models on the MSD taggram, such as the default)."),
-    aggregate: str = typer.Option("mean", "--aggregate", help="Segments to track: mean (probability) or vote."),
-    fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json, jsonl or csv (written as each file finishes)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write results to this file instead of stdout (a file is replaced atomically; a FIFO, device or link is written through; its folder must exist)."),
-    offset: float = typer.Option(0.0, "--offset", min=0.0, help="Start this many seconds into each file."),
-    max_duration: Optional[float] = typer.Option(None, "--max-duration", min=0.1, help="Classify at most this many seconds."),
+    aggregate: Aggregate = "mean",
+    fmt: str = typer.Option("table", "--format", "-f", metavar="[table|json|jsonl|csv]", help="Output format (json, jsonl and csv are written as each file finishes)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write results to this file instead of stdout (a file is replaced atomically; a FIFO, device or link is written through; its folder must exist)."),
+    offset: float = typer.Option(0.0, "--offset", min=0.0, metavar="SECONDS", help="Start this many seconds into each file."),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", min=0.1, metavar="SECONDS", help="Classify at most this many seconds."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively, or take only the files directly in them."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Processes decoding audio while the network runs (0: none). Default: 1 per core beyond the first, at most 2; none for a single file."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Segments gathered across files per network batch."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads running the network. Default: the cores the decoding workers leave, at least 1."),
-    db: Optional[str] = typer.Option(None, "--db", "--library-db", help="Library database (SQLite, shared with genrekit tag): files already predicted with this model and unchanged are answered from it, new results are stored."),
+    db: Optional[str] = typer.Option(None, "--db", metavar="FILE", help="Library database (SQLite, shared with genrekit tag): files already predicted with this model and unchanged are answered from it, new results are stored."),
     force: bool = typer.Option(False, "--force", help="With --db: predict again even files with a stored result."),
     files_from: Optional[str] = typer.Option(None, "--files-from", metavar="LIST", help="Also the files listed in LIST: text (one path a line), CSV or Parquet (a path column); relative to the list's folder."),
     ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run on a Ray cluster: auto (the running one, or RAY_ADDRESS), local (start one here) or HOST:PORT. -o NAME.parquet writes a Parquet folder, and a re-run skips files already in it."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --ray: model actors (default: one per GPU with --device cuda, else half the cluster's CPUs)."),
-    device: str = typer.Option("cpu", "--device", help="With --ray: cpu, or cuda for one GPU per model actor."),
+    device: Device = None,
 ) -> None:
     """Tell the genre of audio files: genre, confidence, top-k and optional per-segment timeline.
 
@@ -45,8 +47,6 @@ def predict(
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if aggregate not in ("mean", "vote"):
-        raise UsageError(f"--aggregate must be mean or vote, not {aggregate!r}")
     if force and not db:
         raise UsageError("--force goes with --db")
     inputs = _check_inputs(inputs, files_from)
@@ -57,11 +57,11 @@ def predict(
 
         report = predict_on_ray(inputs, address=ray_address, model=model, output=output, fmt=fmt, files_from=files_from,
                                 recursive=recursive, top_k=top_k, aggregate=aggregate, segments=segments, offset=offset,
-                                max_duration=max_duration, actors=actors, threads=threads or 1, device=device,
-                                styles=styles)
+                                max_duration=max_duration, actors=actors, threads=threads or 1,
+                                device=resolve_device(device), styles=styles)
         _ray_exit(report, "classified", output)
-    if actors or device != "cpu":
-        raise UsageError("--actors and --device go with --ray")
+    if actors or device not in (None, "auto", "cpu"):
+        raise UsageError("--actors and --device go with --ray (here the network runs on the CPU)")
     if files_from:
         from genrekit.apps.cluster.inputs import read_file_list
 
@@ -77,6 +77,7 @@ def predict(
 
     import torch
 
+    from genrekit.apps.console import is_quiet, stdout
     from genrekit.apps.library.results import predict_with_library
     from genrekit.inference.batch import (
         collect_audio_files,
@@ -87,7 +88,7 @@ def predict(
     )
     from genrekit.inference.model import load_model
     from genrekit.inference.writers import write_records
-    from genrekit.utils import is_quiet, stdout, track
+    from genrekit.utils import track
 
     started = time.perf_counter()
     found = list(collect_audio_files(inputs, recursive=recursive))
@@ -129,7 +130,7 @@ def _check_inputs(inputs: list[str] | None, files_from: str | None) -> list[str]
 def _ray_exit(report, verb: str, output: str | None) -> None:
     """End a ``--ray`` command: summary on stderr; exit 1 if any file failed or is missing."""
     from genrekit.apps.cluster.pipeline import summary_line
-    from genrekit.utils import is_quiet, warn
+    from genrekit.apps.console import is_quiet, warn
 
     if not is_quiet():
         stderr.print(summary_line(report, verb, output), markup=False, highlight=False, soft_wrap=True)
@@ -139,25 +140,26 @@ def _ray_exit(report, verb: str, output: str | None) -> None:
 
 
 def embed(
-    inputs: Optional[list[str]] = typer.Argument(None, metavar="FILE...", help="Audio files, folders or glob patterns (with --labels: datasets; with --ray also pyarrow.fs URIs)."),
-    output: str = typer.Option(..., "--output", "-o", help="Parquet file to write (with --ray: a folder NAME.parquet; a re-run skips files already in it)."),
-    feature: Optional[str] = typer.Option(None, "--feature", help='Feature name or spec, JSON: \'{"name": "musicnn", "layer": "taggram"}\' (default: musicnn penultimate, what the default model uses).'),
-    window: float = typer.Option(3.0, "--window", min=0.1, help="Segment length in seconds."),
-    hop: Optional[float] = typer.Option(None, "--hop", min=0.01, help="Seconds between segment starts (default: the window)."),
-    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", min=1000, help="Decode at this rate in Hz (default: the feature's own)."),
+    inputs: Optional[list[str]] = typer.Argument(None, metavar="FILE", help="Audio files, folders or glob patterns (with --labels: datasets; with --ray also pyarrow.fs URIs)."),
+    output: str = typer.Option(..., "--output", "-o", metavar="FILE", help="Parquet file to write (with --ray: a folder NAME.parquet; a re-run skips files already in it)."),
+    feature: Feature = None,
+    window: float = typer.Option(3.0, "--window", min=0.1, metavar="SECONDS", help="Segment length in seconds."),
+    hop: Optional[float] = typer.Option(None, "--hop", min=0.01, metavar="SECONDS", help="Seconds between segment starts (default: the window)."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", min=1000, metavar="HZ", help="Decode at this rate in Hz (default: the feature's own)."),
     labels: Optional[str] = typer.Option(None, "--labels", metavar="KIND", help="Open each input as a labelled dataset (auto, gtzan, fma, folder or manifest): rows get its labels and track ids."),
     files_from: Optional[str] = typer.Option(None, "--files-from", metavar="LIST", help="Also the files listed in LIST (text, CSV or Parquet)."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads running the feature network (per actor with --ray; default 1 there)."),
     ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run on a Ray cluster: auto, local or HOST:PORT."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --ray: feature actors (default: one per GPU with --device cuda, else half the CPUs)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: Device = None,
 ) -> None:
     """Write a feature table: one Parquet row per segment (track, path, label, start, end, feature vector)."""
-    from genrekit.data.embed import parse_feature
+    from genrekit.data.embed import DEFAULT_FEATURE
 
     inputs = _check_inputs(inputs, files_from)
-    spec = parse_feature(feature)
+    spec = feature or dict(DEFAULT_FEATURE)
+    device = resolve_device(device)
     settings = {"window": window, "hop": hop, "sample_rate": sample_rate}
     if ray_address:
         from genrekit.apps.cluster.pipeline import embed_on_ray
@@ -176,7 +178,8 @@ def embed(
         list_items,
         write_feature_table,
     )
-    from genrekit.utils import info, output_target, track
+    from genrekit.apps.console import info
+    from genrekit.utils import output_target, track
 
     output_target(output)  # a missing folder or a read-only file: one line now, before any work
     started = time.perf_counter()
@@ -253,7 +256,7 @@ class _Output:
 
 def tags_command(
     file: str = typer.Argument(..., metavar="FILE", help="Audio file."),
-    model: str = typer.Option("MSD_musicnn", "--model", "-m", help="MSD_musicnn (Million Song Dataset tags), MTT_musicnn (MagnaTagATune tags), or the VGG baselines MSD_vgg, MTT_vgg."),
+    model: str = typer.Option("MSD_musicnn", "--model", "-m", metavar="NAME", help="MSD_musicnn (Million Song Dataset tags), MTT_musicnn (MagnaTagATune tags), or the VGG baselines MSD_vgg, MTT_vgg."),
     top: int = typer.Option(5, "--top", "-n", min=1, help="Tags to list, overall and per segment."),
     overlap: bool = typer.Option(False, "--overlap", help="A 3 s segment every 1 s instead of every 3 s (musicnn's input_overlap=1)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -266,7 +269,8 @@ def tags_command(
     import json
 
     from genrekit.features.musicnn.tags import tag_file
-    from genrekit.utils import stdout, utf8_json
+    from genrekit.apps.console import stdout
+    from genrekit.utils import utf8_json
 
     result = tag_file(file, model, top=top, overlap=overlap)
     if as_json:

@@ -6,41 +6,43 @@ from typing import Optional
 
 import typer
 
+from genrekit.apps.cli.options import Aggregate, CacheDir, DatasetKind, Device, Feature, NoCache, resolve_device
 from genrekit.errors import UsageError
 
-experiment_app = typer.Typer(help="Cross-validate many training recipes into one results table.", no_args_is_help=True)
+experiment_app = typer.Typer(help="Cross-validate many training recipes into one results table.", no_args_is_help=True,
+                             add_completion=False)
 
 
 
 def train(
-    config: Optional[str] = typer.Argument(None, metavar="[CONFIG.toml]", help="Training config (TOML); options override it."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset folder, CSV manifest, or feature table (.npz, .parquet: its rows are the network input; give --feature unless the table names it)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Model path NAME (writes NAME.json + NAME.safetensors)."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Dataset kind: auto, gtzan, fma, folder or manifest."),
-    feature: Optional[str] = typer.Option(None, "--feature", help='Feature spec, JSON: \'{"name": "mfcc", "n_mfcc": 20}\'.'),
-    architecture: Optional[str] = typer.Option(None, "--arch", help='Network spec, JSON: \'{"name": "cnn2d"}\'.'),
+    config: Optional[str] = typer.Argument(None, metavar="CONFIG.toml", help="Training config (TOML); options override it."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", metavar="PATH", help="Dataset folder, CSV manifest, or feature table (.npz, .parquet: its rows are the network input; give --feature unless the table names it)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="NAME", help="Model path NAME (writes NAME.json + NAME.safetensors)."),
+    kind: DatasetKind = None,
+    feature: Feature = None,
+    architecture: Optional[str] = typer.Option(None, "--arch", metavar="SPEC", help='Network spec, JSON: \'{"name": "cnn2d"}\'.'),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Most epochs to train (default 30)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Segments per batch (default 32)."),
-    learning_rate: Optional[float] = typer.Option(None, "--lr", help="AdamW learning rate (default 1e-3)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", metavar="RATE", help="AdamW learning rate (default 1e-3)."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0.01)."),
     patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Early stopping: epochs without lower validation loss (0: off; default 5)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split, initialisation and batch order (default 0)."),
-    split: Optional[str] = typer.Option(None, "--split", help="auto, random, group, official, gtzan-artist or kfold."),
-    valid_size: Optional[float] = typer.Option(None, "--valid-size", help="Share of tracks for validation (default 0.1)."),
-    test_size: Optional[float] = typer.Option(None, "--test-size", help="Share of tracks for testing (default 0.2)."),
+    split: Optional[str] = typer.Option(None, "--split", metavar="[auto|random|group|official|gtzan-artist|kfold]", help="How tracks are split into train, valid and test (default: auto: the dataset's own lists when they cover every label, else a stratified split keeping each artist on one side)."),
+    valid_size: Optional[float] = typer.Option(None, "--valid-size", metavar="SHARE", help="Share of tracks for validation (default 0.1)."),
+    test_size: Optional[float] = typer.Option(None, "--test-size", metavar="SHARE", help="Share of tracks for testing (default 0.2)."),
     folds: Optional[int] = typer.Option(None, "--folds", min=2, help="With --split kfold: number of folds."),
     fold: Optional[int] = typer.Option(None, "--fold", min=0, help="With --split kfold: the test fold."),
-    window: Optional[float] = typer.Option(None, "--window", help="Segment length in seconds (default 3)."),
-    hop: Optional[float] = typer.Option(None, "--hop", help="Seconds between segment starts (default: the window)."),
-    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="Decode audio at this rate in Hz (default 22050)."),
+    window: Optional[float] = typer.Option(None, "--window", metavar="SECONDS", help="Segment length in seconds (default 3)."),
+    hop: Optional[float] = typer.Option(None, "--hop", metavar="SECONDS", help="Seconds between segment starts (default: the window)."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", metavar="HZ", help="Decode audio at this rate in Hz (default 22050)."),
     class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights", help="Balance the loss over classes."),
-    augment: Optional[str] = typer.Option(None, "--augment", help='Augmentation, JSON: \'{"gain_db": 6, "noise_snr_db": 30, "shift": 0.5, "time_masks": 2}\'.'),
+    augment: Optional[str] = typer.Option(None, "--augment", metavar="SPEC", help='Augmentation, JSON: \'{"gain_db": 6, "noise_snr_db": 30, "shift": 0.5, "time_masks": 2}\'.'),
     limit_per_label: Optional[int] = typer.Option(None, "--limit-per-label", min=1, help="Use at most this many tracks per label."),
-    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: the genrekit cache)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    device: Device = None,
     name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the file (default: NAME)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue from a checkpoint (NAME.ckpt.json)."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="CHECKPOINT", help="Continue from a checkpoint (NAME.ckpt.json)."),
 ) -> None:
     """Train a genre model on a dataset; writes the model, a checkpoint and prints its metrics."""
     import json
@@ -77,16 +79,16 @@ def _check_model_outputs(out: str) -> None:
 def evaluate(
     model: str = typer.Argument(..., metavar="MODEL", help="Model file (NAME.json)."),
     dataset: str = typer.Argument(..., metavar="DATASET", help="Dataset folder, CSV manifest, or feature table (.npz, .parquet)."),
-    split: str = typer.Option("test", "--split", help="test, valid, all, or kfold (retrains the model's recipe per fold)."),
+    split: str = typer.Option("test", "--split", metavar="[test|valid|all|kfold]", help="The tracks to score: a split of the model's training run, all, or kfold (retrains the model's recipe per fold)."),
     folds: int = typer.Option(5, "--folds", min=2, help="With --split kfold: number of folds."),
-    report: Optional[str] = typer.Option(None, "--report", help="Write a Markdown report (with PNG figures) here."),
+    report: Optional[str] = typer.Option(None, "--report", metavar="FILE.md", help="Write a Markdown report (with PNG figures) here."),
     as_json: bool = typer.Option(False, "--json", help="Print all results as JSON."),
-    kind: str = typer.Option("auto", "--kind", help="Dataset kind: auto, gtzan, fma, folder or manifest."),
-    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: the genrekit cache)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    kind: DatasetKind = None,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    device: Device = None,
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="With --split kfold: epochs per fold (default: the model's)."),
-    aggregate: str = typer.Option("mean", "--aggregate", help="Segments to track: mean (probability) or vote, as in predict."),
+    aggregate: Aggregate = "mean",
 ) -> None:
     """Score a model on a dataset split: track and segment accuracy, macro-F1, confusion matrix."""
     import dataclasses
@@ -96,9 +98,10 @@ def evaluate(
     from genrekit.evaluation.evaluate import evaluate_model, evaluate_table
     from genrekit.evaluation.reports import write_report
     from genrekit.experiments.crossval import cross_validate
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     cache = "" if no_cache else cache_dir
+    kind = kind or "auto"
     if split == "kfold":
         from pathlib import Path
 
@@ -121,7 +124,8 @@ def evaluate(
             f"{key}: {m[key]:.4f}" for key in ("track_accuracy", "track_macro_f1")
         ]
     elif split in ("test", "valid", "all"):
-        result = evaluate_model(model, dataset, split=split, dataset_kind=kind, cache_dir=cache, device=device,
+        result = evaluate_model(model, dataset, split=split, dataset_kind=kind, cache_dir=cache,
+                                device=resolve_device(device),
                                 aggregate=aggregate)
         m = result.metrics
         lines = [f"tracks: {m['n_tracks']}  segments: {m['n_segments']}"] + [
@@ -141,17 +145,17 @@ def _comma_list(text: str | None) -> list[str] | None:
 
 @experiment_app.command("run")
 def experiment_run(
-    configs: list[str] = typer.Argument(..., metavar="CONFIG.toml...", help="Experiment files; all their runs go into one table."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset folder or manifest instead of the files' own."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Dataset kind: auto, gtzan, fma, folder or manifest."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default runs/<name of the first experiment>)."),
-    split: Optional[str] = typer.Option(None, "--split", help="kfold, or a fixed split: gtzan-artist, official, auto, random."),
+    configs: list[str] = typer.Argument(..., metavar="CONFIG.toml", help="Experiment files; all their runs go into one table."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", metavar="PATH", help="Dataset folder or manifest instead of the files' own."),
+    kind: DatasetKind = None,
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="DIR", help="Output folder (default runs/<name of the first experiment>)."),
+    split: Optional[str] = typer.Option(None, "--split", metavar="[kfold|auto|random|group|official|gtzan-artist]", help="kfold, or a fixed split (default: the files' own)."),
     folds: Optional[int] = typer.Option(None, "--folds", min=2, help="Number of folds for kfold."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated fold groupings: track, artist."),
-    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated variant names to run."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", metavar="LIST", help="Comma-separated fold groupings: track, artist."),
+    only: Optional[str] = typer.Option(None, "--only", metavar="LIST", help="Comma-separated variant names to run."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs for every network (quick runs)."),
-    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: the files' or the genrekit cache)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    cache_dir: CacheDir = None,
+    device: Device = None,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (per job; 1 is fastest on a busy machine)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes for features and folds."),
     force: bool = typer.Option(False, "--force", help="Retrain folds whose results exist for the same recipe."),
@@ -162,7 +166,7 @@ def experiment_run(
 
     from genrekit.experiments.experiment import load_experiment, run_experiments
     from genrekit.experiments.results import results_csv
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     if threads:
         import torch
@@ -187,14 +191,14 @@ def experiment_run(
 
 
 def tune(
-    config: str = typer.Argument(..., metavar="CONFIG.toml", help="Training config, optionally with a [search] table."),
+    config: str = typer.Argument(..., metavar="CONFIG.toml", help="Training config, optionally with a \\[search] table: the settings to vary and their ranges."),
     trials: int = typer.Option(..., "--trials", "-n", min=0, help="Trials to add to the study (0: only write the best config)."),
-    study: Optional[str] = typer.Option(None, "--study", help="SQLite study file; resumed if it exists (default runs/tune/<config>.db)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Best config as TOML (default runs/tune/<config>-best.toml)."),
+    study: Optional[str] = typer.Option(None, "--study", metavar="FILE", help="SQLite study file; resumed if it exists (default runs/tune/<config>.db)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Best config as TOML (default runs/tune/<config>-best.toml)."),
     folds: int = typer.Option(3, "--folds", min=2, help="Inner cross-validation folds over the training tracks."),
-    group_by: str = typer.Option("artist", "--group-by", help="Inner folds grouped by artist or track."),
-    metric: str = typer.Option("track_accuracy", "--metric", help="track_accuracy, segment_accuracy, track_macro_f1 or nll."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset instead of the config's."),
+    group_by: str = typer.Option("artist", "--group-by", metavar="[artist|track]", help="Inner folds grouped by artist or track."),
+    metric: str = typer.Option("track_accuracy", "--metric", metavar="[track_accuracy|segment_accuracy|track_macro_f1|nll]", help="What the search maximises (nll: minimises)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", metavar="PATH", help="Dataset instead of the config's."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs per trial instead of the config's."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
 ) -> None:

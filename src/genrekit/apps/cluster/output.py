@@ -7,10 +7,11 @@ import json
 import os
 
 from genrekit.apps.cluster.inputs import fingerprint, is_uri
+from genrekit.apps.console import warn
 from genrekit.data.tables import METADATA_KEY
 from genrekit.errors import OutputError, UsageError
 from genrekit.inference.predict import error_record
-from genrekit.utils import utf8_text, warn
+from genrekit.utils import utf8_text
 
 
 def is_parquet_output(output: str | None) -> bool:

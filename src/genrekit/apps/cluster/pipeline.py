@@ -22,10 +22,11 @@ from genrekit.apps.cluster.output import (
     skip_done,
 )
 from genrekit.apps.cluster.stages import Classify, Embed, Ledger, decode_batch
+from genrekit.apps.console import is_debug, is_quiet, stderr
 from genrekit.data.embed import Embedder, list_items
 from genrekit.errors import UsageError
 from genrekit.inference.batch import available_cores, decode_segments
-from genrekit.utils import is_debug, is_quiet, output_target, printable, stderr, utf8_text
+from genrekit.utils import output_target, printable, utf8_text
 
 RAY_HINT = "--ray needs Ray, an optional extra: pip install 'genrekit[ray]'"
 #: Ray retries of a batch whose worker died. A retried batch names each file to the ledger before
@@ -229,8 +230,9 @@ def _write_parquet(ds, kind: str, output: str) -> tuple[int, int]:
 
 def _write_records(ds, output: str | None, fmt: str, top_k: int, stream) -> tuple[int, int]:
     """Run the dataset into the local writers (input order kept): ``(files done, files failed)``."""
+    from genrekit.apps.console import stdout
     from genrekit.inference.writers import write_records
-    from genrekit.utils import atomic_write, stdout
+    from genrekit.utils import atomic_write
 
     records = (row_to_record(row) for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)
                for row in batch.to_pylist())

@@ -593,7 +593,7 @@ def run_server(model_path: str | None = None, *, host: str = "127.0.0.1", port: 
     import uvicorn
 
     from genrekit.inference.model import load_model
-    from genrekit.utils import info
+    from genrekit.apps.console import info
 
     model = load_model(model_path)
     hosts = [*default_hosts(host), *allowed_hosts]

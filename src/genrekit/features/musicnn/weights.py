@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import logging
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from genrekit.features.musicnn.network import (
     Musicnn,
     MusicnnVgg,
 )
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install --no-deps musicnn==0.1.0"
 
@@ -163,9 +166,9 @@ def bundled_weights(name: str) -> Path | None:
 def _convert_to_cache(name: str, weights_path: Path, meta_path: Path) -> None:
     from safetensors.torch import save
 
-    from genrekit.utils import atomic_write_bytes, atomic_write_text, info
+    from genrekit.utils import atomic_write_bytes, atomic_write_text
 
-    info(f"converting musicnn {name} weights once into {weights_path}")
+    logger.info(f"converting musicnn {name} weights once into {weights_path}")
     state, metadata = convert_installed(name)
     atomic_write_bytes(weights_path, save(state, metadata={"model": name}), parents=True)
     meta = {"format": _CACHE_FORMAT, "tags": list(MODELS[name]), **metadata}
