@@ -42,16 +42,22 @@ STYLE_NAMES = {
 GenreMap = Mapping[str, "str | None"]
 
 
+def _tag_value(name: str, names: Mapping[str, str], genre_map: GenreMap | None) -> str | None:
+    """A ``genre_map`` entry wins over the built-in text in ``names``; None means never write it.
+    Other names are capitalised (a name already in mixed case, such as ``"House"``, is kept)."""
+    if genre_map is not None and name in genre_map:
+        return genre_map[name]
+    if name in names:
+        return names[name]
+    return name[:1].upper() + name[1:] if name.islower() else name
+
+
 def genre_tag_value(label: str, genre_map: GenreMap | None = None) -> str | None:
     """The tag text for a model label: ``"hiphop"`` -> ``"Hip-Hop"``, ``"jazz"`` -> ``"Jazz"``.
 
     A ``genre_map`` entry wins over the built-in text; None means the map says never to write it.
     """
-    if genre_map is not None and label in genre_map:
-        return genre_map[label]
-    if label in GENRE_NAMES:
-        return GENRE_NAMES[label]
-    return label[:1].upper() + label[1:] if label.islower() else label
+    return _tag_value(label, GENRE_NAMES, genre_map)
 
 
 def style_tag_value(style: str, genre_map: GenreMap | None = None) -> str | None:
@@ -59,11 +65,7 @@ def style_tag_value(style: str, genre_map: GenreMap | None = None) -> str | None
 
     A ``genre_map`` entry wins over the built-in text; None means the map says never to write it.
     """
-    if genre_map is not None and style in genre_map:
-        return genre_map[style]
-    if style in STYLE_NAMES:
-        return STYLE_NAMES[style]
-    return style[:1].upper() + style[1:]
+    return _tag_value(style, STYLE_NAMES, genre_map)
 
 
 def load_genre_map(source: str | os.PathLike | Mapping, model) -> dict[str, str | None]:
