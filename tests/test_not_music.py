@@ -78,8 +78,8 @@ def test_tag_rows_carry_the_detector_inputs(model):
     for bad in ({"inputs": ["penultimate"]}, {"inputs": ["taggram", "mfcc"]}, {"weight": [0.0] * 53},
                 {"threshold": None}):
         with pytest.raises(ModelError, match="not_music layers_stage"):
-            check_not_music_block({**block, "layers_stage": {**stage, **bad}}, model.spec["feature"], "x.json")
-    check_not_music_block({k: v for k, v in block.items() if k != "layers_stage"}, model.spec["feature"], "x.json")
+            check_not_music_block({**block, "layers_stage": {**stage, **bad}}, model.spec.feature, "x.json")
+    check_not_music_block({k: v for k, v in block.items() if k != "layers_stage"}, model.spec.feature, "x.json")
 
 
 def test_either_stage_flags_a_window():
