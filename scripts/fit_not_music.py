@@ -37,9 +37,9 @@ both sides). The whole procedure (both stages, and the layers stage's threshold 
 is cross-validated on outer folds of the same kind for ``docs/not-music-cv.json``; the quantile
 was chosen on that nested CV (``--grid``).
 
-Usage, from the repository root (needs ``.ci/real-audio-setup``; about 15 minutes on one core
+Usage, from the repository root (needs ``.ci/real-audio-setup`` and espeak-ng; about 15 minutes on one core
 from an empty cache, features cached under ``~/.cache/genrekit/real-audio`` and
-``.genrekit-cache/not-music``)::
+``~/.cache/genrekit/not-music``)::
 
     .venv/bin/python scripts/fit_not_music.py [--dry-run] [--grid]
 """
