@@ -302,3 +302,19 @@ def test_mfcc_cnn_on_gtzan_mini_one_fold(gtzan_mini, tmp_path):
     assert result.spec.split["groups"] == "some"  # GTZAN artists are known but for one clip
     assert test["track_accuracy"] > 0.20, test
     assert test["segment_accuracy"] > 0.15, test
+
+
+def test_calibration_helpers_shared_by_training_and_the_default_recipe():
+    """The ECE and the temperature search live once (evaluation.metrics, training.calibration)."""
+    import math
+
+    from genrekit.evaluation.metrics import expected_calibration_error
+    from genrekit.training.calibration import minimize_temperature
+
+    sure = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(sure, np.array([0, 1])) == 0.0
+    assert expected_calibration_error(sure, np.array([1, 0])) == 1.0
+    ninety = np.array([[0.9, 0.1]] * 10)
+    assert expected_calibration_error(ninety, np.zeros(10, int)) == pytest.approx(0.1)
+    assert minimize_temperature(lambda log_t: (log_t - math.log(2.0)) ** 2) == pytest.approx(2.0, rel=1e-3)
+    assert minimize_temperature(lambda log_t: -log_t, 0.2, 5.0) == pytest.approx(5.0, rel=1e-3)

@@ -165,3 +165,31 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error (Guo et al., 2017) with ``bins`` equal-width confidence bins.
+
+    Parameters
+    ----------
+    probabilities : np.ndarray, shape (n, n_classes)
+        Predicted class probabilities (rows sum to 1).
+    y : np.ndarray, shape (n,)
+        True class indices.
+    bins : int
+        Number of confidence bins over (0, 1].
+
+    Returns
+    -------
+    float
+        Sum over bins of (share of rows in the bin) x |accuracy - mean confidence|, in [0, 1].
+    """
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total)

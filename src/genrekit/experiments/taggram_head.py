@@ -22,10 +22,12 @@ from torch import nn
 from genrekit.data.tables import FeatureTable
 from genrekit.evaluation.metrics import (
     classification_metrics,
+    expected_calibration_error,
     softmax,
     track_probabilities,
 )
 from genrekit.models.registry import build_model
+from genrekit.training.calibration import minimize_temperature
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class HeadRecipe:
     epochs: int = 5
     batch_size: int = 128
     input_transform: str = "logit"
+    label_smoothing: float = 0.0
+    #: weight each genre's rows by the inverse of its share of the training rows (blues, rock)
+    class_balance: bool = False
 
     def architecture(self, n_features: int) -> dict:
         return {"name": "mlp", "input_shape": [n_features], "hidden": self.hidden, "dropout": self.dropout,
@@ -64,6 +69,10 @@ def fit_head(features: np.ndarray, y: np.ndarray, n_classes: int, recipe: HeadRe
         network.norm.bias.zero_()
     network.norm.requires_grad_(False)
     targets = torch.as_tensor(y, dtype=torch.int64)
+    class_weight = None
+    if recipe.class_balance:
+        counts = torch.bincount(targets, minlength=n_classes).double().clamp_min(1)
+        class_weight = (counts.sum() / (n_classes * counts)).float()
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad],
                                   lr=recipe.max_learning_rate / 3, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * math.ceil(len(x) / recipe.batch_size)
@@ -73,7 +82,8 @@ def fit_head(features: np.ndarray, y: np.ndarray, n_classes: int, recipe: HeadRe
         network.train()
         network.norm.eval()  # keep the standardisation fixed
         for batch in torch.randperm(len(x), generator=generator).split(recipe.batch_size):
-            loss = nn.functional.cross_entropy(network(x[batch]), targets[batch])
+            loss = nn.functional.cross_entropy(network(x[batch]), targets[batch], weight=class_weight,
+                                               label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -145,8 +155,6 @@ def fit_track_temperature(cv: CrossValidatedHead, track_index: np.ndarray) -> fl
     Fitted on tracks, not rows: averaging row probabilities already softens them, so a
     row-level fit over-softens the track answer (worse track calibration).
     """
-    from scipy.optimize import minimize_scalar
-
     n_tracks = len(cv.track_labels)
 
     def nll(log_t: float) -> float:
@@ -156,8 +164,7 @@ def fit_track_temperature(cv: CrossValidatedHead, track_index: np.ndarray) -> fl
             total -= np.log(np.clip(per_track[np.arange(n_tracks), cv.track_labels], 1e-12, None)).mean()
         return total / len(cv.oof_logits)
 
-    result = minimize_scalar(nll, bounds=(math.log(0.2), math.log(5.0)), method="bounded", options={"xatol": 1e-4})
-    return float(math.exp(result.x))
+    return minimize_temperature(nll, 0.2, 5.0)
 
 
 def summarize_head(cv: CrossValidatedHead, track_index: np.ndarray, temperature: float) -> dict:
@@ -193,16 +200,3 @@ def _oof_accuracy(cv: CrossValidatedHead, track_index: np.ndarray, rows: np.ndar
     accuracies = [(track_probabilities(softmax(logits[rows]), track_index[rows], n_tracks).argmax(1)
                    == cv.track_labels).mean() for logits in cv.oof_logits]
     return float(np.mean(accuracies))
-
-
-def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    """ECE with ``bins`` equal-width confidence bins (Guo et al., 2017)."""
-    confidence = probabilities.max(1)
-    correct = probabilities.argmax(1) == y
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for low, high in zip(edges[:-1], edges[1:]):
-        inside = (confidence > low) & (confidence <= high)
-        if inside.any():
-            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(total)

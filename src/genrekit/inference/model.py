@@ -172,13 +172,25 @@ class GenreModel:
 
     @torch.inference_mode()
     def segment_outputs(self, segments: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(calibrated probabilities (batch, n_classes), taggram (batch, 50) or None)``: the
-        taggram is the feature output itself when :attr:`gives_taggram`, else None."""
+        """``(calibrated probabilities (batch, n_classes), tag rows or None)``: when
+        :attr:`gives_taggram`, the taggram (the feature output itself, 50 columns) followed by
+        whatever else the not-music detector reads from the same network pass
+        (:func:`genrekit.inference.taggram.tag_rows`), else None."""
+        from genrekit.inference.taggram import extra_inputs, tag_rows
+
         if not self.gives_taggram:
             return self.segment_probabilities(segments).numpy(), None
-        features = self.feature(torch.as_tensor(segments, dtype=torch.float32, device=self._device))
+        samples = torch.as_tensor(segments, dtype=torch.float32, device=self._device)
+        if extra_inputs(self.not_music):  # every layer of one pass: the taggram and the detector's inputs
+            layers = self.feature.network(self.feature.frontend(samples))
+            features = layers["taggram"]
+            rows = tag_rows({k: layers[k].cpu().numpy() for k in ("taggram", "penultimate")}, samples.cpu().numpy(),
+                            self.not_music, self.sample_rate)
+        else:
+            features = self.feature(samples)
+            rows = features.cpu().numpy().astype(np.float64)
         probabilities = torch.softmax(self.network(features) / self.temperature, dim=-1).cpu().numpy()
-        return probabilities, features.cpu().numpy().astype(np.float64)
+        return probabilities, rows
 
     def predict(self, audio, sr: int | None = None, **options):
         """Classify a file path or a waveform (``sr`` required for arrays); see :func:`genrekit.inference.predict.predict_audio`."""

@@ -14,7 +14,7 @@ from genrekit.audio.clean import SampleRepairs, as_mono_float32
 from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
 from genrekit.errors import GenrekitError, UsageError
 from genrekit.inference.aggregate import aggregate_probabilities, check_aggregation
-from genrekit.inference.taggram import detect_not_music, file_styles
+from genrekit.inference.taggram import detect_not_music, file_styles, tag_row_width
 
 #: Below this calibrated top probability, or this share of segments agreeing with the track's
 #: genre, a prediction is flagged ``uncertain``.
@@ -227,8 +227,9 @@ def _check_sr(sr) -> int:
 
 
 def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(probabilities (n, n_classes), silent (n,), taggram (n, 50) or None)`` for windows
-    ``(n, window_samples)``; the taggram is None unless ``model.gives_taggram``.
+    """``(probabilities (n, n_classes), silent (n,), taggram or None)`` for windows
+    ``(n, window_samples)``; the taggram is None unless ``model.gives_taggram``, and its rows
+    are the model's tag rows (the 50 tags, then its not-music detector's other inputs).
 
     Silent windows are not run through the model; their probability (and taggram) rows are NaN.
 
@@ -240,7 +241,7 @@ def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """
     silent = rms_dbfs(samples) < SILENCE_DBFS
     probabilities = np.full((len(samples), len(model.labels)), np.nan)
-    taggram = np.full((len(samples), 50), np.nan) if model.gives_taggram else None
+    taggram = np.full((len(samples), tag_row_width(model.not_music)), np.nan) if model.gives_taggram else None
     voiced = np.flatnonzero(~silent)
     for first in range(0, len(voiced), MAX_NETWORK_BATCH):
         rows = voiced[first:first + MAX_NETWORK_BATCH]

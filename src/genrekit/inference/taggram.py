@@ -4,13 +4,23 @@ Both read the 50 MSD_musicnn tag probabilities of each segment (``MSD_TAGS`` ord
 model whose feature is ``{"name": "musicnn", "model": "MSD_musicnn", "layer": "taggram"}``
 already computes on the way to its genre, so neither runs the network a second time.
 
-**Not music.** A model file may carry a ``not_music`` block (docs/model-format.md): a logistic
-regression on the taggram, fitted by ``scripts/fit_not_music.py``. Per non-silent segment,
-with ``p`` the taggram clipped to [1e-6, 1 - 1e-6]::
+**Not music.** A model file may carry a ``not_music`` block (docs/model-format.md), fitted by
+``scripts/fit_not_music.py``: logistic regressions over what the one network pass that gives
+the genre also gives of each non-silent segment. With ``p`` the taggram clipped to
+[1e-6, 1 - 1e-6] and ``f(p) = [sqrt(p_1..p_50), log(sum p), entropy(p / sum p), logit(max p)]``
+(53 values)::
 
-    f(p)  = [sqrt(p_1..p_50), log(sum p), entropy(p / sum p), logit(max p)]     # 53 values
-    score = f(p) . weight + bias                                                # "not music" logit
-    segment not music  <=>  score > threshold
+    taggram stage:  f(p) . weight + bias > threshold                     (the block's own fields)
+    layers stage:   x . weight + bias > threshold, x = [f(p), penultimate, descriptors]
+                    (the optional ``layers_stage`` object; its ``inputs`` name what x holds)
+    segment not music  <=>  either stage says so
+
+``penultimate`` is musicnn's 200-unit penultimate layer, ``descriptors`` the classic
+speech/music descriptors of the segment's samples (:mod:`genrekit.features.speechmusic`, 12).
+The taggram stage knows GTZAN's music well (it is fitted on the 443 training tracks' taggrams);
+the layers stage hears recorded voices, whose taggram alone looks like rap. The model computes
+*tag rows*: the taggram (50 columns) followed by the layers stage's extra inputs
+(:func:`tag_rows`), so they travel with the taggram through prediction.
 
 The file is not music when at least ``file_fraction`` (0.8) of its full-length non-silent
 segments are (when it has no full-length segment, i.e. is shorter than one window, its
@@ -27,11 +37,14 @@ import numpy as np
 
 from genrekit.errors import ModelError
 from genrekit.features.musicnn.network import MSD_TAGS
+from genrekit.features.speechmusic import DESCRIPTORS, speech_music_descriptors
 
 #: The feature spec (name, model, layer) whose output is the MSD taggram.
 TAGGRAM_FEATURE = {"name": "musicnn", "model": "MSD_musicnn", "layer": "taggram"}
 
 N_FEATURES = len(MSD_TAGS) + 3
+#: What a detector may read besides the taggram, and how many columns each adds to a tag row.
+EXTRA_INPUTS = {"penultimate": 200, "descriptors": len(DESCRIPTORS)}
 EPS = 1e-6
 #: Seconds short of a full window that still count as full (sample rounding).
 FULL_WINDOW_SLACK = 1e-3
@@ -64,17 +77,32 @@ def check_not_music_block(block, feature_spec, where) -> dict:
     if not computes_msd_taggram(feature_spec):
         raise ModelError(f"{where}: a not_music block needs a model whose feature is the MSD_musicnn "
                          f"taggram ({TAGGRAM_FEATURE}), not {feature_spec}")
+    _check_stage(block, N_FEATURES, where, "not_music")
     try:
-        weight = np.asarray(block["weight"], dtype=np.float64)
-        numbers = [float(block[k]) for k in ("bias", "threshold", "file_fraction")]
+        fraction = float(block["file_fraction"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: not_music needs weight, bias, threshold and file_fraction ({exc})") from None
-    if weight.shape != (N_FEATURES,) or not np.isfinite(weight).all() or not np.isfinite(numbers).all():
-        raise ModelError(f"{where}: not_music weight must be {N_FEATURES} finite numbers, with finite "
-                         f"bias, threshold and file_fraction")
-    if not 0 < numbers[2] <= 1:
+    if not 0 < fraction <= 1:
         raise ModelError(f"{where}: not_music file_fraction must be in (0, 1]")
+    stage = block.get("layers_stage")
+    if stage is not None:
+        inputs = stage.get("inputs") if isinstance(stage, dict) else None
+        if (not isinstance(inputs, list) or not inputs or inputs[0] != "taggram"
+                or [i for i in inputs[1:] if i not in EXTRA_INPUTS] or len(set(inputs)) != len(inputs)):
+            raise ModelError(f"{where}: not_music layers_stage inputs must be 'taggram' then any of "
+                             f"{', '.join(EXTRA_INPUTS)} in that order, not {inputs!r}")
+        _check_stage(stage, detector_size(block), where, "not_music layers_stage")
     return block
+
+
+def _check_stage(stage: dict, size: int, where, name: str) -> None:
+    try:
+        weight = np.asarray(stage["weight"], dtype=np.float64)
+        numbers = [float(stage[k]) for k in ("bias", "threshold")]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: {name} needs weight, bias, threshold and file_fraction ({exc})") from None
+    if weight.shape != (size,) or not np.isfinite(weight).all() or not np.isfinite(numbers).all():
+        raise ModelError(f"{where}: {name} weight must be {size} finite numbers, with finite bias and threshold")
 
 
 def taggram_features(taggram: np.ndarray) -> np.ndarray:
@@ -88,9 +116,61 @@ def taggram_features(taggram: np.ndarray) -> np.ndarray:
     return np.column_stack([np.sqrt(p), np.log(total), -(q * np.log(q)).sum(axis=1), np.log(top) - np.log1p(-top)])
 
 
-def not_music_scores(block: dict, taggram: np.ndarray) -> np.ndarray:
-    """The detector's logit per taggram row (higher: less like music)."""
-    return taggram_features(taggram) @ np.asarray(block["weight"], np.float64) + float(block["bias"])
+def extra_inputs(block: dict | None) -> list[str]:
+    """What a ``not_music`` block's layers stage reads besides the taggram (``[]`` if none)."""
+    stage = None if block is None else block.get("layers_stage")
+    return [] if stage is None else list(stage["inputs"][1:])
+
+
+def detector_size(block: dict) -> int:
+    """Weights of a block's layers stage: 53 for the taggram, plus its extra inputs."""
+    return N_FEATURES + sum(EXTRA_INPUTS[name] for name in extra_inputs(block))
+
+
+def tag_row_width(block: dict | None) -> int:
+    """Columns of a model's tag rows: the taggram's 50 plus its layers stage's extra inputs."""
+    return len(MSD_TAGS) + sum(EXTRA_INPUTS[name] for name in extra_inputs(block))
+
+
+def tag_rows(layers: dict, samples: np.ndarray, block: dict | None, sr: int = 16000) -> np.ndarray:
+    """``(n, tag_row_width(block))`` rows: the taggram, then each extra input ``block`` reads.
+
+    ``layers``: the musicnn network's outputs for the windows (``taggram``, ``penultimate``, as
+    arrays); ``samples``: the windows ``(n, window_samples)`` at ``sr`` Hz.
+    """
+    parts = [np.asarray(layers["taggram"], np.float64)]
+    for name in extra_inputs(block):
+        if name == "penultimate":
+            parts.append(np.asarray(layers["penultimate"], np.float64))
+        else:
+            parts.append(speech_music_descriptors(np.asarray(samples), sr))
+    return np.hstack(parts)
+
+
+def detector_features(block: dict, rows: np.ndarray) -> np.ndarray:
+    """The layers stage's input vectors ``(n, detector_size(block))`` from tag rows."""
+    rows = np.asarray(rows, np.float64)
+    return np.hstack([taggram_features(rows[:, :len(MSD_TAGS)]), rows[:, len(MSD_TAGS):tag_row_width(block)]])
+
+
+def not_music_scores(block: dict, rows: np.ndarray) -> np.ndarray:
+    """The taggram stage's logit per tag row (higher: less like music)."""
+    rows = np.asarray(rows, np.float64)
+    return taggram_features(rows[:, :len(MSD_TAGS)]) @ np.asarray(block["weight"], np.float64) + float(block["bias"])
+
+
+def layers_scores(block: dict, rows: np.ndarray) -> np.ndarray:
+    """The layers stage's logit per tag row (needs a ``layers_stage``)."""
+    stage = block["layers_stage"]
+    return detector_features(block, rows) @ np.asarray(stage["weight"], np.float64) + float(stage["bias"])
+
+
+def not_music_flags(block: dict, rows: np.ndarray) -> np.ndarray:
+    """Per tag row: is it not music by either stage?"""
+    flags = not_music_scores(block, rows) > float(block["threshold"])
+    if block.get("layers_stage") is not None:
+        flags |= layers_scores(block, rows) > float(block["layers_stage"]["threshold"])
+    return flags
 
 
 def detect_not_music(block: dict, taggram: np.ndarray, silent: np.ndarray, seconds: np.ndarray,
@@ -103,7 +183,7 @@ def detect_not_music(block: dict, taggram: np.ndarray, silent: np.ndarray, secon
     voiced = ~silent
     if not voiced.any():
         return flagged, float("nan")
-    flagged[voiced] = not_music_scores(block, np.asarray(taggram)[voiced]) > float(block["threshold"])
+    flagged[voiced] = not_music_flags(block, np.asarray(taggram)[voiced])
     counted = voiced & (seconds >= window - FULL_WINDOW_SLACK)
     if not counted.any():  # shorter than one window: the padded windows decide
         counted = voiced

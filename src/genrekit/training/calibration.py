@@ -27,8 +27,6 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float,
         The model file's ``calibration`` entry: ``temperature``, ``method``, ``nll_before``,
         ``nll_after``, ``n``.
     """
-    from scipy.optimize import minimize_scalar
-
     logits = logits.double()
     if len(logits) == 0:
         return 1.0, {"temperature": 1.0, "method": "none"}
@@ -36,15 +34,26 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float,
     def nll(log_t: float) -> float:
         return float(nn.functional.cross_entropy(logits / math.exp(log_t), targets))
 
-    # the NLL is smooth and unimodal in log T for all practical purposes: a bounded 1-D search
-    result = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded",
-                             options={"xatol": 1e-4})
-    temperature = float(math.exp(result.x))
+    temperature = minimize_temperature(nll)
+    log_t = math.log(temperature)
     return temperature, {
         "temperature": round(temperature, 6),
         "method": "temperature-scaling",
         "fitted_on": "valid",
         "n": int(len(logits)),
         "nll_before": round(nll(0.0), 6),
-        "nll_after": round(nll(result.x), 6),
+        "nll_after": round(nll(log_t), 6),
     }
+
+
+def minimize_temperature(nll, low: float = 0.05, high: float = 20.0) -> float:
+    """The temperature in ``[low, high]`` minimising ``nll(log T)``, any negative log-likelihood
+    of the temperature's logarithm (of logits, or of tracks' averaged probabilities).
+
+    The NLL is smooth and unimodal in log T for all practical purposes: a bounded 1-D search
+    to 1e-4 in log T.
+    """
+    from scipy.optimize import minimize_scalar
+
+    result = minimize_scalar(nll, bounds=(math.log(low), math.log(high)), method="bounded", options={"xatol": 1e-4})
+    return float(math.exp(result.x))
