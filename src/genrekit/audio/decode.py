@@ -31,7 +31,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -39,6 +39,13 @@ import soxr
 
 from genrekit.audio.clean import SampleRepairs, clean_samples
 from genrekit.audio.quiet import c_stderr_silenced
+from genrekit.audio.sniff import (
+    has_audio_signature,
+    is_mpeg_audio,
+    looks_like_text,
+    states_exact_length,
+    truncation,
+)
 from genrekit.errors import (
     AudioError,
     AudioMissingError,
@@ -49,7 +56,8 @@ from genrekit.errors import (
     UsageError,
 )
 
-__all__ = ["AUDIO_EXTENSIONS", "Audio", "AudioInfo", "audio_info", "load_audio", "stream_audio"]
+__all__ = ["AUDIO_EXTENSIONS", "Audio", "AudioFile", "AudioInfo", "audio_info", "load_audio", "open_audio",
+           "stream_audio"]
 
 
 #: File suffixes treated as audio when scanning folders (lowercase, with the dot).
@@ -63,13 +71,19 @@ AUDIO_EXTENSIONS = frozenset({
 RESAMPLE_QUALITY = "HQ"
 
 
+#: Sample rates genrekit reads, in Hz, for files and arrays alike. Below 2 kHz nothing above
+#: 1 kHz survives, too little to tell music by, and resampling up to a model's rate would cost
+#: thousands of output samples per input sample (a 1 Hz file took minutes and gigabytes);
+#: 768 kHz is the highest rate studio and DSD-to-PCM converters write.
+MIN_SAMPLE_RATE = 2000
+MAX_SAMPLE_RATE = 768000
+
+
 #: Seconds decoded before an offset when seeking with FFmpeg, so that codecs with inter-frame
 #: state (AAC priming, the MP3 bit reservoir) are settled at the offset.
 _SEEK_PREROLL = 0.5
 
 
-#: File signatures of audio containers: a file that starts like this but cannot be decoded is
-#: reported as corrupt rather than as "not audio".
 #: Formats libsndfile opens but FFmpeg decodes better. libsndfile 1.2's MP3 decoder corrupts
 #: samples when a file is read in several calls (the bit reservoir is lost between calls) and
 #: outputs silence after a seek; FFmpeg's is gapless and exact.
@@ -79,16 +93,6 @@ _FFMPEG_FORMATS = frozenset({"mp3"})
 #: libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX), e.g. a FLAC file whose
 #: STREAMINFO says 0 total samples ("unknown", written by streaming encoders).
 _UNKNOWN_LENGTH = 2**63 - 1
-
-
-#: Largest possible Ogg page (RFC 3533): the last page header lies within this many final bytes.
-_MAX_OGG_PAGE = 65307
-
-
-_AUDIO_SIGNATURES = (
-    b"RIFF", b"RF64", b"FORM", b".snd", b"fLaC", b"OggS", b"caff", b"\x1aE\xdf\xa3",
-    b"0&\xb2u\x8ef\xcf\x11", b"#!AMR", b"MAC ", b"wvpk", b"FRM8", b"riff",
-)
 
 
 @dataclass(frozen=True)
@@ -275,13 +279,63 @@ def stream_audio(
     ------
     np.ndarray, float32, shape (n,)
     """
-    path = Path(path)
     if block_duration <= 0:
         raise UsageError(f"block_duration must be positive, got {block_duration}")
-    info, backend = _probe(path, count_limit=_count_limit(offset, duration))
-    sr = info.sr if sr is None else sr
-    blocks = _decode(path, info, backend, sr, offset, duration, True, block_duration, repairs)
-    return _mono_blocks(path, blocks, offset)
+    audio = open_audio(path, max_duration=_count_limit(offset, duration))
+    return audio.blocks(sr, offset=offset, duration=duration, block_duration=block_duration, repairs=repairs)
+
+
+#: Containers in which FFmpeg finds a time by seeking (an index, a table of contents or page
+#: granule positions) rather than by decoding from the start.
+_SEEKABLE_WITH_FFMPEG = frozenset({"mp3", "m4a", "mp4", "mov", "ogg", "flac", "matroska", "webm"})
+
+
+class AudioFile:
+    """An audio file opened and checked once, whose parts are then decoded as often as needed.
+
+    Made by :func:`open_audio`. :attr:`info` is what the header says; :meth:`blocks` decodes
+    any range of it, mono, at any rate, without probing the file again.
+    """
+
+    def __init__(self, path: Path, info: AudioInfo, backend: str):
+        self.path, self.info, self.backend = path, info, backend
+
+    @property
+    def seekable(self) -> bool:
+        """Whether a range far into the file is reached by seeking rather than by decoding up to it."""
+        return self.backend == "soundfile" or self.info.format in _SEEKABLE_WITH_FFMPEG
+
+    def blocks(self, sr: int | None, *, offset: float = 0.0, duration: float | None = None,
+               block_duration: float = 60.0, repairs: SampleRepairs | None = None) -> Iterator[np.ndarray]:
+        """Mono float32 blocks ``(n,)`` of ``[offset, offset + duration)`` seconds at ``sr`` Hz, as
+        :func:`stream_audio` gives them. Raises at once for a bad request or an offset past the end."""
+        sr = self.info.sr if sr is None else sr
+        decoded = _decode(self.path, self.info, self.backend, sr, offset, duration, True, block_duration, repairs)
+        return _mono_blocks(self.path, decoded, offset)
+
+
+def open_audio(path: str | os.PathLike, *, max_duration: float | None = None) -> AudioFile:
+    """Open and check an audio file: its header is read and a backend chosen, nothing decoded.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any file :func:`load_audio` can read.
+    max_duration : float, optional
+        As in :func:`audio_info`: how far a file whose header states no length is counted.
+
+    Returns
+    -------
+    AudioFile
+
+    Raises
+    ------
+    AudioError
+        The subclass names the cause (missing, not audio, corrupt, empty, unsupported).
+    """
+    path = Path(path)
+    info, backend = _probe(path, count_limit=max_duration)
+    return AudioFile(path, info, backend)
 
 
 def _count_limit(offset, duration) -> float | None:
@@ -320,10 +374,28 @@ def _decode(path, info, backend, sr, offset, duration, mono, block_duration, rep
 def _check_request(sr, offset, duration) -> None:
     if not (isinstance(sr, (int, np.integer)) and sr > 0):
         raise UsageError(f"sample rate must be a positive integer, got {sr!r}")
+    check_sample_rate(sr, "sample rate")
     if not (offset >= 0 and np.isfinite(offset)):
         raise UsageError(f"offset must be zero or positive seconds, got {offset}")
     if duration is not None and not duration > 0:
         raise UsageError(f"duration must be positive seconds, got {duration}")
+
+
+def check_sample_rate(sr: int, what: str = "sample rate") -> int:
+    """``sr`` when it lies within [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz, else a
+    :class:`UsageError` naming ``what``."""
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise UsageError(f"{what} {sr} Hz is outside the rates genrekit reads "
+                         f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
+    return int(sr)
+
+
+def resample_stream(blocks: Iterable[np.ndarray], native_sr: int, sr: int,
+                    repairs: SampleRepairs | None = None) -> Iterator[np.ndarray]:
+    """Clean and resample consecutive mono blocks ``(n,)`` from ``native_sr`` to ``sr`` Hz, as a
+    file's samples are (the result does not depend on how the samples are cut into blocks)."""
+    for block in _convert((block[:, None] for block in blocks), native_sr, sr, 1, True, repairs):
+        yield block[:, 0]
 
 
 def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool, repairs=None) -> Iterator[np.ndarray]:
@@ -357,13 +429,22 @@ def _mix_down(block: np.ndarray) -> np.ndarray:
 
 
 def _probe(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str]:
+    """:func:`_find_backend`, refusing sample rates outside the range genrekit reads."""
+    info, backend = _find_backend(path, count_limit)
+    if not MIN_SAMPLE_RATE <= info.sr <= MAX_SAMPLE_RATE:
+        raise UnsupportedAudioError(path, f"sample rate {info.sr} Hz is outside the rates genrekit reads "
+                                          f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
+    return info, backend
+
+
+def _find_backend(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str]:
     """Find a backend that can read ``path`` and return its header information; a length that
     must be counted is counted up to ``count_limit`` seconds (see :func:`audio_info`)."""
     _check_file(path)
-    if _looks_like_text(path):  # every audio header has a zero byte or non-UTF-8 bytes early on
+    if looks_like_text(path):  # every audio header has a zero byte or non-UTF-8 bytes early on
         raise NotAudioError(path, "looks like a text file")
     soundfile_problem, empty_header = None, False
-    if not _is_mpeg_audio(path):  # saves libsndfile's MP3 decoder printing to stderr
+    if not is_mpeg_audio(path):  # saves libsndfile's MP3 decoder printing to stderr
         try:
             with c_stderr_silenced():  # libmpg123 prints notes while probing non-MPEG bytes
                 info = _soundfile_info(path)
@@ -382,13 +463,13 @@ def _probe(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str
         return _pyav_info(path, count_limit), "pyav"
     except CorruptAudioError:
         # FFmpeg also guesses formats from the file name, and then finds garbage in random bytes.
-        if not _has_audio_signature(path):
+        if not has_audio_signature(path):
             raise NotAudioError(path, "unrecognised data") from None
         raise
     except av.FFmpegError as error:  # FFmpeg cannot make sense of the file either
         if empty_header:
             raise EmptyAudioError(path, "the header declares no samples") from None
-        if not _has_audio_signature(path):
+        if not has_audio_signature(path):
             raise NotAudioError(path, "unrecognised data") from None
         # When libsndfile does not know the format (or, for some damaged MP3s, says the file
         # "does not exist"), FFmpeg's reason is the one that matters.
@@ -424,74 +505,10 @@ def _soundfile_info(path: Path) -> AudioInfo:
             format=handle.format.lower(),
             codec=handle.subtype.lower(),
         )
-    problem = _truncation(path, info.format)
+    problem = truncation(path, info.format)
     if problem:
         raise CorruptAudioError(path, f"truncated: {problem}")
     return info
-
-
-def _truncation(path: Path, container: str) -> str | None:
-    """Say how a file is cut short, when its container shows it (else ``None``).
-
-    libsndfile silently shortens a WAV, AIFF or AU file to the data present, and measures an
-    Ogg file up to its last complete page; downloads and copies that were cut off only show in
-    the declared size (WAV, AIFF, AU) or in a missing end-of-stream flag (Ogg).
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-        if container == "ogg":
-            handle.seek(max(0, size - _MAX_OGG_PAGE))
-            tail = handle.read()
-    if container == "ogg":
-        last_page = tail.rfind(b"OggS")
-        end_of_stream = last_page >= 0 and len(tail) > last_page + 5 and tail[last_page + 5] & 0x04
-        return None if last_page < 0 or end_of_stream else "the last Ogg page does not end the stream"
-    tag, field = head[:4], head[4:8]
-    if tag == b"RIFF" and head[8:12] == b"WAVE":
-        declared = int.from_bytes(field, "little")
-        if declared in (0, 0xFFFFFFFF):  # written by a streaming encoder that never came back
-            return None
-        declared += 8
-    elif tag == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        declared = int.from_bytes(field, "big") + 8
-    elif tag == b".snd" and len(head) == 12:
-        data_size = int.from_bytes(head[8:12], "big")
-        if data_size == 0xFFFFFFFF:  # "unknown size" by the AU specification
-            return None
-        declared = int.from_bytes(field, "big") + data_size
-    else:
-        return None
-    # One byte of slack: some writers count the pad byte of an odd-sized chunk, others do not.
-    if declared > size + 1:
-        return f"the header declares {declared} bytes, the file holds {size}"
-    return None
-
-
-def _looks_like_text(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as error:
-        # A multi-byte character cut by the 4 KiB window is still text.
-        return error.start >= len(head) - 3 and error.reason == "unexpected end of data"
-    return True
-
-
-def _has_audio_signature(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-    return head.startswith(_AUDIO_SIGNATURES) or head[4:8] == b"ftyp" or _is_mpeg_audio(path)
-
-
-def _is_mpeg_audio(path: Path) -> bool:
-    """Whether the file starts like MP3 or ADTS AAC: an ID3 tag or an 11-bit frame sync."""
-    with open(path, "rb") as handle:
-        head = handle.read(3)
-    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
 def _short(message: str) -> str:
@@ -631,36 +648,12 @@ def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_
         raise CorruptAudioError(path, f"{error.strerror}{where}") from None
     if pending_frames:
         yield np.concatenate(pending)
-    if position is not None and _states_exact_length(path, info):
+    if position is not None and states_exact_length(path, info.format):
         expected = info.frames if stop is None else min(stop, info.frames)
         if position < expected - max(info.sr, 0.05 * info.frames):
             raise CorruptAudioError(
                 path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
             )
-
-
-def _states_exact_length(path: Path, info: AudioInfo) -> bool:
-    """Whether FFmpeg's duration for this file comes from the file rather than an estimate.
-
-    MP4-family containers carry sample tables; an MP3 states its length only in a Xing, Info
-    or VBRI header (otherwise FFmpeg guesses from the first frame's bit rate, which can be far
-    off for variable bit rates, so a short decode would prove nothing).
-    """
-    if info.format in ("m4a", "mp4", "mov"):
-        return True
-    if info.format != "mp3":
-        return False
-    with open(path, "rb") as handle:
-        head = handle.read(10)
-        if head[:3] == b"ID3" and len(head) == 10:
-            size = 0
-            for byte in head[6:10]:  # "syncsafe" integer: 7 bits per byte
-                size = (size << 7) | (byte & 0x7F)
-            handle.seek(10 + size + (10 if head[5] & 0x10 else 0))
-        else:
-            handle.seek(0)
-        first_frame = handle.read(200)
-    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
 
 
 def _frame_position(path: Path, frame, origin: int, sr: int, *, seeking: bool) -> int:

@@ -143,10 +143,10 @@ class Embedder:
 
     def _stream(self, path):
         """Windows of a file too long to decode whole, in batches (bounded memory)."""
-        from genrekit.audio.segments import stream_segments
+        from genrekit.audio.windows import read_windows
 
-        return stream_segments(path, self.sr, window=self.window, hop=self.hop, last=self.last,
-                               batch_size=FEATURE_BATCH)
+        return read_windows(path, self.sr, window=self.window, hop=self.hop, last=self.last,
+                            batch_size=FEATURE_BATCH)
 
     def table(self, rows: list[dict]):
         """Rows as an Arrow table of :meth:`schema` (features as one contiguous array)."""

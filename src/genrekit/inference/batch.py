@@ -4,7 +4,6 @@ processes while the network runs on batches gathered across files, records in in
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from functools import partial
 from pathlib import Path
@@ -97,8 +96,8 @@ def _unreadable_folders(errors: list[OSError]) -> Iterator[tuple[str, str]]:
         yield str(error.filename), f"cannot read folder ({error.strerror or error})"
 
 
-#: Files longer than this (seconds) are streamed in the main process instead of being decoded
-#: whole by a worker, so memory stays bounded whatever the input.
+#: Files whose windows hold more than this (seconds) are streamed in the main process instead of
+#: being decoded whole by a worker, so memory stays bounded whatever the input.
 STREAM_LONGER_THAN = 600.0
 
 
@@ -180,24 +179,22 @@ def predict_found(
     yield from classify_decoded(model, pending, options)
 
 
-def decode_segments(path, *, sr, window, hop, last, offset, duration):
-    """Worker job: ``(Segments, seconds decoded, warnings)`` for ``path``; ``"stream"`` for very
-    long files, or an error message."""
-    from genrekit.audio.decode import audio_info, load_audio
-    from genrekit.audio.segments import segment_samples
+def decode_segments(path, *, sr, window, hop, last, offset, duration, max_windows=0):
+    """Worker job: ``(Segments, seconds decoded, warnings)`` for ``path``, read by
+    :func:`genrekit.audio.windows.read_windows`; ``"stream"`` when its windows would hold more
+    than :data:`STREAM_LONGER_THAN` seconds of audio, or an error message."""
+    from genrekit.audio.windows import read_windows
 
     try:
-        info = audio_info(path)
-        remaining = info.duration - offset if duration is None else min(duration, info.duration - offset)
-        if remaining > STREAM_LONGER_THAN:
+        windows = read_windows(path, sr, window=window, hop=hop, last=last, offset=offset, duration=duration,
+                               max_windows=max_windows)
+        if windows.count * window > STREAM_LONGER_THAN:
             return "stream"
-        audio = load_audio(path, sr, offset=offset, duration=duration)
-        if audio.samples.size == 0:
+        segs = windows.collect()
+        if len(segs) == 0:
             return f"{path}: no audio in the requested range"
-        segs = segment_samples(audio.samples, sr, window=window, hop=hop, last=last)
-        warnings = [audio.repairs.describe()] if audio.repairs else []
-        return (dataclasses.replace(segs, starts=segs.starts + offset, ends=segs.ends + offset),
-                audio.duration, warnings)
+        warnings = [windows.repairs.describe()] if windows.repairs else []
+        return segs, windows.duration, warnings
     except GenrekitError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
@@ -234,7 +231,7 @@ def _decode_in_workers(jobs, decode, workers: int):
 
 #: Modules the decoding workers need. The fork server imports them once, so a worker starts in
 #: milliseconds instead of importing them itself (a second or more on a busy machine).
-WORKER_MODULES = ["genrekit.inference.batch", "genrekit.audio.decode", "genrekit.audio.segments"]
+WORKER_MODULES = ["genrekit.inference.batch", "genrekit.audio.decode", "genrekit.audio.windows"]
 
 
 def start_decoders() -> None:
