@@ -27,18 +27,24 @@ counts are reported in :attr:`Audio.repairs` (or the ``repairs`` given to :func:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from genrekit.audio.clean import SampleRepairs, clean_samples
+from genrekit.audio.clean import SampleRepairs
 from genrekit.audio.quiet import c_stderr_silenced
+from genrekit.audio.resample import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    check_sample_rate,
+    convert_blocks,
+)
 from genrekit.audio.sniff import (
     has_audio_signature,
     is_mpeg_audio,
@@ -68,15 +74,12 @@ AUDIO_EXTENSIONS = frozenset({
 })
 
 
-RESAMPLE_QUALITY = "HQ"
 
 
-#: Sample rates genrekit reads, in Hz, for files and arrays alike. Below 2 kHz nothing above
-#: 1 kHz survives, too little to tell music by, and resampling up to a model's rate would cost
-#: thousands of output samples per input sample (a 1 Hz file took minutes and gigabytes);
-#: 768 kHz is the highest rate studio and DSD-to-PCM converters write.
-MIN_SAMPLE_RATE = 2000
-MAX_SAMPLE_RATE = 768000
+#: A file cut short is classified from what decodes (with a warning) when at least this many
+#: seconds of the requested audio decode (or half of a shorter request); with less it is an
+#: error: too little to classify.
+MIN_DECODABLE = 1.0
 
 
 #: Seconds decoded before an offset when seeking with FFmpeg, so that codecs with inter-frame
@@ -142,6 +145,9 @@ class AudioInfo:
     lower_bound : bool
         ``True`` when the header states no length and counting the samples stopped at the
         ``max_duration`` given to :func:`audio_info`: the file holds *more* than ``frames``.
+    truncated : str or None
+        How the container shows that the file was cut short (a WAV header declaring more bytes
+        than the file holds, an Ogg stream without its last page); ``frames`` counts what is there.
     """
 
     sr: int
@@ -151,6 +157,7 @@ class AudioInfo:
     format: str
     codec: str | None = None
     lower_bound: bool = False
+    truncated: str | None = None
 
 
 def audio_info(path: str | os.PathLike, *, max_duration: float | None = None) -> AudioInfo:
@@ -366,9 +373,8 @@ def _decode(path, info, backend, sr, offset, duration, mono, block_duration, rep
     start = int(round(offset * info.sr))
     stop = None if duration is None else start + max(1, int(round(duration * info.sr)))
     block_frames = max(1, int(round(block_duration * info.sr)))
-    read = _read_soundfile if backend == "soundfile" else _read_pyav
-    native = read(path, info, start, stop, block_frames)
-    return _convert(native, info.sr, sr, 1 if mono else info.channels, mono, repairs)
+    native = _read_complete(path, info, backend, start, stop, block_frames, repairs)
+    return convert_blocks(native, info.sr, sr, 1 if mono else info.channels, mono, repairs)
 
 
 def _check_request(sr, offset, duration) -> None:
@@ -379,53 +385,6 @@ def _check_request(sr, offset, duration) -> None:
         raise UsageError(f"offset must be zero or positive seconds, got {offset}")
     if duration is not None and not duration > 0:
         raise UsageError(f"duration must be positive seconds, got {duration}")
-
-
-def check_sample_rate(sr: int, what: str = "sample rate") -> int:
-    """``sr`` when it lies within [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz, else a
-    :class:`UsageError` naming ``what``."""
-    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-        raise UsageError(f"{what} {sr} Hz is outside the rates genrekit reads "
-                         f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
-    return int(sr)
-
-
-def resample_stream(blocks: Iterable[np.ndarray], native_sr: int, sr: int,
-                    repairs: SampleRepairs | None = None) -> Iterator[np.ndarray]:
-    """Clean and resample consecutive mono blocks ``(n,)`` from ``native_sr`` to ``sr`` Hz, as a
-    file's samples are (the result does not depend on how the samples are cut into blocks)."""
-    for block in _convert((block[:, None] for block in blocks), native_sr, sr, 1, True, repairs):
-        yield block[:, 0]
-
-
-def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool, repairs=None) -> Iterator[np.ndarray]:
-    """Sanitise, mix down and resample ``(n, channels)`` blocks; the result does not depend on
-    how the input is cut into blocks (soxr's streaming resampler is block-size invariant)."""
-    resampler = None
-    if native_sr != sr:
-        resampler = soxr.ResampleStream(native_sr, sr, channels, dtype="float32", quality=RESAMPLE_QUALITY)
-    for block in blocks:
-        block = clean_samples(block, repairs)
-        if mono and block.shape[1] > 1:
-            block = _mix_down(block)
-        if resampler is not None:
-            block = resampler.resample_chunk(np.ascontiguousarray(block), last=False)
-        if len(block):
-            yield block.reshape(len(block), channels)
-    if resampler is not None:
-        tail = resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True)
-        if len(tail):
-            yield tail.reshape(len(tail), channels)
-
-
-def _mix_down(block: np.ndarray) -> np.ndarray:
-    """Channel mean of ``(n, channels)`` as ``(n, 1)``; adding whole columns is several times
-    faster than ``mean(axis=1)`` over the short channel axis."""
-    mixed = block[:, 0].copy()
-    for channel in range(1, block.shape[1]):
-        mixed += block[:, channel]
-    mixed /= block.shape[1]
-    return mixed[:, None]
 
 
 def _probe(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str]:
@@ -506,9 +465,9 @@ def _soundfile_info(path: Path) -> AudioInfo:
             codec=handle.subtype.lower(),
         )
     problem = truncation(path, info.format)
-    if problem:
+    if problem and info.duration < MIN_DECODABLE:
         raise CorruptAudioError(path, f"truncated: {problem}")
-    return info
+    return dataclasses.replace(info, truncated=problem) if problem else info
 
 
 def _short(message: str) -> str:
@@ -536,10 +495,6 @@ def _read_soundfile(path: Path, info: AudioInfo, start: int, stop: int | None, b
                     break
     except sf.SoundFileError as error:
         raise CorruptAudioError(path, _short(str(error))) from None
-    if position < stop:
-        raise CorruptAudioError(
-            path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
-        )
 
 
 def _seek(handle: sf.SoundFile, frame: int) -> int:
@@ -645,15 +600,61 @@ def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_
                     break
     except av.FFmpegError as error:
         where = "" if position is None else f" at {position / info.sr:.2f} s"
-        raise CorruptAudioError(path, f"{error.strerror}{where}") from None
-    if pending_frames:
+        failure = CorruptAudioError(path, f"{error.strerror}{where}")
+    else:
+        failure = None
+    if pending_frames:  # what decoded before a failure is still good audio
         yield np.concatenate(pending)
-    if position is not None and states_exact_length(path, info.format):
-        expected = info.frames if stop is None else min(stop, info.frames)
-        if position < expected - max(info.sr, 0.05 * info.frames):
-            raise CorruptAudioError(
-                path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
-            )
+    if failure is not None:
+        raise failure
+    return start if position is None else position
+
+
+def _read_complete(path: Path, info: AudioInfo, backend: str, start: int, stop: int | None, block_frames: int,
+                   repairs: SampleRepairs | None):
+    """Yield ``(n, channels)`` blocks of frames ``[start, stop)`` through ``backend``, and judge
+    where the data ends.
+
+    A decoder that stops short of the declared length is not proof of damage (libsndfile stops
+    early on some valid Ogg Vorbis files): the rest is asked of FFmpeg. What is still missing
+    then is a real shortfall: a warning in ``repairs`` (the file is classified from what
+    decodes), or :class:`CorruptAudioError` when less than :data:`MIN_DECODABLE` seconds decode
+    (or half the request, if that is shorter).
+    """
+    expected = info.frames if stop is None else min(stop, info.frames)
+    position, complaint = start, None
+    try:
+        for block in (_read_soundfile if backend == "soundfile" else _read_pyav)(path, info, start, stop, block_frames):
+            position += len(block)
+            yield block
+    except CorruptAudioError as error:  # damage or a cut: what decoded before it stands
+        complaint = error.detail
+    if backend == "soundfile" and position < expected:
+        position = yield from _read_rest_with_ffmpeg(path, info, position, expected, block_frames)
+    # FFmpeg's length is an estimate for most containers: only a clear gap in one that states it counts
+    exact = backend == "soundfile" or states_exact_length(path, info.format)
+    short = position < expected - (0 if backend == "soundfile" else max(info.sr, 0.05 * info.frames))
+    short = (exact and short) or (complaint is not None and position < expected)
+    problem = info.truncated
+    if short:
+        problem = f"data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
+        problem += f" ({complaint})" if complaint else ""
+    if short and (position - start) / info.sr < min(MIN_DECODABLE, (expected - start) / info.sr / 2):
+        raise CorruptAudioError(path, f"truncated: {problem}")
+    if problem and repairs is not None:
+        repairs.truncated = problem
+
+
+def _read_rest_with_ffmpeg(path: Path, info: AudioInfo, position: int, stop: int, block_frames: int):
+    """Frames ``[position, stop)`` through FFmpeg, as far as it gets; returns where it stopped."""
+    try:
+        for block in _read_pyav(path, info, position, stop, block_frames):
+            block = block[: stop - position]
+            position += len(block)
+            yield block
+    except AudioError:
+        pass  # FFmpeg cannot read this file either: the shortfall stands
+    return position
 
 
 def _frame_position(path: Path, frame, origin: int, sr: int, *, seeking: bool) -> int:

@@ -29,9 +29,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from genrekit.audio.clean import SampleRepairs, as_mono_float32
-from genrekit.audio.decode import AudioFile, check_sample_rate, open_audio, resample_stream
+from genrekit.audio.decode import AudioFile, open_audio
+from genrekit.audio.resample import check_sample_rate, resample_stream
 from genrekit.audio.segments import Segments, WindowCutter, window_sizes
-from genrekit.errors import EmptyAudioError, UsageError
+from genrekit.errors import CorruptAudioError, EmptyAudioError, UsageError
 
 __all__ = ["Windows", "budget_indices", "read_windows"]
 
@@ -269,6 +270,11 @@ class Windows:
                                       block_duration=self.block_duration, repairs=self.repairs)
             samples = np.concatenate(list(blocks))
         except EmptyAudioError:
+            return np.zeros(0, np.float32)
+        except CorruptAudioError as error:
+            if not (error.detail or "").startswith("truncated"):
+                raise
+            self.repairs.truncated = error.detail.removeprefix("truncated: ")  # the file ends before this window
             return np.zeros(0, np.float32)
         return samples[start - first: start - first + length]
 
