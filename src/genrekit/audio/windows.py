@@ -34,7 +34,14 @@ from genrekit.audio.resample import check_sample_rate, resample_stream
 from genrekit.audio.segments import Segments, WindowCutter, window_sizes
 from genrekit.errors import CorruptAudioError, EmptyAudioError, UsageError
 
-__all__ = ["Windows", "budget_indices", "read_windows"]
+__all__ = ["DEFAULT_MAX_WINDOWS", "Windows", "budget_indices", "read_windows"]
+
+
+#: The window budget of ``predict``, ``tag``, the service and the Python API
+#: (:func:`genrekit.inference.predict.predict_audio`): a file with more windows is classified
+#: from this many, spread evenly over it. Chosen by measurement (``benchmarks/bench_full_length.py``,
+#: docs/benchmarks.md#full-length-tracks); feature extraction for training keeps every window.
+DEFAULT_MAX_WINDOWS = 10
 
 
 #: Seconds decoded before and after a window reached by seeking, then dropped: the resampler's

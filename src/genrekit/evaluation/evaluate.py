@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS
 from genrekit.errors import DatasetError, GenrekitError, UsageError
 from genrekit.evaluation.metrics import (
     answer_metrics,
@@ -77,6 +78,7 @@ def evaluate_model(
     batch_size: int = 64,
     device: str = "cpu",
     aggregate: str = "mean",
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Evaluation:
     """Run a model on a split of a dataset and score it at segment and track level.
 
@@ -99,6 +101,9 @@ def evaluate_model(
         Where the model runs (:meth:`GenreModel.to <genrekit.inference.model.GenreModel.to>`).
     aggregate : str
         Segments to track, as ``genrekit predict --aggregate``: ``"mean"`` or ``"vote"``.
+    max_windows : int, default DEFAULT_MAX_WINDOWS
+        The window budget of ``genrekit predict``: each track is answered from at most this many
+        of its windows, spread evenly; 0: all.
 
     Raises
     ------
@@ -129,7 +134,8 @@ def evaluate_model(
         raise DatasetError(f"{dataset.root}: the {split} split holds no track with a label the model knows")
 
     model.to(device)
-    answers, segments, failed = classify_tracks(model, tracks, aggregate=aggregate, description=f"{split} tracks")
+    answers, segments, failed = classify_tracks(model, tracks, aggregate=aggregate, max_windows=max_windows,
+                                                description=f"{split} tracks")
     if failed:
         notes.append(f"{len(failed)} tracks could not be decoded and were left out (first: {failed[0][1]}).")
     kept = [t for t in tracks if str(t.path) in {a.path for a in answers}]
@@ -163,7 +169,8 @@ def evaluate_model(
     )
 
 
-def classify_tracks(model, tracks, *, aggregate: str = "mean", description: str = "tracks"):
+def classify_tracks(model, tracks, *, aggregate: str = "mean", max_windows: int = DEFAULT_MAX_WINDOWS,
+                    description: str = "tracks"):
     """Each track's answer exactly as ``genrekit predict`` gives it.
 
     Each file is read by :func:`genrekit.audio.windows.read_windows` and its windows go through
@@ -177,6 +184,8 @@ def classify_tracks(model, tracks, *, aggregate: str = "mean", description: str 
     model : GenreModel
     tracks : sequence of Track
     aggregate : {"mean", "vote"}
+    max_windows : int
+        The window budget, as in :func:`genrekit.inference.predict.predict_audio` (0: every window).
     description : str
         The progress bar's label.
 
@@ -199,7 +208,7 @@ def classify_tracks(model, tracks, *, aggregate: str = "mean", description: str 
     for item in track(tracks, description, total=len(tracks)):
         try:
             windows = read_windows(str(item.path), model.sample_rate, window=model.window, hop=model.hop,
-                                   last=model.segment.last)
+                                   last=model.segment.last, max_windows=max_windows)
             batches = [(b.starts, b.ends, *classify_segments(model, b.samples)) for b in windows]
         except GenrekitError as exc:
             failed.append((item, str(exc)))

@@ -13,6 +13,7 @@ import numpy as np
 
 from genrekit.errors import GenrekitError
 from genrekit.inference.predict import (
+    DEFAULT_MAX_WINDOWS,
     _check_options,
     check_styles,
     classify_segments,
@@ -114,6 +115,7 @@ def predict_files(
     max_duration: float | None = None,
     recursive: bool = True,
     styles: bool = False,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Iterator[dict]:
     """Classify many files; yield each file's JSON record in input order.
 
@@ -122,12 +124,13 @@ def predict_files(
     segmentation run in that many worker processes while this process runs the network on
     batches of ``batch_size`` segments gathered across files. ``recursive=False`` takes only
     the files directly inside folders given in ``paths``. ``styles`` adds each file's styles
-    (models computing the MSD taggram only).
+    (models computing the MSD taggram only). ``max_windows`` is the window budget of
+    :func:`~genrekit.inference.predict.predict_audio` (0: every window).
     """
     yield from predict_found(
         collect_audio_files(paths, recursive=recursive), model, workers=workers, batch_size=batch_size,
         top_k=top_k, aggregate=aggregate, segments=segments, offset=offset, max_duration=max_duration,
-        styles=styles,
+        styles=styles, max_windows=max_windows,
     )
 
 
@@ -143,6 +146,7 @@ def predict_found(
     offset: float = 0.0,
     max_duration: float | None = None,
     styles: bool = False,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Iterator[dict]:
     """:func:`predict_files` on ``(path, problem)`` pairs from :func:`collect_audio_files`.
 
@@ -152,9 +156,10 @@ def predict_found(
     _check_options(top_k, aggregate)
     check_styles(model, styles)
     options = dict(top_k=top_k, aggregate=aggregate, segments=segments, styles=styles)
+    max_windows = 0 if segments else max_windows  # a timeline shows every window
     decode = partial(
         decode_segments, sr=model.sample_rate, window=model.window, hop=model.hop,
-        last=model.segment.last, offset=offset, duration=max_duration,
+        last=model.segment.last, offset=offset, duration=max_duration, max_windows=max_windows,
     )
     decoded = _decode_in_workers(found, decode, workers)
     pending: list[tuple] = []  # (path, Segments, seconds, warnings) waiting for the network
@@ -163,7 +168,7 @@ def predict_found(
         if result == "stream":
             yield from classify_decoded(model, pending, options)
             pending, n_waiting = [], 0
-            yield _predict_one_streamed(model, path, offset, max_duration, options)
+            yield _predict_one_streamed(model, path, offset, max_duration, max_windows, options)
             continue
         if isinstance(result, str):
             if pending:  # keep input order: finish earlier files before reporting this one
@@ -354,9 +359,10 @@ def classify_decoded(model, pending, options) -> Iterator[dict]:
                         taggram=None if taggram is None else taggram[part], **options).to_dict()
 
 
-def _predict_one_streamed(model, path, offset, max_duration, options) -> dict:
+def _predict_one_streamed(model, path, offset, max_duration, max_windows, options) -> dict:
     try:
-        return predict_audio(model, path, offset=offset, max_duration=max_duration, **options).to_dict()
+        return predict_audio(model, path, offset=offset, max_duration=max_duration, max_windows=max_windows,
+                             **options).to_dict()
     except GenrekitError as exc:
         return error_record(path, exc)
 

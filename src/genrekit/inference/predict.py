@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
-from genrekit.audio.windows import read_windows
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS, read_windows
 from genrekit.errors import GenrekitError, UsageError
 from genrekit.inference.aggregate import aggregate_probabilities, check_aggregation
 from genrekit.inference.taggram import detect_not_music, file_styles, tag_row_width
@@ -121,7 +121,7 @@ def predict_audio(
     max_duration: float | None = None,
     batch_size: int = 16,
     styles: bool = False,
-    max_windows: int = 0,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Prediction:
     """Classify one file path or waveform with a :class:`~genrekit.inference.model.GenreModel`.
 
@@ -141,6 +141,10 @@ def predict_audio(
     styles : bool
         Also give the file's styles (``Prediction.styles``); needs a model whose feature is the
         MSD_musicnn taggram (the default model), else :class:`UsageError`.
+    max_windows : int, default DEFAULT_MAX_WINDOWS
+        The window budget: classify at most this many windows, spread evenly over the audio
+        (only those are decoded where the format can seek); 0 classifies every window.
+        ``segments=True`` always classifies every window.
 
     Samples that are NaN, infinite or absurdly large (in a file or an array) are repaired
     before any feature is computed, and said so in ``Prediction.warnings``. Arrays may also be
