@@ -83,8 +83,10 @@ MIN_DECODABLE = 1.0
 
 
 #: Seconds decoded before an offset when seeking with FFmpeg, so that codecs with inter-frame
-#: state (AAC priming, the MP3 bit reservoir) are settled at the offset.
-_SEEK_PREROLL = 0.5
+#: state (AAC priming, the MP3 bit reservoir) are settled at the offset. 0.1 s was too short for
+#: libsndfile-written MP3 (tests/test_audio.py), 0.2 s enough; every window that the window
+#: budget reaches by seeking pays it.
+_SEEK_PREROLL = 0.3
 
 
 #: Formats libsndfile opens but FFmpeg decodes better. libsndfile 1.2's MP3 decoder corrupts
