@@ -27,6 +27,7 @@ counts are reported in :attr:`Audio.repairs` (or the ``repairs`` given to :func:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import stat
@@ -74,8 +75,6 @@ AUDIO_EXTENSIONS = frozenset({
 })
 
 
-
-
 #: A file cut short is classified from what decodes (with a warning) when at least this many
 #: seconds of the requested audio decode (or half of a shorter request); with less it is an
 #: error: too little to classify.
@@ -83,9 +82,8 @@ MIN_DECODABLE = 1.0
 
 
 #: Seconds decoded before an offset when seeking with FFmpeg, so that codecs with inter-frame
-#: state (AAC priming, the MP3 bit reservoir) are settled at the offset. 0.1 s was too short for
-#: libsndfile-written MP3 (tests/test_audio.py), 0.2 s enough; every window that the window
-#: budget reaches by seeking pays it.
+#: state (AAC priming, the MP3 bit reservoir) are settled at the offset (0.1 s was too short for
+#: libsndfile-written MP3, tests/test_audio.py); each window the window budget seeks to pays it.
 _SEEK_PREROLL = 0.3
 
 
@@ -308,6 +306,24 @@ class AudioFile:
 
     def __init__(self, path: Path, info: AudioInfo, backend: str):
         self.path, self.info, self.backend = path, info, backend
+        self._opened = None
+
+    def __enter__(self) -> "AudioFile":
+        """Keep the file open across :meth:`blocks` calls, for many short reads (FFmpeg's first
+        seek in a freshly opened MP3 costs five times the later ones)."""
+        if self.backend == "pyav" and self._opened is None:
+            import av
+
+            try:
+                self._opened = av.open(str(self.path))
+            except av.FFmpegError as error:
+                raise CorruptAudioError(self.path, error.strerror) from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
 
     @property
     def seekable(self) -> bool:
@@ -319,7 +335,8 @@ class AudioFile:
         """Mono float32 blocks ``(n,)`` of ``[offset, offset + duration)`` seconds at ``sr`` Hz, as
         :func:`stream_audio` gives them. Raises at once for a bad request or an offset past the end."""
         sr = self.info.sr if sr is None else sr
-        decoded = _decode(self.path, self.info, self.backend, sr, offset, duration, True, block_duration, repairs)
+        decoded = _decode(self.path, self.info, self.backend, sr, offset, duration, True, block_duration, repairs,
+                          self._opened)
         return _mono_blocks(self.path, decoded, offset)
 
 
@@ -367,7 +384,8 @@ def _nothing_read(offset: float) -> str:
     return f"nothing to read from {offset:g} s on" if offset else "no samples decoded"
 
 
-def _decode(path, info, backend, sr, offset, duration, mono, block_duration, repairs=None) -> Iterator[np.ndarray]:
+def _decode(path, info, backend, sr, offset, duration, mono, block_duration, repairs=None,
+            opened=None) -> Iterator[np.ndarray]:
     """Check the request, then return an iterator of ``(n, channels)`` float32 blocks at ``sr``."""
     _check_request(sr, offset, duration)
     if info.duration and offset >= info.duration:
@@ -375,7 +393,7 @@ def _decode(path, info, backend, sr, offset, duration, mono, block_duration, rep
     start = int(round(offset * info.sr))
     stop = None if duration is None else start + max(1, int(round(duration * info.sr)))
     block_frames = max(1, int(round(block_duration * info.sr)))
-    native = _read_complete(path, info, backend, start, stop, block_frames, repairs)
+    native = _read_complete(path, info, backend, start, stop, block_frames, repairs, opened)
     return convert_blocks(native, info.sr, sr, 1 if mono else info.channels, mono, repairs)
 
 
@@ -564,10 +582,11 @@ def _audio_stream(path: Path, container):
     return stream
 
 
-def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_frames: int):
+def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_frames: int, opened=None):
     """Yield ``(n, channels)`` float32 blocks of native-rate frames ``[start, stop)``.
 
     Positions come from the frames' timestamps, so the result is sample-accurate after a seek.
+    ``opened``: a container kept open by :class:`AudioFile` (it is sought, not reopened).
     """
     import av
 
@@ -575,10 +594,10 @@ def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_
     pending_frames = 0
     position = None
     try:
-        with av.open(str(path)) as container:
+        with contextlib.nullcontext(opened) if opened is not None else av.open(str(path)) as container:
             stream = container.streams.audio[0]
             origin = stream.start_time or 0
-            if start > 0:
+            if start > 0 or opened is not None:
                 target = max(0.0, start / info.sr - _SEEK_PREROLL)
                 try:
                     container.seek(origin + int(target / stream.time_base), stream=stream, backward=True)
@@ -613,7 +632,7 @@ def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_
 
 
 def _read_complete(path: Path, info: AudioInfo, backend: str, start: int, stop: int | None, block_frames: int,
-                   repairs: SampleRepairs | None):
+                   repairs: SampleRepairs | None, opened=None):
     """Yield ``(n, channels)`` blocks of frames ``[start, stop)`` through ``backend``, and judge
     where the data ends.
 
@@ -626,7 +645,9 @@ def _read_complete(path: Path, info: AudioInfo, backend: str, start: int, stop: 
     expected = info.frames if stop is None else min(stop, info.frames)
     position, complaint = start, None
     try:
-        for block in (_read_soundfile if backend == "soundfile" else _read_pyav)(path, info, start, stop, block_frames):
+        reader = (_read_soundfile(path, info, start, stop, block_frames) if backend == "soundfile"
+                  else _read_pyav(path, info, start, stop, block_frames, opened))
+        for block in reader:
             position += len(block)
             yield block
     except CorruptAudioError as error:  # damage or a cut: what decoded before it stands

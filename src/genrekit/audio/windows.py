@@ -242,6 +242,10 @@ class Windows:
 
     def _seek_windows(self, indices: np.ndarray) -> Iterator[Segments]:
         """Decode each chosen window alone, from a little before it (see :data:`RESAMPLER_PREROLL`)."""
+        with self.file:  # one open file for every window
+            yield from self._seek_each(indices)
+
+    def _seek_each(self, indices: np.ndarray) -> Iterator[Segments]:
         rows, produced = [], False
         range_samples = int(round(self.duration * self.sr))
         for index in indices:
