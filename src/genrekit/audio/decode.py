@@ -322,8 +322,8 @@ class AudioFile:
 
     def __exit__(self, *exc) -> None:
         if self._opened is not None:
-            self._opened.close()
-            self._opened = None
+            self._opened, opened = None, self._opened
+            opened.close()
 
     @property
     def seekable(self) -> bool:
@@ -332,8 +332,7 @@ class AudioFile:
 
     def blocks(self, sr: int | None, *, offset: float = 0.0, duration: float | None = None,
                block_duration: float = 60.0, repairs: SampleRepairs | None = None) -> Iterator[np.ndarray]:
-        """Mono float32 blocks ``(n,)`` of ``[offset, offset + duration)`` seconds at ``sr`` Hz, as
-        :func:`stream_audio` gives them. Raises at once for a bad request or an offset past the end."""
+        """:func:`stream_audio`'s blocks of this file; a bad request or an offset past the end raises at once."""
         sr = self.info.sr if sr is None else sr
         decoded = _decode(self.path, self.info, self.backend, sr, offset, duration, True, block_duration, repairs,
                           self._opened)
