@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audio_formats import can_make, write_dsf, write_format
 from genrekit.audio import decode
 from genrekit.audio.decode import AUDIO_EXTENSIONS, load_audio
 from genrekit.errors import CorruptAudioError
@@ -130,7 +131,10 @@ WRITERS = {
     ".mp4": _pyav_writer("aac", "mp4"), ".alac": _pyav_writer("alac", "ipod"), ".wma": _pyav_writer("wmav2", "asf", sample_format="fltp", bit_rate=128000),
     ".webm": _pyav_writer("libopus", "webm", 48000), ".mka": _pyav_writer("aac", "matroska", sample_format="fltp"),
     ".wv": _pyav_writer("wavpack", "wv"), ".tta": _pyav_writer("tta", "tta"),
+    ".dsf": lambda path, samples: write_dsf(path, samples, 44100),  # FFmpeg decodes DSD64 at 352.8 kHz
 }
+if can_make(".mpc"):
+    WRITERS[".mpc"] = lambda path, samples: write_format(path, samples, 44100)
 
 
 def _backend_lengths(path):
