@@ -16,7 +16,7 @@ def held_out_folder(gtzan_mini, tmp_path_factory):
     noise filed under rock/ (links, not copies)."""
     from genrekit.inference.model import load_model
 
-    trained = {entry.rsplit("/", 1)[-1].rsplit(".", 1)[0] for entry in load_model("default").spec["split"]["train"]}
+    trained = {entry.rsplit("/", 1)[-1].rsplit(".", 1)[0] for entry in load_model("default").spec.split["train"]}
     root = tmp_path_factory.mktemp("held-out")
     for clip in sorted(gtzan_mini.glob("*/*.flac")):
         if clip.stem not in trained:
