@@ -214,5 +214,5 @@ def test_max_windows_is_passed_to_genrekit(tmp_path, clips, tiny_model_file, cap
     stored = {row[0]: row[1:] for row in lib.ls("$title\t$genrekit_genre\t$genrekit_confidence")}
     expected = genrekit_predict(capsys, lib.music, "--model", tiny_model_file, "--max-windows", "2")
     for title, (genre, confidence) in stored.items():
-        assert genre == expected[title]["genre"]
+        assert genre == (expected[title]["genre"] or "")  # silence.flac has no genre
         assert float(confidence) == pytest.approx(expected[title]["confidence"], abs=5e-4)

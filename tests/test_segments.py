@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from genrekit.audio.decode import load_audio
-from genrekit.audio.segments import MIN_TAIL, Segments, segment_samples, stream_segments
+from genrekit.audio.segments import MIN_TAIL, Segments, segment_samples
+from genrekit.audio.windows import read_windows
 from genrekit.errors import AudioMissingError, UsageError
 
 
@@ -153,17 +154,17 @@ def long_flac(tmp_path_factory):
     {"window": 1.0, "hop": 2.2},
     {"last": "drop"},
 ])
-def test_stream_segments_equal_segment_samples_of_load_audio(long_flac, options):
+def test_read_windows_equal_segment_samples_of_load_audio(long_flac, options):
     expected = segment_samples(load_audio(long_flac, 22050).samples, 22050, **options)
-    batches = list(stream_segments(long_flac, 22050, block_duration=1.3, batch_size=4, **options))
+    batches = list(read_windows(long_flac, 22050, block_duration=1.3, batch_size=4, **options))
     assert all(len(batch) == 4 for batch in batches[:-1]) and 1 <= len(batches[-1]) <= 4
     assert_same_segments(concatenate(batches), expected)
 
 
-def test_stream_segments_count_time_from_the_start_of_the_file(long_flac):
+def test_read_windows_count_time_from_the_start_of_the_file(long_flac):
     excerpt = load_audio(long_flac, 16000, offset=2.25, duration=10.0).samples
     expected = segment_samples(excerpt, 16000, hop=2.0)
-    batches = list(stream_segments(long_flac, 16000, hop=2.0, offset=2.25, duration=10.0, block_duration=0.9))
+    batches = list(read_windows(long_flac, 16000, hop=2.0, offset=2.25, duration=10.0, block_duration=0.9))
     assert_same_segments(concatenate(batches), expected, time_shift=2.25)
     assert batches[0].starts[0] == 2.25 and batches[-1].ends[-1] == pytest.approx(12.25)
 
@@ -172,16 +173,16 @@ def test_stream_segments_count_time_from_the_start_of_the_file(long_flac):
 def test_streaming_a_clip_shorter_than_a_window(tmp_path, last):
     path = tmp_path / "short.wav"
     sf.write(path, np.full(4410, 0.25, np.float32), 44100)
-    (batch,) = list(stream_segments(path, 22050, last=last, block_duration=0.03))
+    (batch,) = list(read_windows(path, 22050, last=last, block_duration=0.03))
     assert len(batch) == 1 and batch.padded[0]
     assert batch.ends[0] == pytest.approx(0.1)
 
 
-def test_stream_segments_report_a_missing_file_at_once(tmp_path):
+def test_read_windows_report_a_missing_file_at_once(tmp_path):
     with pytest.raises(AudioMissingError):
-        stream_segments(tmp_path / "missing.flac", 22050)
+        read_windows(tmp_path / "missing.flac", 22050)
     with pytest.raises(UsageError):
-        stream_segments(tmp_path / "missing.flac", 22050, batch_size=0)
+        read_windows(tmp_path / "missing.flac", 22050, batch_size=0)
 
 
 def write_sparse_hour(path, sr=44100, channels=2, seconds=3600):
@@ -213,11 +214,11 @@ def test_an_hour_of_stereo_streams_in_bounded_memory(tmp_path):
     script = textwrap.dedent(f"""
         import json, resource
         import numpy as np
-        from genrekit.audio.segments import stream_segments
+        from genrekit.audio.windows import read_windows
 
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         count, loud, last_end = 0, [], None
-        for batch in stream_segments({str(path)!r}, 22050, batch_size=32):
+        for batch in read_windows({str(path)!r}, 22050, batch_size=32):
             count += len(batch)
             loud += [float(s) for s, rows in zip(batch.starts, batch.samples) if np.abs(rows).max() > 0.1]
             last_end = float(batch.ends[-1])

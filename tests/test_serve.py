@@ -356,7 +356,7 @@ def test_openapi_describes_the_api(make_client):
     assert {"/v1/predict", "/v1/spectrogram", "/v1/models", "/healthz"} <= set(spec["paths"])
     predict = spec["paths"]["/v1/predict"]["post"]
     assert "multipart/form-data" in predict["requestBody"]["content"]
-    assert {p["name"] for p in predict["parameters"]} == {"top_k", "segments", "aggregate", "styles"}
+    assert {p["name"] for p in predict["parameters"]} == {"top_k", "segments", "aggregate", "styles", "max_windows"}
     assert {"413", "422", "429", "504"} <= set(predict["responses"])
 
 

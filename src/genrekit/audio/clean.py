@@ -35,17 +35,20 @@ MAX_CHANNELS = 16
 
 @dataclass
 class SampleRepairs:
-    """Counts of samples :func:`clean_samples` replaced (accumulated over blocks)."""
+    """Counts of samples :func:`clean_samples` replaced (accumulated over blocks), and how the
+    audio was found cut short (``truncated``, set by the decoder: the file was used all the same)."""
 
     non_finite: int = 0
     clipped: int = 0
+    truncated: str | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.non_finite or self.clipped)
+        return bool(self.non_finite or self.clipped or self.truncated)
 
     def add(self, other: "SampleRepairs") -> None:
         self.non_finite += other.non_finite
         self.clipped += other.clipped
+        self.truncated = self.truncated or other.truncated
 
     def describe(self) -> str | None:
         """One line for people (``None`` when nothing was repaired)."""
@@ -54,6 +57,8 @@ class SampleRepairs:
             parts.append(f"{self.non_finite} non-finite (NaN/inf) samples replaced by 0")
         if self.clipped:
             parts.append(f"{self.clipped} samples beyond ±{MAX_SAMPLE:g} clipped")
+        if self.truncated:
+            parts.append(f"truncated: {self.truncated} (classified from what decodes)")
         return "; ".join(parts) or None
 
 

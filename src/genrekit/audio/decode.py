@@ -27,6 +27,8 @@ counts are reported in :attr:`Audio.repairs` (or the ``repairs`` given to :func:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import stat
 from dataclasses import dataclass
@@ -35,10 +37,22 @@ from typing import Iterator
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from genrekit.audio.clean import SampleRepairs, clean_samples
+from genrekit.audio.clean import SampleRepairs
 from genrekit.audio.quiet import c_stderr_silenced
+from genrekit.audio.resample import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    check_sample_rate,
+    convert_blocks,
+)
+from genrekit.audio.sniff import (
+    has_audio_signature,
+    is_mpeg_audio,
+    looks_like_text,
+    states_exact_length,
+    truncation,
+)
 from genrekit.errors import (
     AudioError,
     AudioMissingError,
@@ -49,7 +63,8 @@ from genrekit.errors import (
     UsageError,
 )
 
-__all__ = ["AUDIO_EXTENSIONS", "Audio", "AudioInfo", "audio_info", "load_audio", "stream_audio"]
+__all__ = ["AUDIO_EXTENSIONS", "Audio", "AudioFile", "AudioInfo", "audio_info", "load_audio", "open_audio",
+           "stream_audio"]
 
 
 #: File suffixes treated as audio when scanning folders (lowercase, with the dot).
@@ -60,16 +75,18 @@ AUDIO_EXTENSIONS = frozenset({
 })
 
 
-RESAMPLE_QUALITY = "HQ"
+#: A file cut short is classified from what decodes (with a warning) when at least this many
+#: seconds of the requested audio decode (or half of a shorter request); with less it is an
+#: error: too little to classify.
+MIN_DECODABLE = 1.0
 
 
 #: Seconds decoded before an offset when seeking with FFmpeg, so that codecs with inter-frame
-#: state (AAC priming, the MP3 bit reservoir) are settled at the offset.
-_SEEK_PREROLL = 0.5
+#: state (AAC priming, the MP3 bit reservoir) are settled at the offset (0.1 s was too short for
+#: libsndfile-written MP3, tests/test_audio.py); each window the window budget seeks to pays it.
+_SEEK_PREROLL = 0.3
 
 
-#: File signatures of audio containers: a file that starts like this but cannot be decoded is
-#: reported as corrupt rather than as "not audio".
 #: Formats libsndfile opens but FFmpeg decodes better. libsndfile 1.2's MP3 decoder corrupts
 #: samples when a file is read in several calls (the bit reservoir is lost between calls) and
 #: outputs silence after a seek; FFmpeg's is gapless and exact.
@@ -79,16 +96,6 @@ _FFMPEG_FORMATS = frozenset({"mp3"})
 #: libsndfile's frame count for a stream of unknown length (SF_COUNT_MAX), e.g. a FLAC file whose
 #: STREAMINFO says 0 total samples ("unknown", written by streaming encoders).
 _UNKNOWN_LENGTH = 2**63 - 1
-
-
-#: Largest possible Ogg page (RFC 3533): the last page header lies within this many final bytes.
-_MAX_OGG_PAGE = 65307
-
-
-_AUDIO_SIGNATURES = (
-    b"RIFF", b"RF64", b"FORM", b".snd", b"fLaC", b"OggS", b"caff", b"\x1aE\xdf\xa3",
-    b"0&\xb2u\x8ef\xcf\x11", b"#!AMR", b"MAC ", b"wvpk", b"FRM8", b"riff",
-)
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,9 @@ class AudioInfo:
     lower_bound : bool
         ``True`` when the header states no length and counting the samples stopped at the
         ``max_duration`` given to :func:`audio_info`: the file holds *more* than ``frames``.
+    truncated : str or None
+        How the container shows that the file was cut short (a WAV header declaring more bytes
+        than the file holds, an Ogg stream without its last page); ``frames`` counts what is there.
     """
 
     sr: int
@@ -147,6 +157,7 @@ class AudioInfo:
     format: str
     codec: str | None = None
     lower_bound: bool = False
+    truncated: str | None = None
 
 
 def audio_info(path: str | os.PathLike, *, max_duration: float | None = None) -> AudioInfo:
@@ -275,13 +286,81 @@ def stream_audio(
     ------
     np.ndarray, float32, shape (n,)
     """
-    path = Path(path)
     if block_duration <= 0:
         raise UsageError(f"block_duration must be positive, got {block_duration}")
-    info, backend = _probe(path, count_limit=_count_limit(offset, duration))
-    sr = info.sr if sr is None else sr
-    blocks = _decode(path, info, backend, sr, offset, duration, True, block_duration, repairs)
-    return _mono_blocks(path, blocks, offset)
+    audio = open_audio(path, max_duration=_count_limit(offset, duration))
+    return audio.blocks(sr, offset=offset, duration=duration, block_duration=block_duration, repairs=repairs)
+
+
+#: Containers in which FFmpeg finds a time by seeking (an index, a table of contents or page
+#: granule positions) rather than by decoding from the start.
+_SEEKABLE_WITH_FFMPEG = frozenset({"mp3", "m4a", "mp4", "mov", "ogg", "flac", "matroska", "webm"})
+
+
+class AudioFile:
+    """An audio file opened and checked once, whose parts are then decoded as often as needed.
+
+    Made by :func:`open_audio`. :attr:`info` is what the header says; :meth:`blocks` decodes
+    any range of it, mono, at any rate, without probing the file again.
+    """
+
+    def __init__(self, path: Path, info: AudioInfo, backend: str):
+        self.path, self.info, self.backend = path, info, backend
+        self._opened = None
+
+    def __enter__(self) -> "AudioFile":
+        """Keep the file open across :meth:`blocks` calls, for many short reads (FFmpeg's first
+        seek in a freshly opened MP3 costs five times the later ones)."""
+        if self.backend == "pyav" and self._opened is None:
+            import av
+
+            try:
+                self._opened = av.open(str(self.path))
+            except av.FFmpegError as error:
+                raise CorruptAudioError(self.path, error.strerror) from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._opened is not None:
+            self._opened, opened = None, self._opened
+            opened.close()
+
+    @property
+    def seekable(self) -> bool:
+        """Whether a range far into the file is reached by seeking rather than by decoding up to it."""
+        return self.backend == "soundfile" or self.info.format in _SEEKABLE_WITH_FFMPEG
+
+    def blocks(self, sr: int | None, *, offset: float = 0.0, duration: float | None = None,
+               block_duration: float = 60.0, repairs: SampleRepairs | None = None) -> Iterator[np.ndarray]:
+        """:func:`stream_audio`'s blocks of this file; a bad request or an offset past the end raises at once."""
+        sr = self.info.sr if sr is None else sr
+        decoded = _decode(self.path, self.info, self.backend, sr, offset, duration, True, block_duration, repairs,
+                          self._opened)
+        return _mono_blocks(self.path, decoded, offset)
+
+
+def open_audio(path: str | os.PathLike, *, max_duration: float | None = None) -> AudioFile:
+    """Open and check an audio file: its header is read and a backend chosen, nothing decoded.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any file :func:`load_audio` can read.
+    max_duration : float, optional
+        As in :func:`audio_info`: how far a file whose header states no length is counted.
+
+    Returns
+    -------
+    AudioFile
+
+    Raises
+    ------
+    AudioError
+        The subclass names the cause (missing, not audio, corrupt, empty, unsupported).
+    """
+    path = Path(path)
+    info, backend = _probe(path, count_limit=max_duration)
+    return AudioFile(path, info, backend)
 
 
 def _count_limit(offset, duration) -> float | None:
@@ -304,7 +383,8 @@ def _nothing_read(offset: float) -> str:
     return f"nothing to read from {offset:g} s on" if offset else "no samples decoded"
 
 
-def _decode(path, info, backend, sr, offset, duration, mono, block_duration, repairs=None) -> Iterator[np.ndarray]:
+def _decode(path, info, backend, sr, offset, duration, mono, block_duration, repairs=None,
+            opened=None) -> Iterator[np.ndarray]:
     """Check the request, then return an iterator of ``(n, channels)`` float32 blocks at ``sr``."""
     _check_request(sr, offset, duration)
     if info.duration and offset >= info.duration:
@@ -312,58 +392,37 @@ def _decode(path, info, backend, sr, offset, duration, mono, block_duration, rep
     start = int(round(offset * info.sr))
     stop = None if duration is None else start + max(1, int(round(duration * info.sr)))
     block_frames = max(1, int(round(block_duration * info.sr)))
-    read = _read_soundfile if backend == "soundfile" else _read_pyav
-    native = read(path, info, start, stop, block_frames)
-    return _convert(native, info.sr, sr, 1 if mono else info.channels, mono, repairs)
+    native = _read_complete(path, info, backend, start, stop, block_frames, repairs, opened)
+    return convert_blocks(native, info.sr, sr, 1 if mono else info.channels, mono, repairs)
 
 
 def _check_request(sr, offset, duration) -> None:
     if not (isinstance(sr, (int, np.integer)) and sr > 0):
         raise UsageError(f"sample rate must be a positive integer, got {sr!r}")
+    check_sample_rate(sr, "sample rate")
     if not (offset >= 0 and np.isfinite(offset)):
         raise UsageError(f"offset must be zero or positive seconds, got {offset}")
     if duration is not None and not duration > 0:
         raise UsageError(f"duration must be positive seconds, got {duration}")
 
 
-def _convert(blocks, native_sr: int, sr: int, channels: int, mono: bool, repairs=None) -> Iterator[np.ndarray]:
-    """Sanitise, mix down and resample ``(n, channels)`` blocks; the result does not depend on
-    how the input is cut into blocks (soxr's streaming resampler is block-size invariant)."""
-    resampler = None
-    if native_sr != sr:
-        resampler = soxr.ResampleStream(native_sr, sr, channels, dtype="float32", quality=RESAMPLE_QUALITY)
-    for block in blocks:
-        block = clean_samples(block, repairs)
-        if mono and block.shape[1] > 1:
-            block = _mix_down(block)
-        if resampler is not None:
-            block = resampler.resample_chunk(np.ascontiguousarray(block), last=False)
-        if len(block):
-            yield block.reshape(len(block), channels)
-    if resampler is not None:
-        tail = resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True)
-        if len(tail):
-            yield tail.reshape(len(tail), channels)
-
-
-def _mix_down(block: np.ndarray) -> np.ndarray:
-    """Channel mean of ``(n, channels)`` as ``(n, 1)``; adding whole columns is several times
-    faster than ``mean(axis=1)`` over the short channel axis."""
-    mixed = block[:, 0].copy()
-    for channel in range(1, block.shape[1]):
-        mixed += block[:, channel]
-    mixed /= block.shape[1]
-    return mixed[:, None]
-
-
 def _probe(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str]:
+    """:func:`_find_backend`, refusing sample rates outside the range genrekit reads."""
+    info, backend = _find_backend(path, count_limit)
+    if not MIN_SAMPLE_RATE <= info.sr <= MAX_SAMPLE_RATE:
+        raise UnsupportedAudioError(path, f"sample rate {info.sr} Hz is outside the rates genrekit reads "
+                                          f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
+    return info, backend
+
+
+def _find_backend(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str]:
     """Find a backend that can read ``path`` and return its header information; a length that
     must be counted is counted up to ``count_limit`` seconds (see :func:`audio_info`)."""
     _check_file(path)
-    if _looks_like_text(path):  # every audio header has a zero byte or non-UTF-8 bytes early on
+    if looks_like_text(path):  # every audio header has a zero byte or non-UTF-8 bytes early on
         raise NotAudioError(path, "looks like a text file")
     soundfile_problem, empty_header = None, False
-    if not _is_mpeg_audio(path):  # saves libsndfile's MP3 decoder printing to stderr
+    if not is_mpeg_audio(path):  # saves libsndfile's MP3 decoder printing to stderr
         try:
             with c_stderr_silenced():  # libmpg123 prints notes while probing non-MPEG bytes
                 info = _soundfile_info(path)
@@ -382,13 +441,13 @@ def _probe(path: Path, count_limit: float | None = None) -> tuple[AudioInfo, str
         return _pyav_info(path, count_limit), "pyav"
     except CorruptAudioError:
         # FFmpeg also guesses formats from the file name, and then finds garbage in random bytes.
-        if not _has_audio_signature(path):
+        if not has_audio_signature(path):
             raise NotAudioError(path, "unrecognised data") from None
         raise
     except av.FFmpegError as error:  # FFmpeg cannot make sense of the file either
         if empty_header:
             raise EmptyAudioError(path, "the header declares no samples") from None
-        if not _has_audio_signature(path):
+        if not has_audio_signature(path):
             raise NotAudioError(path, "unrecognised data") from None
         # When libsndfile does not know the format (or, for some damaged MP3s, says the file
         # "does not exist"), FFmpeg's reason is the one that matters.
@@ -424,74 +483,10 @@ def _soundfile_info(path: Path) -> AudioInfo:
             format=handle.format.lower(),
             codec=handle.subtype.lower(),
         )
-    problem = _truncation(path, info.format)
-    if problem:
+    problem = truncation(path, info.format)
+    if problem and info.duration < MIN_DECODABLE:
         raise CorruptAudioError(path, f"truncated: {problem}")
-    return info
-
-
-def _truncation(path: Path, container: str) -> str | None:
-    """Say how a file is cut short, when its container shows it (else ``None``).
-
-    libsndfile silently shortens a WAV, AIFF or AU file to the data present, and measures an
-    Ogg file up to its last complete page; downloads and copies that were cut off only show in
-    the declared size (WAV, AIFF, AU) or in a missing end-of-stream flag (Ogg).
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-        if container == "ogg":
-            handle.seek(max(0, size - _MAX_OGG_PAGE))
-            tail = handle.read()
-    if container == "ogg":
-        last_page = tail.rfind(b"OggS")
-        end_of_stream = last_page >= 0 and len(tail) > last_page + 5 and tail[last_page + 5] & 0x04
-        return None if last_page < 0 or end_of_stream else "the last Ogg page does not end the stream"
-    tag, field = head[:4], head[4:8]
-    if tag == b"RIFF" and head[8:12] == b"WAVE":
-        declared = int.from_bytes(field, "little")
-        if declared in (0, 0xFFFFFFFF):  # written by a streaming encoder that never came back
-            return None
-        declared += 8
-    elif tag == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        declared = int.from_bytes(field, "big") + 8
-    elif tag == b".snd" and len(head) == 12:
-        data_size = int.from_bytes(head[8:12], "big")
-        if data_size == 0xFFFFFFFF:  # "unknown size" by the AU specification
-            return None
-        declared = int.from_bytes(field, "big") + data_size
-    else:
-        return None
-    # One byte of slack: some writers count the pad byte of an odd-sized chunk, others do not.
-    if declared > size + 1:
-        return f"the header declares {declared} bytes, the file holds {size}"
-    return None
-
-
-def _looks_like_text(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as error:
-        # A multi-byte character cut by the 4 KiB window is still text.
-        return error.start >= len(head) - 3 and error.reason == "unexpected end of data"
-    return True
-
-
-def _has_audio_signature(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-    return head.startswith(_AUDIO_SIGNATURES) or head[4:8] == b"ftyp" or _is_mpeg_audio(path)
-
-
-def _is_mpeg_audio(path: Path) -> bool:
-    """Whether the file starts like MP3 or ADTS AAC: an ID3 tag or an 11-bit frame sync."""
-    with open(path, "rb") as handle:
-        head = handle.read(3)
-    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+    return dataclasses.replace(info, truncated=problem) if problem else info
 
 
 def _short(message: str) -> str:
@@ -519,10 +514,6 @@ def _read_soundfile(path: Path, info: AudioInfo, start: int, stop: int | None, b
                     break
     except sf.SoundFileError as error:
         raise CorruptAudioError(path, _short(str(error))) from None
-    if position < stop:
-        raise CorruptAudioError(
-            path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
-        )
 
 
 def _seek(handle: sf.SoundFile, frame: int) -> int:
@@ -590,10 +581,11 @@ def _audio_stream(path: Path, container):
     return stream
 
 
-def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_frames: int):
+def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_frames: int, opened=None):
     """Yield ``(n, channels)`` float32 blocks of native-rate frames ``[start, stop)``.
 
     Positions come from the frames' timestamps, so the result is sample-accurate after a seek.
+    ``opened``: a container kept open by :class:`AudioFile` (it is sought, not reopened).
     """
     import av
 
@@ -601,10 +593,10 @@ def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_
     pending_frames = 0
     position = None
     try:
-        with av.open(str(path)) as container:
+        with contextlib.nullcontext(opened) if opened is not None else av.open(str(path)) as container:
             stream = container.streams.audio[0]
             origin = stream.start_time or 0
-            if start > 0:
+            if start > 0 or opened is not None:
                 target = max(0.0, start / info.sr - _SEEK_PREROLL)
                 try:
                     container.seek(origin + int(target / stream.time_base), stream=stream, backward=True)
@@ -628,39 +620,63 @@ def _read_pyav(path: Path, info: AudioInfo, start: int, stop: int | None, block_
                     break
     except av.FFmpegError as error:
         where = "" if position is None else f" at {position / info.sr:.2f} s"
-        raise CorruptAudioError(path, f"{error.strerror}{where}") from None
-    if pending_frames:
+        failure = CorruptAudioError(path, f"{error.strerror}{where}")
+    else:
+        failure = None
+    if pending_frames:  # what decoded before a failure is still good audio
         yield np.concatenate(pending)
-    if position is not None and _states_exact_length(path, info):
-        expected = info.frames if stop is None else min(stop, info.frames)
-        if position < expected - max(info.sr, 0.05 * info.frames):
-            raise CorruptAudioError(
-                path, f"truncated: data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
-            )
+    if failure is not None:
+        raise failure
+    return start if position is None else position
 
 
-def _states_exact_length(path: Path, info: AudioInfo) -> bool:
-    """Whether FFmpeg's duration for this file comes from the file rather than an estimate.
+def _read_complete(path: Path, info: AudioInfo, backend: str, start: int, stop: int | None, block_frames: int,
+                   repairs: SampleRepairs | None, opened=None):
+    """Yield ``(n, channels)`` blocks of frames ``[start, stop)`` through ``backend``, and judge
+    where the data ends.
 
-    MP4-family containers carry sample tables; an MP3 states its length only in a Xing, Info
-    or VBRI header (otherwise FFmpeg guesses from the first frame's bit rate, which can be far
-    off for variable bit rates, so a short decode would prove nothing).
+    A decoder that stops short of the declared length is not proof of damage (libsndfile stops
+    early on some valid Ogg Vorbis files): the rest is asked of FFmpeg. What is still missing
+    then is a real shortfall: a warning in ``repairs`` (the file is classified from what
+    decodes), or :class:`CorruptAudioError` when less than :data:`MIN_DECODABLE` seconds decode
+    (or half the request, if that is shorter).
     """
-    if info.format in ("m4a", "mp4", "mov"):
-        return True
-    if info.format != "mp3":
-        return False
-    with open(path, "rb") as handle:
-        head = handle.read(10)
-        if head[:3] == b"ID3" and len(head) == 10:
-            size = 0
-            for byte in head[6:10]:  # "syncsafe" integer: 7 bits per byte
-                size = (size << 7) | (byte & 0x7F)
-            handle.seek(10 + size + (10 if head[5] & 0x10 else 0))
-        else:
-            handle.seek(0)
-        first_frame = handle.read(200)
-    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+    expected = info.frames if stop is None else min(stop, info.frames)
+    position, complaint = start, None
+    try:
+        reader = (_read_soundfile(path, info, start, stop, block_frames) if backend == "soundfile"
+                  else _read_pyav(path, info, start, stop, block_frames, opened))
+        for block in reader:
+            position += len(block)
+            yield block
+    except CorruptAudioError as error:  # damage or a cut: what decoded before it stands
+        complaint = error.detail
+    if backend == "soundfile" and position < expected:
+        position = yield from _read_rest_with_ffmpeg(path, info, position, expected, block_frames)
+    # FFmpeg's length is an estimate for most containers: only a clear gap in one that states it counts
+    exact = backend == "soundfile" or states_exact_length(path, info.format)
+    short = position < expected - (0 if backend == "soundfile" else max(info.sr, 0.05 * info.frames))
+    short = (exact and short) or (complaint is not None and position < expected)
+    problem = info.truncated
+    if short:
+        problem = f"data ends at {position / info.sr:.2f} s of the {info.duration:.2f} s declared"
+        problem += f" ({complaint})" if complaint else ""
+    if short and (position - start) / info.sr < min(MIN_DECODABLE, (expected - start) / info.sr / 2):
+        raise CorruptAudioError(path, f"truncated: {problem}")
+    if problem and repairs is not None:
+        repairs.truncated = problem
+
+
+def _read_rest_with_ffmpeg(path: Path, info: AudioInfo, position: int, stop: int, block_frames: int):
+    """Frames ``[position, stop)`` through FFmpeg, as far as it gets; returns where it stopped."""
+    try:
+        for block in _read_pyav(path, info, position, stop, block_frames):
+            block = block[: stop - position]
+            position += len(block)
+            yield block
+    except AudioError:
+        pass  # FFmpeg cannot read this file either: the shortfall stands
+    return position
 
 
 def _frame_position(path: Path, frame, origin: int, sr: int, *, seeking: bool) -> int:

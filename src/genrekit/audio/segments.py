@@ -5,22 +5,21 @@ A clip is cut into windows of ``window`` seconds every ``hop`` seconds (by defau
 one more window (``last="pad"``, the default) or dropped (``last="drop"``); a clip shorter than
 one window always gives one padded window, so that every clip gets a prediction.
 
-:func:`segment_samples` works on an array in memory; :func:`stream_segments` decodes a file
-block by block and gives the same windows in batches, in memory bounded by the block size,
-whatever the length of the file.
+:func:`segment_samples` works on an array in memory; :func:`genrekit.audio.windows.read_windows`
+(the one path from a file, an array or a stream to windows) gives the same windows in batches,
+in memory bounded by the block size, whatever the length of the audio.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from genrekit.errors import UsageError
 
-__all__ = ["LAST_POLICIES", "SegmentSettings", "Segments", "segment_samples", "stream_segments"]
+__all__ = ["LAST_POLICIES", "SegmentSettings", "Segments", "WindowCutter", "segment_samples", "window_sizes"]
 
 
 LAST_POLICIES = ("pad", "drop")
@@ -144,69 +143,12 @@ def segment_samples(
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ValueError(f"segment_samples expects mono samples of shape (n,), got shape {samples.shape}")
-    width, step = _window_sizes(sr, window, hop, last)
-    return _SegmentCutter(width, step, last).cut_all(samples, sr, time_origin=0.0)
+    width, step = window_sizes(sr, window, hop, last)
+    return WindowCutter(width, step, last).cut_all(samples, sr, time_origin=0.0)
 
 
-def stream_segments(
-    path: str | os.PathLike,
-    sr: int,
-    *,
-    window: float = 3.0,
-    hop: float | None = None,
-    last: str = "pad",
-    offset: float = 0.0,
-    duration: float | None = None,
-    batch_size: int = 32,
-    block_duration: float = 60.0,
-    repairs=None,
-) -> Iterator[Segments]:
-    """Decode a file block by block and yield its windows in batches, in bounded memory.
-
-    The windows are exactly those of ``segment_samples(load_audio(path, sr, offset=offset,
-    duration=duration).samples, sr, ...)``, but their times count from the start of the file,
-    not from ``offset``. Memory holds one decoded block (``block_duration`` seconds), one
-    batch and at most one window carried between blocks, so an hour-long file needs no more
-    than a short one.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Any file :func:`genrekit.audio.load_audio` reads.
-    sr : int
-        Sample rate to decode at, in Hz.
-    window, hop, last
-        As in :func:`segment_samples`.
-    offset, duration : float
-        Part of the file to read, in seconds, as in :func:`genrekit.audio.load_audio`.
-    batch_size : int, default 32
-        Windows per yielded :class:`Segments` (the last batch may be smaller).
-    block_duration : float, default 60.0
-        Seconds of audio decoded at a time.
-    repairs : genrekit.audio.clean.SampleRepairs, optional
-        Counts of repaired samples (NaN, inf, absurdly large) are added to it while iterating.
-
-    Yields
-    ------
-    Segments
-
-    Raises
-    ------
-    AudioError
-        When the file cannot be read: at once for problems with the file as a whole, while
-        iterating for damage found further in.
-    """
-    from genrekit.audio.decode import stream_audio
-
-    width, step = _window_sizes(sr, window, hop, last)
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
-        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
-    blocks = stream_audio(path, sr, block_duration=block_duration, offset=offset, duration=duration,
-                          repairs=repairs)
-    return _SegmentCutter(width, step, last).cut_stream(blocks, sr, time_origin=offset, batch_size=batch_size)
-
-
-def _window_sizes(sr: int, window: float, hop: float | None, last: str) -> tuple[int, int]:
+def window_sizes(sr: int, window: float, hop: float | None, last: str) -> tuple[int, int]:
+    """``(window, hop)`` in whole samples at ``sr`` Hz, after checking the options."""
     if last not in LAST_POLICIES:
         raise UsageError(f"last must be one of {', '.join(LAST_POLICIES)}; got {last!r}")
     if not window > 0:
@@ -221,9 +163,9 @@ def _window_sizes(sr: int, window: float, hop: float | None, last: str) -> tuple
 
 
 @dataclass(frozen=True)
-class _SegmentCutter:
-    """Window positions in samples; shared by the in-memory and streaming paths so that
-    both produce identical windows and times."""
+class WindowCutter:
+    """Window positions in samples; shared by the in-memory and streaming paths
+    (:func:`genrekit.audio.windows.read_windows`) so that both produce identical windows and times."""
 
     width: int
     step: int
@@ -241,6 +183,11 @@ class _SegmentCutter:
             return start
         return None
 
+    def count(self, total: int) -> int:
+        """How many windows ``total`` samples give."""
+        full = (total - self.width) // self.step + 1 if total >= self.width else 0
+        return full + (self.tail_start(full, total) is not None)
+
     def cut_all(self, samples: np.ndarray, sr: int, time_origin: float) -> Segments:
         total = len(samples)
         full = (total - self.width) // self.step + 1 if total >= self.width else 0
@@ -254,7 +201,9 @@ class _SegmentCutter:
         return self.batch(rows, sr, time_origin)
 
     def cut_stream(self, blocks: Iterable[np.ndarray], sr: int, time_origin: float,
-                   batch_size: int) -> Iterator[Segments]:
+                   batch_size: int, keep: Callable[[int], bool] | None = None) -> Iterator[Segments]:
+        """Windows of consecutive blocks, in batches; with ``keep``, only the windows whose index
+        it accepts (the others are not copied)."""
         carry = np.zeros(0, np.float32)  # samples [carry_start, total) that later windows need
         carry_start = total = next_start = full = 0
         rows = []
@@ -263,7 +212,8 @@ class _SegmentCutter:
             total += len(block)
             while next_start + self.width <= total:
                 at = next_start - carry_start
-                rows.append((next_start, carry[at: at + self.width], self.width))
+                if keep is None or keep(full):
+                    rows.append((next_start, carry[at: at + self.width], self.width))
                 next_start += self.step
                 full += 1
                 if len(rows) == batch_size:
@@ -273,7 +223,7 @@ class _SegmentCutter:
             carry = carry[keep_from - carry_start:]
             carry_start = keep_from
         tail = self.tail_start(full, total)
-        if tail is not None:
+        if tail is not None and (keep is None or keep(full)):
             rows.append((tail, carry[tail - carry_start:], total - tail))
         if rows:
             yield self.batch(rows, sr, time_origin)

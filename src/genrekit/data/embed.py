@@ -71,10 +71,13 @@ class Embedder:
         Decoding rate; default the feature's own (``sr``), else 22050 Hz.
     device : str
         ``"cpu"`` or ``"cuda"``.
+    max_windows : int, default 0
+        Window budget: rows for at most this many windows per file, spread evenly over it
+        (:func:`genrekit.audio.windows.read_windows`); 0 gives every window.
     """
 
     def __init__(self, spec: dict, *, window: float = 3.0, hop: float | None = None, last: str = "pad",
-                 sample_rate: int | None = None, device: str = "cpu"):
+                 sample_rate: int | None = None, device: str = "cpu", max_windows: int = 0):
         import torch
 
         from genrekit.features.registry import build_feature
@@ -84,14 +87,16 @@ class Embedder:
         self.device = torch.device(device)
         self.sr = int(sample_rate or getattr(self.module, "sr", None) or 22050)
         self.window, self.hop, self.last = float(window), float(hop or window), last
+        self.max_windows = int(max_windows)
         probe = self._forward(np.zeros((1, int(round(self.window * self.sr))), np.float32))
         self.shape = list(probe.shape[1:])
         self.dim = int(np.prod(self.shape))
 
     @property
     def metadata(self) -> dict:
+        budget = {"max_windows": self.max_windows} if self.max_windows else {}
         return {"feature": self.spec, "feature_shape": self.shape, "sample_rate": self.sr,
-                "window": self.window, "hop": self.hop, "last": self.last}
+                "window": self.window, "hop": self.hop, "last": self.last, **budget}
 
     def schema(self):
         """The Arrow schema of this table (columns in the module docstring)."""
@@ -108,7 +113,7 @@ class Embedder:
         """:func:`genrekit.inference.batch.decode_segments` with this table's settings:
         ``(Segments, seconds, warnings)``, ``"stream"`` for a very long file, or an error."""
         return decode_segments(path, sr=self.sr, window=self.window, hop=self.hop, last=self.last,
-                               offset=0.0, duration=None)
+                               offset=0.0, duration=None, max_windows=self.max_windows)
 
     def _forward(self, samples: np.ndarray) -> np.ndarray:
         import torch
@@ -143,10 +148,10 @@ class Embedder:
 
     def _stream(self, path):
         """Windows of a file too long to decode whole, in batches (bounded memory)."""
-        from genrekit.audio.segments import stream_segments
+        from genrekit.audio.windows import read_windows
 
-        return stream_segments(path, self.sr, window=self.window, hop=self.hop, last=self.last,
-                               batch_size=FEATURE_BATCH)
+        return read_windows(path, self.sr, window=self.window, hop=self.hop, last=self.last,
+                            max_windows=self.max_windows, batch_size=FEATURE_BATCH)
 
     def table(self, rows: list[dict]):
         """Rows as an Arrow table of :meth:`schema` (features as one contiguous array)."""

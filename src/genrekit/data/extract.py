@@ -96,7 +96,7 @@ def extract_features(
     sample_rate : int
         Decoding rate in Hz.
     segment : dict
-        ``window``, ``hop`` and ``last`` for :func:`genrekit.audio.segments.segment_samples`.
+        ``window``, ``hop`` and ``last`` for :func:`genrekit.audio.windows.read_windows`.
     cache : FeatureCache or None
         Looked up per track, feature spec, rate and segmentation; misses are computed and stored.
     keep_waveforms : bool
@@ -158,17 +158,10 @@ class _LazySegments:
 
     def __call__(self):
         if self._segments is None:
-            from genrekit.audio.decode import load_audio
-            from genrekit.audio.segments import segment_samples
+            from genrekit.audio.windows import read_windows
 
-            audio = load_audio(self.path, self.sample_rate)
-            self._segments = segment_samples(
-                audio.samples,
-                self.sample_rate,
-                window=self.segment.window,
-                hop=self.segment.hop,
-                last=self.segment.last,
-            )
+            self._segments = read_windows(self.path, self.sample_rate, window=self.segment.window,
+                                          hop=self.segment.hop, last=self.segment.last).collect()
         return self._segments
 
 

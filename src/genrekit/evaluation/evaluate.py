@@ -10,12 +10,14 @@ from typing import Sequence
 
 import numpy as np
 
-from genrekit.errors import DatasetError, UsageError
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS
+from genrekit.errors import DatasetError, GenrekitError, UsageError
 from genrekit.evaluation.metrics import (
+    answer_metrics,
+    answer_name,
     softmax,
     summarize_predictions,
     track_probabilities,
-    voiced_mask,
 )
 from genrekit.evaluation.reports import evaluation_markdown
 
@@ -26,8 +28,10 @@ SPLITS = ("test", "valid", "all", "kfold")
 class Evaluation:
     """A model's results on one split of a dataset (what the report shows).
 
-    ``metrics`` is :func:`summarize_predictions`'s dict; ``predictions`` one row per track
-    (``track_id``, ``label``, ``predicted``, ``confidence``); ``notes`` sentences for the
+    ``metrics`` is :func:`summarize_predictions`'s dict, its track-level entries counting the
+    answers ``genrekit predict`` gives (:func:`answer_metrics`); ``predictions`` one row per
+    track (``track_id``, ``path``, ``label``, ``predicted``: a genre, ``"not music"`` or
+    ``"silent"``, ``confidence``); ``notes`` sentences for the
     report (how the split was chosen, leakage and group checks, skipped tracks).
     """
 
@@ -51,6 +55,12 @@ class Evaluation:
         return self.metrics["tracks"]["confusion"]
 
     @property
+    def track_labels(self) -> list[str]:
+        """Rows and columns of :attr:`track_confusion`: the genres, then "not music" and
+        "silent" when some track got that answer."""
+        return list(self.metrics["tracks"]["per_class"])
+
+    @property
     def histories(self) -> list[list[dict]]:
         return [self.history] if self.history else []
 
@@ -68,6 +78,7 @@ def evaluate_model(
     batch_size: int = 64,
     device: str = "cpu",
     aggregate: str = "mean",
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Evaluation:
     """Run a model on a split of a dataset and score it at segment and track level.
 
@@ -75,6 +86,8 @@ def evaluate_model(
     ----------
     model : GenreModel or path
         A loaded model or a model file (``NAME``, ``NAME.json``, ``NAME.safetensors``).
+        Each track is answered as ``genrekit predict`` answers it (:func:`classify_tracks`):
+        a track that is not music, or silent, gets no genre and counts as wrong.
     dataset : Dataset or path
         Opened with :func:`genrekit.data.datasets.open_dataset` when a path.
     split : {"test", "valid", "all"}
@@ -82,9 +95,15 @@ def evaluate_model(
         dataset, else the dataset's own split (official or GTZAN artist-filtered, see
         :func:`genrekit.data.splits.split_dataset`); ``"all"`` takes every track.
     cache_dir : str or None
-        Feature cache (``None``: the default one, ``""``: none).
+        Not used for audio since each track is answered as ``predict`` answers it (kept for
+        callers that pass it; the feature cache serves training and cross-validation).
+    device : str
+        Where the model runs (:meth:`GenreModel.to <genrekit.inference.model.GenreModel.to>`).
     aggregate : str
         Segments to track, as ``genrekit predict --aggregate``: ``"mean"`` or ``"vote"``.
+    max_windows : int, default DEFAULT_MAX_WINDOWS
+        The window budget of ``genrekit predict``: each track is answered from at most this many
+        of its windows, spread evenly; 0: all.
 
     Raises
     ------
@@ -93,9 +112,7 @@ def evaluate_model(
         selects no track the model can be scored on.
     """
     from genrekit.data.datasets import Dataset, open_dataset
-    from genrekit.data.extract import extract_features, open_cache
     from genrekit.inference.model import GenreModel, load_model
-    from genrekit.models.registry import predict_logits
 
     if split not in ("test", "valid", "all"):
         raise UsageError(f"split must be test, valid or all here, not {split!r} (kfold: see cross_validate)")
@@ -116,28 +133,25 @@ def evaluate_model(
     if not tracks:
         raise DatasetError(f"{dataset.root}: the {split} split holds no track with a label the model knows")
 
-    branches = list(model.feature.branches) if model.spec.multi_input else [model.feature]
-    features = extract_features(
-        tracks, list(model.spec.feature_specs), sample_rate=model.sample_rate, segment=model.segment.to_spec(),
-        cache=open_cache(cache_dir), modules=branches, device=device, description=f"{split} features",
-    )
-    if features.failed:
-        notes.append(f"{len(features.failed)} tracks could not be decoded and were left out "
-                     f"(first: {features.failed[0][1]}).")
-    features = features.select(voiced_mask(features.silent, features.track_index))
-    model.network.to(device)
-    logits = predict_logits(model.network, features.inputs, batch_size, device)
-    probabilities = softmax(logits.numpy() / model.temperature)
+    model.to(device)
+    answers, segments, failed = classify_tracks(model, tracks, aggregate=aggregate, max_windows=max_windows,
+                                                description=f"{split} tracks")
+    if failed:
+        notes.append(f"{len(failed)} tracks could not be decoded and were left out (first: {failed[0][1]}).")
+    kept = [t for t in tracks if str(t.path) in {a.path for a in answers}]
+    if not kept:
+        raise DatasetError(f"{dataset.root}: none of the {len(tracks)} tracks could be decoded ({failed[0][1]})")
     code = {label: i for i, label in enumerate(model.labels)}
-    track_labels = np.array([code[t.label] for t in features.tracks], dtype=np.int64)
-    metrics = summarize_predictions(probabilities, features.track_index, track_labels, model.labels,
-                                    features.weights, aggregate)
-    per_track = track_probabilities(probabilities, features.track_index, len(features.tracks), features.weights,
-                                    aggregate)
+    track_labels = np.array([code[t.label] for t in kept], dtype=np.int64)
+    probabilities, silent, weights, track_index = segments
+    voiced = ~silent  # segment metrics: the windows the network saw
+    metrics = summarize_predictions(probabilities[voiced], track_index[voiced], track_labels, model.labels,
+                                    weights[voiced], aggregate)
+    metrics.update(answer_metrics([t.label for t in kept], [answer_name(a) for a in answers], model.labels))
     predictions = [
-        {"track_id": t.track_id, "label": t.label, "predicted": model.labels[int(p.argmax())],
-         "confidence": round(float(p.max()), 4)}
-        for t, p in zip(features.tracks, per_track)
+        {"track_id": t.track_id, "path": str(t.path), "label": t.label, "predicted": answer_name(a),
+         "confidence": round(float(a.confidence), 4)}
+        for t, a in zip(kept, answers)
     ]
     record = model.spec.split
     return Evaluation(
@@ -153,6 +167,63 @@ def evaluate_model(
         training_counts=dict(record.get("counts") or {}),
         history=list(model.spec.training.get("history") or []),
     )
+
+
+def classify_tracks(model, tracks, *, aggregate: str = "mean", max_windows: int = DEFAULT_MAX_WINDOWS,
+                    description: str = "tracks"):
+    """Each track's answer exactly as ``genrekit predict`` gives it.
+
+    Each file is read by :func:`genrekit.audio.windows.read_windows` and its windows go through
+    :func:`genrekit.inference.predict.classify_segments` and
+    :func:`~genrekit.inference.predict.summarize` (silence, the not-music rule, aggregation), the
+    path of :meth:`GenreModel.predict <genrekit.inference.model.GenreModel.predict>`. (The feature
+    cache is not used: a not-music detector may read more of the network than its cached feature.)
+
+    Parameters
+    ----------
+    model : GenreModel
+    tracks : sequence of Track
+    aggregate : {"mean", "vote"}
+    max_windows : int
+        The window budget, as in :func:`genrekit.inference.predict.predict_audio` (0: every window).
+    description : str
+        The progress bar's label.
+
+    Returns
+    -------
+    answers : list of Prediction
+        One per track that could be read, in order.
+    segments : tuple of np.ndarray
+        ``(probabilities (n, n_classes), silent (n,), weights (n,), track_index (n,))`` of every
+        window classified: calibrated probabilities (NaN rows for silent windows), the share of
+        real audio in each window, and the index into ``answers`` of its track.
+    failed : list of (Track, str)
+        Tracks that could not be read, with the reason.
+    """
+    from genrekit.audio.windows import read_windows
+    from genrekit.inference.predict import classify_segments, summarize
+    from genrekit.utils import track
+
+    answers, parts, failed = [], [], []
+    for item in track(tracks, description, total=len(tracks)):
+        try:
+            windows = read_windows(str(item.path), model.sample_rate, window=model.window, hop=model.hop,
+                                   last=model.segment.last, max_windows=max_windows)
+            batches = [(b.starts, b.ends, *classify_segments(model, b.samples)) for b in windows]
+        except GenrekitError as exc:
+            failed.append((item, str(exc)))
+            continue
+        starts, ends, probabilities, silent = (np.concatenate([b[i] for b in batches]) for i in range(4))
+        taggram = None if batches[0][4] is None else np.concatenate([b[4] for b in batches])
+        answers.append(summarize(model, str(item.path), starts=starts, ends=ends, probabilities=probabilities,
+                                 silent=silent, taggram=taggram, aggregate=aggregate, duration=windows.duration,
+                                 warnings=[windows.repairs.describe()] if windows.repairs else None))
+        parts.append((probabilities, silent, (ends - starts) / model.window, np.full(len(starts), len(answers) - 1)))
+    n_classes = len(model.labels)
+    segments = tuple(np.concatenate([p[i] for p in parts]) if parts else empty
+                     for i, empty in enumerate((np.zeros((0, n_classes)), np.zeros(0, bool), np.zeros(0),
+                                                np.zeros(0, np.int64))))
+    return answers, segments, failed
 
 
 def select_tracks(dataset, record: dict, split: str) -> tuple[list, str]:

@@ -160,6 +160,46 @@ def summarize_predictions(
     }
 
 
+#: What the track metrics call an answer that is not a genre.
+NOT_MUSIC, SILENT = "not music", "silent"
+
+
+def answer_name(prediction) -> str:
+    """A :class:`~genrekit.inference.predict.Prediction`'s answer: its genre, :data:`NOT_MUSIC` or :data:`SILENT`."""
+    if prediction.genre is not None:
+        return prediction.genre
+    return NOT_MUSIC if prediction.not_music else SILENT
+
+
+def answer_metrics(true_labels: Sequence[str], answers: Sequence[str], labels: Sequence[str]) -> dict:
+    """Track-level metrics of the answers ``genrekit predict`` gives.
+
+    Parameters
+    ----------
+    true_labels : sequence of str
+        The genre of each track.
+    answers : sequence of str
+        What was predicted for each track (:func:`answer_name`): a genre, :data:`NOT_MUSIC` or
+        :data:`SILENT`.
+    labels : sequence of str
+        The model's genres.
+
+    Returns
+    -------
+    dict
+        ``tracks`` (:func:`classification_metrics`; an answer that is not a genre counts as
+        wrong and, when given, is one more column of the confusion matrix), ``track_accuracy``,
+        ``track_macro_f1``, ``n_tracks``, ``not_music_tracks``, ``silent_tracks``.
+    """
+    names = list(labels) + [other for other in (NOT_MUSIC, SILENT) if other in answers]
+    code = {name: i for i, name in enumerate(names)}
+    tracks = classification_metrics(np.array([code[t] for t in true_labels], np.int64),
+                                    np.array([code[a] for a in answers], np.int64), names)
+    return {"tracks": tracks, "track_accuracy": tracks["accuracy"], "track_macro_f1": tracks["macro_f1"],
+            "n_tracks": len(answers), "not_music_tracks": sum(a == NOT_MUSIC for a in answers),
+            "silent_tracks": sum(a == SILENT for a in answers)}
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of a float array, computed stably in float64."""
     shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True)

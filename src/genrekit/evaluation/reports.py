@@ -41,10 +41,11 @@ def write_report(result: Reportable, path: str | Path) -> list[Path]:
     confusion_json = stem.with_name(stem.name + "-confusion.json")
     curves_png = stem.with_name(stem.name + "-curves.png")
     matrix = result.track_confusion
+    labels = getattr(result, "track_labels", result.labels)  # with "not music" when predict said so
     written = [path, confusion_png, confusion_json]
-    plot_confusion_matrix(np.array(matrix), result.labels, confusion_png)
+    plot_confusion_matrix(np.array(matrix), labels, confusion_png)
     atomic_write_text(confusion_json, json.dumps(
-        {"labels": result.labels, "rows": "true", "columns": "predicted", "level": "track", "counts": matrix},
+        {"labels": labels, "rows": "true", "columns": "predicted", "level": "track", "counts": matrix},
         indent=1, allow_nan=False) + "\n")
     histories = result.histories
     if any(histories):
@@ -75,6 +76,9 @@ def evaluation_markdown(result) -> str:
         f"- Dataset: `{result.dataset}`",
         f"- Split: **{result.split}**, {m['n_tracks']} tracks, {m['n_segments']} segments",
         f"- Model's own split (tracks): {trained_on}",
+        *([f"- Answered as `genrekit predict` answers: {m['not_music_tracks']} tracks not music, "
+           f"{m['silent_tracks']} silent (no genre: counted as wrong)"]
+          if m.get("not_music_tracks") or m.get("silent_tracks") else []),
         "",
         "| level | accuracy | macro-F1 | balanced accuracy |",
         "|---|---|---|---|",

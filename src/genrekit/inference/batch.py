@@ -4,7 +4,6 @@ processes while the network runs on batches gathered across files, records in in
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from functools import partial
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from genrekit.errors import GenrekitError
 from genrekit.inference.predict import (
+    DEFAULT_MAX_WINDOWS,
     _check_options,
     check_styles,
     classify_segments,
@@ -97,8 +97,8 @@ def _unreadable_folders(errors: list[OSError]) -> Iterator[tuple[str, str]]:
         yield str(error.filename), f"cannot read folder ({error.strerror or error})"
 
 
-#: Files longer than this (seconds) are streamed in the main process instead of being decoded
-#: whole by a worker, so memory stays bounded whatever the input.
+#: Files whose windows hold more than this (seconds) are streamed in the main process instead of
+#: being decoded whole by a worker, so memory stays bounded whatever the input.
 STREAM_LONGER_THAN = 600.0
 
 
@@ -115,6 +115,7 @@ def predict_files(
     max_duration: float | None = None,
     recursive: bool = True,
     styles: bool = False,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Iterator[dict]:
     """Classify many files; yield each file's JSON record in input order.
 
@@ -123,12 +124,13 @@ def predict_files(
     segmentation run in that many worker processes while this process runs the network on
     batches of ``batch_size`` segments gathered across files. ``recursive=False`` takes only
     the files directly inside folders given in ``paths``. ``styles`` adds each file's styles
-    (models computing the MSD taggram only).
+    (models computing the MSD taggram only). ``max_windows`` is the window budget of
+    :func:`~genrekit.inference.predict.predict_audio` (0: every window).
     """
     yield from predict_found(
         collect_audio_files(paths, recursive=recursive), model, workers=workers, batch_size=batch_size,
         top_k=top_k, aggregate=aggregate, segments=segments, offset=offset, max_duration=max_duration,
-        styles=styles,
+        styles=styles, max_windows=max_windows,
     )
 
 
@@ -144,6 +146,7 @@ def predict_found(
     offset: float = 0.0,
     max_duration: float | None = None,
     styles: bool = False,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Iterator[dict]:
     """:func:`predict_files` on ``(path, problem)`` pairs from :func:`collect_audio_files`.
 
@@ -153,9 +156,10 @@ def predict_found(
     _check_options(top_k, aggregate)
     check_styles(model, styles)
     options = dict(top_k=top_k, aggregate=aggregate, segments=segments, styles=styles)
+    max_windows = 0 if segments else max_windows  # a timeline shows every window
     decode = partial(
         decode_segments, sr=model.sample_rate, window=model.window, hop=model.hop,
-        last=model.segment.last, offset=offset, duration=max_duration,
+        last=model.segment.last, offset=offset, duration=max_duration, max_windows=max_windows,
     )
     decoded = _decode_in_workers(found, decode, workers)
     pending: list[tuple] = []  # (path, Segments, seconds, warnings) waiting for the network
@@ -164,7 +168,7 @@ def predict_found(
         if result == "stream":
             yield from classify_decoded(model, pending, options)
             pending, n_waiting = [], 0
-            yield _predict_one_streamed(model, path, offset, max_duration, options)
+            yield _predict_one_streamed(model, path, offset, max_duration, max_windows, options)
             continue
         if isinstance(result, str):
             if pending:  # keep input order: finish earlier files before reporting this one
@@ -180,24 +184,22 @@ def predict_found(
     yield from classify_decoded(model, pending, options)
 
 
-def decode_segments(path, *, sr, window, hop, last, offset, duration):
-    """Worker job: ``(Segments, seconds decoded, warnings)`` for ``path``; ``"stream"`` for very
-    long files, or an error message."""
-    from genrekit.audio.decode import audio_info, load_audio
-    from genrekit.audio.segments import segment_samples
+def decode_segments(path, *, sr, window, hop, last, offset, duration, max_windows=0):
+    """Worker job: ``(Segments, seconds decoded, warnings)`` for ``path``, read by
+    :func:`genrekit.audio.windows.read_windows`; ``"stream"`` when its windows would hold more
+    than :data:`STREAM_LONGER_THAN` seconds of audio, or an error message."""
+    from genrekit.audio.windows import read_windows
 
     try:
-        info = audio_info(path)
-        remaining = info.duration - offset if duration is None else min(duration, info.duration - offset)
-        if remaining > STREAM_LONGER_THAN:
+        windows = read_windows(path, sr, window=window, hop=hop, last=last, offset=offset, duration=duration,
+                               max_windows=max_windows)
+        if windows.count * window > STREAM_LONGER_THAN:
             return "stream"
-        audio = load_audio(path, sr, offset=offset, duration=duration)
-        if audio.samples.size == 0:
+        segs = windows.collect()
+        if len(segs) == 0:
             return f"{path}: no audio in the requested range"
-        segs = segment_samples(audio.samples, sr, window=window, hop=hop, last=last)
-        warnings = [audio.repairs.describe()] if audio.repairs else []
-        return (dataclasses.replace(segs, starts=segs.starts + offset, ends=segs.ends + offset),
-                audio.duration, warnings)
+        warnings = [windows.repairs.describe()] if windows.repairs else []
+        return segs, windows.duration, warnings
     except GenrekitError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
@@ -234,7 +236,7 @@ def _decode_in_workers(jobs, decode, workers: int):
 
 #: Modules the decoding workers need. The fork server imports them once, so a worker starts in
 #: milliseconds instead of importing them itself (a second or more on a busy machine).
-WORKER_MODULES = ["genrekit.inference.batch", "genrekit.audio.decode", "genrekit.audio.segments"]
+WORKER_MODULES = ["genrekit.inference.batch", "genrekit.audio.decode", "genrekit.audio.windows"]
 
 
 def start_decoders() -> None:
@@ -357,9 +359,10 @@ def classify_decoded(model, pending, options) -> Iterator[dict]:
                         taggram=None if taggram is None else taggram[part], **options).to_dict()
 
 
-def _predict_one_streamed(model, path, offset, max_duration, options) -> dict:
+def _predict_one_streamed(model, path, offset, max_duration, max_windows, options) -> dict:
     try:
-        return predict_audio(model, path, offset=offset, max_duration=max_duration, **options).to_dict()
+        return predict_audio(model, path, offset=offset, max_duration=max_duration, max_windows=max_windows,
+                             **options).to_dict()
     except GenrekitError as exc:
         return error_record(path, exc)
 

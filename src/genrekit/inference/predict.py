@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genrekit.audio.clean import SampleRepairs, as_mono_float32
 from genrekit.audio.levels import SILENCE_DBFS, rms_dbfs
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS, read_windows
 from genrekit.errors import GenrekitError, UsageError
 from genrekit.inference.aggregate import aggregate_probabilities, check_aggregation
 from genrekit.inference.taggram import detect_not_music, file_styles, tag_row_width
@@ -121,14 +121,15 @@ def predict_audio(
     max_duration: float | None = None,
     batch_size: int = 16,
     styles: bool = False,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Prediction:
     """Classify one file path or waveform with a :class:`~genrekit.inference.model.GenreModel`.
 
     Parameters
     ----------
-    audio : path or np.ndarray
-        A file (decoded with :func:`genrekit.audio.segments.stream_segments`, so long files use
-        bounded memory) or samples ``(n,)`` / ``(channels, n)`` at ``sr`` Hz.
+    audio : path, np.ndarray or iterator of np.ndarray
+        A file, samples ``(n,)`` / ``(channels, n)`` at ``sr`` Hz, or an iterator of such blocks;
+        read by :func:`genrekit.audio.windows.read_windows` (long files use bounded memory).
     top_k : int
         How many genres to list in ``Prediction.top`` (default 3).
     aggregate : {"mean", "vote"}
@@ -140,6 +141,10 @@ def predict_audio(
     styles : bool
         Also give the file's styles (``Prediction.styles``); needs a model whose feature is the
         MSD_musicnn taggram (the default model), else :class:`UsageError`.
+    max_windows : int, default DEFAULT_MAX_WINDOWS
+        The window budget: classify at most this many windows, spread evenly over the audio
+        (only those are decoded where the format can seek); 0 classifies every window.
+        ``segments=True`` always classifies every window.
 
     Samples that are NaN, infinite or absurdly large (in a file or an array) are repaired
     before any feature is computed, and said so in ``Prediction.warnings``. Arrays may also be
@@ -158,25 +163,19 @@ def predict_audio(
     offset, max_duration = _check_range(offset, max_duration)
     if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
         raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
-    repairs = SampleRepairs()
     is_path = isinstance(audio, (str, os.PathLike))
-    if not is_path:
-        sr = _check_sr(sr)
-        audio = as_mono_float32(audio, repairs)
+    windows = read_windows(audio, model.sample_rate, source_sr=None if is_path else sr, window=model.window,
+                           hop=model.hop, last=model.segment.last, offset=offset, duration=max_duration,
+                           max_windows=0 if segments else max_windows, batch_size=batch_size)
     # keep only times and probabilities: holding every batch's samples would cost the whole
     # decoded file in memory (230 MB per hour at 16 kHz)
-    parts = [
-        (batch.starts, batch.ends, *classify_segments(model, batch.samples))
-        for batch in _segment_batches(model, audio, sr, offset=offset, duration=max_duration,
-                                      batch_size=batch_size, repairs=repairs)
-    ]
+    parts = [(batch.starts, batch.ends, *classify_segments(model, batch.samples)) for batch in windows]
     if not parts:
         raise GenrekitError(f"{audio if is_path else 'array'}: no audio in the requested range")
-    path = str(audio) if is_path else None
     return summarize(
-        model, path,
-        warnings=[repairs.describe()] if repairs else None,
-        duration=_audio_duration(audio, sr, offset, max_duration),
+        model, str(audio) if is_path else None,
+        warnings=[windows.repairs.describe()] if windows.repairs else None,
+        duration=windows.duration,
         starts=np.concatenate([p[0] for p in parts]),
         ends=np.concatenate([p[1] for p in parts]),
         probabilities=np.concatenate([p[2] for p in parts]),
@@ -212,18 +211,6 @@ def _check_range(offset, max_duration) -> tuple[float, float | None]:
     if max_duration is not None and not (math.isfinite(max_duration) and max_duration > 0):
         raise UsageError(f"max_duration must be positive seconds (or None for all), got {max_duration}")
     return offset, max_duration
-
-
-def _check_sr(sr) -> int:
-    if sr is None:
-        raise UsageError("sr is required when predicting from an array of samples")
-    try:
-        valid = float(sr) == int(sr) and int(sr) > 0 and not isinstance(sr, bool)
-    except (TypeError, ValueError, OverflowError):
-        valid = False
-    if not valid:
-        raise UsageError(f"sr must be a positive whole number of samples per second, got {sr!r}")
-    return int(sr)
 
 
 def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -313,45 +300,6 @@ def summarize(model, path, *, starts, ends, probabilities, silent, taggram=None,
         not_music_fraction=fraction,
         styles=style_list,
     )
-
-
-def _audio_duration(audio, sr, offset: float, max_duration: float | None) -> float:
-    """Seconds of ``audio`` in ``[offset, offset + max_duration)``."""
-    if isinstance(audio, (str, os.PathLike)):
-        from genrekit.audio.decode import audio_info
-
-        # a file that states no length is counted only as far as the request reaches
-        total = audio_info(audio, max_duration=None if max_duration is None else offset + max_duration + 1).duration
-    else:
-        total = len(audio) / sr  # already mono
-    available = max(total - offset, 0.0)
-    return available if max_duration is None else min(available, max_duration)
-
-
-def _segment_batches(model, audio, sr, *, offset, duration, batch_size, repairs=None):
-    """Batches of windows of a file, or of clean mono float32 ``audio`` at ``sr``."""
-    from genrekit.audio.segments import segment_samples, stream_segments
-
-    options = dict(window=model.window, hop=model.hop, last=model.segment.last)
-    if isinstance(audio, (str, os.PathLike)):
-        yield from stream_segments(audio, model.sample_rate, offset=offset, duration=duration,
-                                   batch_size=batch_size, repairs=repairs, **options)
-        return
-    samples = audio
-    start = int(round(offset * sr))
-    stop = None if duration is None else start + int(round(duration * sr))
-    samples = samples[start:stop]
-    if samples.size == 0:
-        raise GenrekitError("no samples to classify")
-    if sr != model.sample_rate:
-        import soxr
-
-        samples = soxr.resample(samples, sr, model.sample_rate).astype(np.float32)
-    whole = segment_samples(samples, model.sample_rate, **options)
-    for first in range(0, len(whole.samples), batch_size):
-        part = slice(first, first + batch_size)
-        yield type(whole)(samples=whole.samples[part], starts=whole.starts[part] + offset,
-                          ends=whole.ends[part] + offset, padded=whole.padded[part])
 
 
 def _timeline(labels, starts, ends, probabilities, silent, not_music) -> list[SegmentPrediction]:

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from genrekit.audio.resample import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE  # the rates genrekit reads audio at
 from genrekit.audio.segments import SegmentSettings
 from genrekit.errors import GenrekitError, ModelError
 from genrekit.utils import finite_json
@@ -26,8 +27,6 @@ FORMAT = "genrekit-model"
 FORMAT_VERSION = 1
 
 
-#: Accepted model sample rates (Hz): from telephone-band audio to 384 kHz studio files.
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000
 
 
 #: Longest accepted analysis window (seconds); a window is held in memory whole.

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from genrekit.apps.cli.options import Model
+from genrekit.apps.cli.options import MaxWindows, Model
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS
 from genrekit.errors import UsageError
 
 
@@ -23,6 +24,7 @@ def tag(
     force: bool = typer.Option(False, "--force", help="Predict again even files with a stored result."),
     styles: bool = typer.Option(False, "--styles", help="Also write the predicted styles (genre-like MSD tags, see genrekit predict --styles) as additional genre values; a style that names another of the model's genres only when the model gives that genre at least 25 %."),
     genre_map: Optional[str] = typer.Option(None, "--genre-map", metavar="FILE.toml", help="Your own genre names: model label (or style) = \"tag text\", or false to never write it."),
+    max_windows: MaxWindows = DEFAULT_MAX_WINDOWS,
 ) -> None:
     """Write predicted genres into the files' genre tags (dry run unless --write; undo with --undo).
 
@@ -62,8 +64,8 @@ def tag(
 
             loaded = load_model(model)
             names = None if genre_map is None else load_genre_map(genre_map, loaded)
-            predictions = track(library_predictions(state, [library], loaded, force=force, styles=styles),
-                                "classifying")
+            predictions = track(library_predictions(state, [library], loaded, force=force, styles=styles,
+                                                    max_windows=max_windows), "classifying")
             outcomes = plan_tag_changes(predictions, min_confidence=min_confidence, keep_existing=keep_existing,
                                         styles=styles, genre_map=names, genres=loaded.labels)
             if not write:

@@ -58,6 +58,11 @@ Feature = Annotated[Optional[str], typer.Option(
          'mfcc with 20 coefficients; embed takes musicnn penultimate, the default model\'s input).')]
 Aggregate = Annotated[Literal[AGGREGATIONS], typer.Option(
     "--aggregate", help="Segments to track: mean probability, or a majority vote.")]
+MaxWindows = Annotated[int, typer.Option(
+    "--max-windows", min=0, metavar="N",
+    help="Window budget: classify at most N windows (3 s each) of a file, spread evenly over it, decoding "
+         "only those where the format can seek; 0: every window (default: 10). --segments (the timeline) "
+         "always has every window.")]
 
 
 def resolve_device(device: str | None) -> str:

@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from genrekit.apps.cli.options import Aggregate, Device, Feature, Model, resolve_device
+from genrekit.apps.cli.options import Aggregate, Device, Feature, MaxWindows, Model, resolve_device
 from genrekit.apps.console import stderr
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS
 from genrekit.errors import OutputError, UsageError
 from genrekit.utils import printable
 
@@ -25,6 +26,7 @@ def predict(
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write results to this file instead of stdout (a file is replaced atomically; a FIFO, device or link is written through; its folder must exist)."),
     offset: float = typer.Option(0.0, "--offset", min=0.0, metavar="SECONDS", help="Start this many seconds into each file."),
     max_duration: Optional[float] = typer.Option(None, "--max-duration", min=0.1, metavar="SECONDS", help="Classify at most this many seconds."),
+    max_windows: MaxWindows = DEFAULT_MAX_WINDOWS,
     recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Search folders recursively, or take only the files directly in them."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, help="Processes decoding audio while the network runs (0: none). Default: 1 per core beyond the first, at most 2; none for a single file."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Segments gathered across files per network batch."),
@@ -58,7 +60,7 @@ def predict(
         report = predict_on_ray(inputs, address=ray_address, model=model, output=output, fmt=fmt, files_from=files_from,
                                 recursive=recursive, top_k=top_k, aggregate=aggregate, segments=segments, offset=offset,
                                 max_duration=max_duration, actors=actors, threads=threads or 1,
-                                device=resolve_device(device), styles=styles)
+                                device=resolve_device(device), styles=styles, max_windows=max_windows)
         _ray_exit(report, "classified", output)
     if actors or device not in (None, "auto", "cpu"):
         raise UsageError("--actors and --device go with --ray (here the network runs on the CPU)")
@@ -98,7 +100,8 @@ def predict(
     loaded = load_model(model)
     torch.set_num_threads(threads or default_threads(workers))
     options = dict(workers=workers, batch_size=batch_size, top_k=top_k, segments=segments,
-                   aggregate=aggregate, offset=offset, max_duration=max_duration, styles=styles)
+                   aggregate=aggregate, offset=offset, max_duration=max_duration, styles=styles,
+                   max_windows=max_windows)
     stats: dict = {}
     with contextlib.ExitStack() as stack:
         if db:
@@ -153,6 +156,7 @@ def embed(
     ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS", help="Run on a Ray cluster: auto, local or HOST:PORT."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, help="With --ray: feature actors (default: one per GPU with --device cuda, else half the CPUs)."),
     device: Device = None,
+    max_windows: int = typer.Option(0, "--max-windows", min=0, metavar="N", help="Window budget: rows for at most N windows of a file, spread evenly over it (default 0: every window, for training)."),
 ) -> None:
     """Write a feature table: one Parquet row per segment (track, path, label, start, end, feature vector)."""
     from genrekit.data.embed import DEFAULT_FEATURE
@@ -160,7 +164,7 @@ def embed(
     inputs = _check_inputs(inputs, files_from)
     spec = feature or dict(DEFAULT_FEATURE)
     device = resolve_device(device)
-    settings = {"window": window, "hop": hop, "sample_rate": sample_rate}
+    settings = {"window": window, "hop": hop, "sample_rate": sample_rate, "max_windows": max_windows}
     if ray_address:
         from genrekit.apps.cluster.pipeline import embed_on_ray
 

@@ -6,7 +6,17 @@ from typing import Optional
 
 import typer
 
-from genrekit.apps.cli.options import Aggregate, CacheDir, DatasetKind, Device, Feature, NoCache, resolve_device
+from genrekit.apps.cli.options import (
+    Aggregate,
+    CacheDir,
+    DatasetKind,
+    Device,
+    Feature,
+    MaxWindows,
+    NoCache,
+    resolve_device,
+)
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS
 from genrekit.errors import UsageError
 
 experiment_app = typer.Typer(help="Cross-validate many training recipes into one results table.", no_args_is_help=True,
@@ -89,6 +99,7 @@ def evaluate(
     device: Device = None,
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="With --split kfold: epochs per fold (default: the model's)."),
     aggregate: Aggregate = "mean",
+    max_windows: MaxWindows = DEFAULT_MAX_WINDOWS,
 ) -> None:
     """Score a model on a dataset split: track and segment accuracy, macro-F1, confusion matrix."""
     import dataclasses
@@ -126,7 +137,7 @@ def evaluate(
     elif split in ("test", "valid", "all"):
         result = evaluate_model(model, dataset, split=split, dataset_kind=kind, cache_dir=cache,
                                 device=resolve_device(device),
-                                aggregate=aggregate)
+                                aggregate=aggregate, max_windows=max_windows)
         m = result.metrics
         lines = [f"tracks: {m['n_tracks']}  segments: {m['n_segments']}"] + [
             f"{key}: {m[key]:.4f}" for key in ("track_accuracy", "track_macro_f1", "segment_accuracy", "segment_macro_f1")

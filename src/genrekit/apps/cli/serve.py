@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from genrekit.apps.cli.options import Model
+from genrekit.apps.cli.options import MaxWindows, Model
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS
 
 
 def serve(
@@ -21,6 +22,7 @@ def serve(
     max_uploads: int = typer.Option(16, "--max-uploads", min=1, help="Uploads received at once, apart from inference (429 beyond)."),
     min_upload_rate: float = typer.Option(16.0, "--min-upload-rate", min=0.0, help="Slowest accepted upload, in kB/s on average after a 10 s grace period (408 below; 0: no minimum)."),
     allowed_host: Optional[List[str]] = typer.Option(None, "--allowed-host", metavar="NAME", help="Another Host name to answer besides localhost, IP addresses and --host (repeatable; '*': any)."),
+    max_windows: MaxWindows = DEFAULT_MAX_WINDOWS,
     api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", envvar="GENREKIT_API_KEY", show_envvar=True, help="Require 'Authorization: Bearer KEY' on /v1/ (the web page asks for it). Prefer the environment variable: options show in the process list."),
 ) -> None:
     """Serve the REST API (/v1/predict, /docs) and the web page (/) with one model loaded once."""
@@ -33,4 +35,4 @@ def serve(
     service_app.run_server(model, host=host, port=port, max_upload_mb=max_upload_mb, max_duration_s=max_duration,
                            workers=workers, queue_limit=queue_limit, request_timeout_s=request_timeout,
                            max_uploads=max_uploads, min_upload_rate_kbs=min_upload_rate,
-                           allowed_hosts=list(allowed_host or []), api_key=api_key)
+                           allowed_hosts=list(allowed_host or []), api_key=api_key, max_windows=max_windows)

@@ -26,6 +26,7 @@ from genrekit.apps.console import is_debug, is_quiet, stderr
 from genrekit.data.embed import Embedder, list_items
 from genrekit.errors import UsageError
 from genrekit.inference.batch import available_cores, decode_segments
+from genrekit.inference.predict import DEFAULT_MAX_WINDOWS
 from genrekit.utils import output_target, printable, utf8_text
 
 RAY_HINT = "--ray needs Ray, an optional extra: pip install 'genrekit[ray]'"
@@ -268,7 +269,8 @@ def predict_on_ray(inputs: list[str], *, address: str, model: str | None = None,
                    fmt: str = "jsonl", files_from: str | None = None, recursive: bool = True, top_k: int = 3,
                    aggregate: str = "mean", segments: bool = False, offset: float = 0.0,
                    max_duration: float | None = None, actors: int | None = None, threads: int = 1,
-                   device: str = "cpu", decode: Callable | None = None, stream=None, styles: bool = False) -> RunReport:
+                   device: str = "cpu", decode: Callable | None = None, stream=None, styles: bool = False,
+                   max_windows: int = DEFAULT_MAX_WINDOWS) -> RunReport:
     """``genrekit predict --ray``: classify files on a Ray cluster (see :mod:`genrekit.apps.cluster`).
 
     ``decode`` replaces the decoding function (tests use it to crash workers on purpose).
@@ -280,11 +282,13 @@ def predict_on_ray(inputs: list[str], *, address: str, model: str | None = None,
     found = list_files(inputs, files_from, recursive)
     loaded = load_model(model)  # fails here, once, on a bad --model; gives the segmenting settings
     check_styles(loaded, styles)
+    max_windows = 0 if segments else max_windows  # a timeline shows every window
     decode = decode or partial(decode_segments, sr=loaded.sample_rate, window=loaded.window, hop=loaded.hop,
-                               last=loaded.segment.last, offset=offset, duration=max_duration)
+                               last=loaded.segment.last, offset=offset, duration=max_duration,
+                               max_windows=max_windows)
     # styles only when asked: outputs made before styles existed still resume
     options = {"top_k": top_k, "aggregate": aggregate, "segments": segments, **({"styles": True} if styles else {})}
-    excerpt = {"offset": offset, "max_duration": max_duration}
+    excerpt = {"offset": offset, "max_duration": max_duration, "max_windows": max_windows}
     metadata = {"model": loaded.model_id, **options, **excerpt}
     return run("predict", found, address=address, output=output, fmt=fmt, top_k=top_k, stream=stream,
                stage_args={"model": model, "options": options, "excerpt": excerpt, "metadata": metadata},
@@ -306,7 +310,7 @@ def embed_on_ray(inputs: list[str], *, address: str, output: str, spec: dict, se
         items += [{"path": p, "track": None, "label": None, "problem": name_problem(p)} for p in read_file_list(files_from)]
     embedder = Embedder(spec, **settings)  # checks the spec once, here, and settles the sample rate
     decode = decode or partial(decode_segments, sr=embedder.sr, window=embedder.window, hop=embedder.hop,
-                               last=embedder.last, offset=0.0, duration=None)
+                               last=embedder.last, offset=0.0, duration=None, max_windows=embedder.max_windows)
     settings = {**settings, "sample_rate": embedder.sr}
     return run("embed", [], items=items, address=address, output=output, decode=decode, actors=actors,
                threads=threads, device=device, stage_args={"spec": spec, "settings": settings},

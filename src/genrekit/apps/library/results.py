@@ -8,20 +8,26 @@ from typing import Callable, Iterable, Iterator
 
 from genrekit.apps.library.db import LibraryDB
 from genrekit.inference.batch import collect_audio_files, predict_files
-from genrekit.inference.predict import error_record
+from genrekit.inference.predict import DEFAULT_MAX_WINDOWS, error_record
 
-#: The :func:`predict_files` options of ``genrekit tag``: results made with them are stored in
-#: the library database under the bare model id, so ``predict --db`` and ``tag`` share them.
+#: The :func:`predict_files` options whose results are stored in the library database under the
+#: bare model id; ``predict --db`` and ``tag`` share results made with the same options. Every
+#: window (``max_windows`` 0) is what results stored before the window budget were made with;
+#: a budget is part of the key, so changing it recomputes.
 LIBRARY_OPTIONS = {"top_k": 3, "aggregate": "mean", "segments": False, "offset": 0.0, "max_duration": None,
-                   "styles": False}
+                   "styles": False, "max_windows": 0}
 
 
 def library_result_key(model, **options) -> str:
     """The model id under which results of ``model`` with ``options`` are stored in a library DB.
 
     Other options than :data:`LIBRARY_OPTIONS` are appended (``"<id>?top_k=5"``), so a run asking
-    for more (a timeline, more genres, another excerpt) never reuses a result that lacks it.
+    for more (a timeline, more genres, another excerpt, another window budget) never reuses a
+    result that lacks it. ``max_windows`` defaults to the budget ``predict`` uses by default.
     """
+    options = {"max_windows": DEFAULT_MAX_WINDOWS, **options}
+    if options.get("segments"):
+        options["max_windows"] = 0  # a timeline is made of every window, whatever the budget
     changed = {key: value for key, value in options.items() if LIBRARY_OPTIONS.get(key, object()) != value}
     if not changed:
         return model.model_id
@@ -54,6 +60,7 @@ def predict_with_library(found, model, db, *, force: bool = False, stats: dict |
             yield error_record(path, f"{path}: {problem}")
         else:
             files.append(path)
+    options.setdefault("max_windows", DEFAULT_MAX_WINDOWS)
     key = library_result_key(model, **{k: v for k, v in options.items() if k in LIBRARY_OPTIONS})
     computing = []
 
@@ -112,17 +119,19 @@ def library_predictions(
     force: bool = False,
     predict: Callable[[list[Path]], Iterable[dict]] | None = None,
     styles: bool = False,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
 ) -> Iterator[dict]:
     """Predictions for every audio file under ``inputs`` (files, folders, globs), reusing ``db``.
 
     ``model`` is a :class:`~genrekit.inference.model.GenreModel` (its ``model_id`` keys the stored
     results); ``predict`` defaults to ``genrekit.inference.batch.predict_files(paths, model)``. Inputs
     that cannot be read (missing file, symbolic link loop) come out as ``{"path", "error"}``.
-    ``styles`` asks for each file's styles (stored under their own key, ``<model id>?styles=True``).
+    ``styles`` asks for each file's styles (stored under their own key, ``<model id>?styles=True``);
+    ``max_windows`` is the window budget (in the key too, ``<model id>?max_windows=10``).
     """
     if predict is None:
         def predict(paths):
-            return predict_files(paths, model, styles=styles)
+            return predict_files(paths, model, styles=styles, max_windows=max_windows)
 
     found = []
     for path, problem in collect_audio_files(inputs):
@@ -130,4 +139,5 @@ def library_predictions(
             yield error_record(path, f"{path}: {problem}")
         else:
             found.append(path)
-    yield from predict_with_cache(db, found, library_result_key(model, styles=styles), predict, force=force)
+    yield from predict_with_cache(db, found, library_result_key(model, styles=styles, max_windows=max_windows),
+                                  predict, force=force)

@@ -61,6 +61,7 @@ from genrekit.apps.service.uploads import (  # noqa: F401 - clean_filename is pa
     clean_filename,
     receive_upload,
 )
+from genrekit.audio.windows import DEFAULT_MAX_WINDOWS
 from genrekit.errors import GenrekitError
 from genrekit.version import __version__
 
@@ -92,6 +93,8 @@ class ServiceLimits:
     max_uploads: int = 16
     min_upload_rate_kbs: float = 16.0
     upload_grace_s: float = 10.0
+    #: The window budget when a request does not give ``max_windows`` (0: every window).
+    max_windows: int = DEFAULT_MAX_WINDOWS
 
     @property
     def max_upload_bytes(self) -> int:
@@ -395,7 +398,7 @@ def create_app(model, *, max_upload_mb: float = 50, max_duration_s: float = 1200
                queue_limit: int = 8, request_timeout_s: float = 120, max_uploads: int = 16,
                min_upload_rate_kbs: float = 16, upload_grace_s: float = 10,
                upload_dir: str | Path | None = None, allowed_hosts: Iterable[str] | None = None,
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None, max_windows: int = DEFAULT_MAX_WINDOWS) -> FastAPI:
     """The service for one loaded :class:`~genrekit.inference.model.GenreModel` (see the module doc).
 
     ``upload_dir`` is where uploads stay while they are processed; by default a private
@@ -405,7 +408,9 @@ def create_app(model, *, max_upload_mb: float = 50, max_duration_s: float = 1200
     """
     limits = ServiceLimits(float(max_upload_mb), float(max_duration_s), int(workers),
                            int(queue_limit), float(request_timeout_s), int(max_uploads),
-                           float(min_upload_rate_kbs), float(upload_grace_s))
+                           float(min_upload_rate_kbs), float(upload_grace_s), int(max_windows))
+    if limits.max_windows < 0:
+        raise GenrekitError("the window budget cannot be negative (0: every window)")
     if limits.min_upload_rate_kbs < 0 or limits.upload_grace_s < 0:
         raise GenrekitError("the minimum upload rate and the grace period cannot be negative")
     service = Service(model, limits, Path(upload_dir) if upload_dir else None)
@@ -487,6 +492,9 @@ def _add_api_routes(app: FastAPI, service: Service) -> None:
         aggregate: Literal["mean", "vote"] = Query("mean", description="Segments to track."),
         styles: bool = Query(False, description="Include the styles: genre-like MSD tags with a mean "
                                                 "probability of at least 0.2 (models on the MSD taggram only)."),
+        max_windows: int | None = Query(None, ge=0, description="Window budget: classify at most this many "
+                                           "windows, spread evenly over the file (0: every window; default: the "
+                                           "service's, see /v1/models). A timeline (segments) has every window."),
     ) -> dict:
         """The same JSON object as ``genrekit predict --format json``; ``path`` is the upload's filename.
 
@@ -496,8 +504,9 @@ def _add_api_routes(app: FastAPI, service: Service) -> None:
                                                    "they need a model on the MSD_musicnn taggram")
 
         def job(upload):
-            return predict_job(service.model, service.limits, upload,
-                               top_k=top_k, segments=segments, aggregate=aggregate, styles=styles)
+            budget = service.limits.max_windows if max_windows is None else max_windows
+            return predict_job(service.model, service.limits, upload, top_k=top_k, segments=segments,
+                               aggregate=aggregate, styles=styles, max_windows=budget)
         return await service.run(request, job)
 
     @app.post("/v1/spectrogram", openapi_extra=_UPLOAD_BODY, response_class=Response,

@@ -70,8 +70,9 @@ def _top_tags(probabilities: np.ndarray, tags: Sequence[str], top: int) -> list[
 def tag_file(path: str | Path, name: str = "MSD_musicnn", *, top: int = 5, overlap: bool = False) -> dict:
     """Top musicnn tags of an audio file, overall and per 3 s patch, as JSON-able data.
 
-    The file is decoded at 16 kHz mono block by block (``genrekit.audio.stream_audio``) and
-    cut into 187-frame patches every 3 s (every 1 s with ``overlap``); the whole-file ranking
+    The file is read at 16 kHz mono block by block through genrekit's one audio path
+    (:meth:`genrekit.audio.windows.read_windows`, whose cleaned, resampled blocks musicnn frames
+    as one signal, as its reference implementation does) and cut into 187-frame patches every 3 s (every 1 s with ``overlap``); the whole-file ranking
     is the mean taggram over patches, as musicnn's ``top_tags``. Memory stays bounded whatever
     the file's length: a minute of audio, its log-mel frames and one batch of patches at a time.
 
@@ -81,15 +82,14 @@ def tag_file(path: str | Path, name: str = "MSD_musicnn", *, top: int = 5, overl
         ``{"file", "model", "duration", "tags": [{"tag", "probability"}, ...],
         "segments": [{"start", "end", "tags": [...]}, ...]}``, times in seconds.
     """
-    from genrekit.audio.decode import stream_audio
+    from genrekit.audio.windows import read_windows
 
     if name not in MODELS:
         load_musicnn(name)  # raises the UsageError
-    blocks = stream_audio(path, SAMPLE_RATE)
+    audio = read_windows(path, SAMPLE_RATE)
     model = _cached_model(name)
-    counted = _Counted(blocks)
-    taggram, starts = tag_stream(counted, model, hop_frames=HOP_1S_FRAMES if overlap else PATCH_FRAMES)
-    duration = counted.samples / SAMPLE_RATE
+    taggram, starts = tag_stream(audio.blocks(), model, hop_frames=HOP_1S_FRAMES if overlap else PATCH_FRAMES)
+    duration = audio.duration
     patch_seconds = PATCH_FRAMES * HOP_LENGTH / SAMPLE_RATE
     segments = [
         {"start": round(float(start), 3), "end": round(float(min(start + patch_seconds, duration)), 3),
@@ -103,18 +103,6 @@ def tag_file(path: str | Path, name: str = "MSD_musicnn", *, top: int = 5, overl
         "tags": _top_tags(taggram.mean(axis=0), model.tags, top),
         "segments": segments,
     }
-
-
-class _Counted:
-    """Blocks passed through, their samples counted."""
-
-    def __init__(self, blocks: Iterable[np.ndarray]):
-        self.blocks, self.samples = blocks, 0
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for block in self.blocks:
-            self.samples += len(block)
-            yield block
 
 
 def tag_stream(
