@@ -40,11 +40,11 @@ def write_format(path: Path, samples: np.ndarray, sr: int, *, bare: bool = False
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".wv":
-        _pyav(path, "wv", "wavpack", "s16p", samples, sr)
+        encode_with_pyav(path, samples, sr, "wavpack", "wv", sample_format="s16p")
     elif suffix == ".tta":
-        _pyav(path, "tta", "tta", "s16", samples, sr)
+        encode_with_pyav(path, samples, sr, "tta", "tta", sample_format="s16")
     elif suffix == ".wma":
-        _pyav(path, "asf", "wmav2", "fltp", samples, sr)
+        encode_with_pyav(path, samples, sr, "wmav2", "asf", sample_format="fltp", bit_rate=64000)
     elif suffix == ".dsf":
         write_dsf(path, samples, sr)
     elif suffix == ".mpc":
@@ -60,19 +60,27 @@ def write_format(path: Path, samples: np.ndarray, sr: int, *, bare: bool = False
     return path
 
 
-def _pyav(path: Path, container_format: str, codec: str, sample_format: str, samples, sr: int) -> None:
+def encode_with_pyav(path: Path, samples: np.ndarray, sr: int, codec: str, container_format: str | None = None, *,
+                     sample_format: str = "flt", bit_rate: int | None = None, frame_size: int = 1024) -> Path:
+    """Encode mono float ``samples`` (±1) at ``sr`` Hz with FFmpeg's ``codec`` into ``path``.
+
+    ``sample_format`` is the frames' PyAV format (``s16``/``s16p`` scale to int16); the samples go
+    in frames of ``frame_size`` (PyAV re-buffers them to the codec's own frame size)."""
     import av
 
     pcm = samples.astype(np.float32) if sample_format.startswith("flt") else (samples * 32767).astype(np.int16)
     with av.open(str(path), "w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=sr)
-        stream.layout = "mono"
-        if codec.startswith("wma"):
-            stream.bit_rate = 64000
-        frame = av.AudioFrame.from_ndarray(pcm[None, :], format=sample_format, layout="mono")
-        frame.sample_rate = sr
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
+        stream = container.add_stream(codec, rate=sr, layout="mono")
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        for start in range(0, len(pcm), frame_size):
+            frame = av.AudioFrame.from_ndarray(pcm[None, start:start + frame_size], format=sample_format, layout="mono")
+            frame.sample_rate = sr
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
             container.mux(packet)
+    return Path(path)
 
 
 def _mpcenc(path: Path, samples, sr: int) -> None:

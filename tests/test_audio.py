@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_formats import encode_with_pyav
 
 from genrekit.audio.decode import (
     AUDIO_EXTENSIONS,
@@ -45,16 +46,7 @@ def peak_frequency(samples, sr):
 
 def write_with_pyav(path, samples, sr, codec, container_format=None):
     """Encode mono float32 ``samples`` with FFmpeg (for formats libsndfile cannot write)."""
-    with av.open(str(path), "w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=sr, layout="mono")
-        for start in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, start: start + 1024], format="flt", layout="mono")
-            frame.sample_rate = sr
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
+    return encode_with_pyav(path, samples, sr, codec, container_format)
 
 
 def wav_bytes(format_tag, data, channels=1, sr=8000, bits=16):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_formats import can_make, write_dsf, write_format
+from audio_formats import can_make, encode_with_pyav, write_dsf, write_format
 from genrekit.audio import decode
 from genrekit.audio.decode import AUDIO_EXTENSIONS, load_audio
 from genrekit.errors import CorruptAudioError
@@ -97,20 +97,7 @@ def test_too_little_audio_is_still_an_error(tmp_path, suffix):
 
 def _pyav_writer(codec, container=None, sr=44100, sample_format="flt", bit_rate=None):
     def write(path, samples):
-        if sample_format == "s16":
-            samples = (samples * 32767).astype(np.int16)
-        with av.open(str(path), "w", format=container) as out:
-            stream = out.add_stream(codec, rate=sr, layout="mono")
-            if bit_rate:
-                stream.bit_rate = bit_rate
-            for start in range(0, len(samples), 1024):
-                frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format=sample_format,
-                                                   layout="mono")
-                frame.sample_rate = sr
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode(None):
-                out.mux(packet)
+        encode_with_pyav(path, samples, sr, codec, container, sample_format=sample_format, bit_rate=bit_rate)
     return write
 
 

@@ -5,6 +5,7 @@ them, giving exactly the windows a full read gives."""
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_formats import encode_with_pyav
 
 from genrekit.audio.windows import budget_indices, read_windows
 from genrekit.errors import AudioMissingError, UsageError
@@ -80,21 +81,9 @@ def _long_file(folder, suffix, seconds=40.0, sr=44100):
     if suffix in (".wav", ".flac", ".ogg"):
         sf.write(path, samples, sr)
     else:
-        import av
-
         codec, container = {".mp3": ("libmp3lame", "mp3"), ".m4a": ("aac", "ipod")}[suffix]
-        with av.open(str(path), "w", format=container) as out:
-            stream = out.add_stream(codec, rate=sr, layout="mono")
-            stream.bit_rate = 192000
-            frame_format = "fltp" if codec == "aac" else "flt"
-            for start in range(0, len(samples), 1152):
-                frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1152], format=frame_format,
-                                                   layout="mono")
-                frame.sample_rate = sr
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode(None):
-                out.mux(packet)
+        encode_with_pyav(path, samples, sr, codec, container, sample_format="fltp" if codec == "aac" else "flt",
+                         bit_rate=192000, frame_size=1152)
     return path
 
 
