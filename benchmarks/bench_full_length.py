@@ -165,7 +165,7 @@ def budget_answers(model, path: Path, budgets: list[int]) -> dict[int, str]:
 
 def peak_memory_mb(folder: Path, model: str | None, max_windows: int | None) -> float:
     """Peak resident memory (MB) of one ``genrekit predict FOLDER`` process."""
-    command = [sys.executable, "-m", "genrekit", "predict", str(folder), "-f", "jsonl", "-o", os.devnull]
+    command = [sys.executable, "-m", "genrekit", "predict", str(folder), "-f", "jsonl"]  # stdout goes to DEVNULL below
     if model:
         command += ["--model", model]
     if max_windows is not None:
