@@ -230,9 +230,14 @@ def load_audio(
 
     Examples
     --------
-    >>> audio = load_audio("blues.00000.flac", sr=16000, offset=10.0, duration=3.0)
-    >>> audio.samples.shape, audio.duration
-    ((48000,), 3.0)
+    >>> import os, tempfile
+    >>> import numpy as np, soundfile as sf
+    >>> path = os.path.join(tempfile.mkdtemp(), "tone.flac")
+    >>> tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(20 * 44100) / 44100)  # 20 s at 44.1 kHz
+    >>> sf.write(path, tone, 44100)
+    >>> audio = load_audio(path, sr=16000, offset=10.0, duration=3.0)
+    >>> audio.samples.shape, audio.sr, audio.duration, audio.source_duration
+    ((48000,), 16000, 3.0, 20.0)
     """
     path = Path(path)
     info, backend = _probe(path, count_limit=_count_limit(offset, duration))

@@ -69,9 +69,17 @@ class FeatureCache:
 
     Examples
     --------
-    >>> cache = FeatureCache()  # ~/.cache/genrekit/features
+    >>> import os, tempfile
+    >>> import numpy as np, soundfile as sf
+    >>> folder = tempfile.mkdtemp()
+    >>> song = os.path.join(folder, "song.wav")
+    >>> sf.write(song, np.zeros(22050, np.float32), 22050)
+    >>> cache = FeatureCache(os.path.join(folder, "cache"))  # default: ~/.cache/genrekit/features
     >>> spec = {"name": "mfcc", "n_mfcc": 20, "sr": 22050}
-    >>> mfcc = cache.get_or_compute("song.wav", spec, lambda: extract("song.wav", spec))
+    >>> cache.get_or_compute(song, spec, lambda: np.ones((20, 44))).shape  # computed and stored
+    (20, 44)
+    >>> cache.get(song, spec).shape  # read back
+    (20, 44)
     """
 
     def __init__(self, root: str | Path | None = None, *, content_hash: bool = False, version: str = FEATURE_VERSION):
