@@ -36,7 +36,26 @@ class SegmentSettings:
     """How a model cuts audio: ``window`` seconds every ``hop`` seconds, the tail padded or dropped.
 
     The typed form of the ``segment`` spec of model files and training configs
-    (``{"window": 3.0, "hop": 3.0, "last": "pad"}``); ``hop`` defaults to ``window``.
+    (``{"window": 3.0, "hop": 3.0, "last": "pad"}``).
+
+    Parameters
+    ----------
+    window : float, default 3.0
+        Window length in seconds.
+    hop : float or None, default None
+        Seconds between window starts; ``None`` means ``window``.
+    last : {"pad", "drop"}, default "pad"
+        What happens to the audio after the last full window (see :func:`segment_samples`).
+
+    Raises
+    ------
+    UsageError
+        A non-positive ``window`` or ``hop``, or an unknown ``last``.
+
+    Examples
+    --------
+    >>> SegmentSettings(window=3.0).to_spec()
+    {'window': 3.0, 'hop': 3.0, 'last': 'pad'}
     """
 
     window: float = 3.0
@@ -55,18 +74,51 @@ class SegmentSettings:
 
     @classmethod
     def from_spec(cls, spec: dict) -> "SegmentSettings":
-        """From a ``segment`` spec; unknown keys are refused."""
+        """Settings from a ``segment`` spec.
+
+        Parameters
+        ----------
+        spec : dict
+            Some of ``window``, ``hop`` and ``last``.
+
+        Returns
+        -------
+        SegmentSettings
+
+        Raises
+        ------
+        UsageError
+            An unknown key or a bad value.
+        """
         unknown = set(spec) - {"window", "hop", "last"}
         if unknown:
             raise UsageError(f"unknown segment setting {sorted(unknown)[0]!r} (known: window, hop, last)")
         return cls(**spec)
 
     def to_spec(self) -> dict:
-        """The complete spec, every default written out (model files and cache keys use it)."""
+        """The complete spec, every default written out (model files and cache keys use it).
+
+        Returns
+        -------
+        dict
+            ``{"window": float, "hop": float, "last": str}``.
+        """
         return {"window": self.window, "hop": self.hop, "last": self.last}
 
     def cut(self, samples: np.ndarray, sr: int) -> "Segments":
-        """:func:`segment_samples` with these settings."""
+        """:func:`segment_samples` with these settings.
+
+        Parameters
+        ----------
+        samples : np.ndarray
+            Mono audio, shape ``(n,)``.
+        sr : int
+            Sample rate of ``samples`` in Hz.
+
+        Returns
+        -------
+        Segments
+        """
         return segment_samples(samples, sr, window=self.window, hop=self.hop, last=self.last)
 
 
