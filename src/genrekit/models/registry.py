@@ -150,8 +150,22 @@ def build_model(
 
 
 def state_shapes(spec: dict, n_classes: int) -> dict[str, tuple[int, ...]]:
-    """``{state_dict key: shape}`` of ``build_model(spec, n_classes)``, built on PyTorch's meta
-    device: no memory is allocated, so a spec asking for 1e12 units is checked in microseconds.
+    """The tensor shapes of ``build_model(spec, n_classes)``, without allocating it.
+
+    The network is built on PyTorch's meta device: no memory is allocated, so a spec asking for
+    1e12 units is checked in microseconds.
+
+    Parameters
+    ----------
+    spec : dict
+        Architecture spec, as :func:`build_model` takes it.
+    n_classes : int
+        Number of outputs.
+
+    Returns
+    -------
+    dict of str to tuple of int
+        ``{state_dict key: shape}``.
 
     Raises
     ------
