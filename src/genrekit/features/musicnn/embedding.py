@@ -227,7 +227,8 @@ class MusicnnEmbedding(nn.Module):
     layer : str, default "penultimate"
         Output: ``"taggram"`` (50), ``"penultimate"`` (200), ``"mean_pool"`` or ``"max_pool"`` (753).
     tolerance : float
-        Passed to `load_musicnn`: how constant a filter may be before it is reported.
+        Passed to `load_musicnn`: filters whose output stays within this of a constant are
+        computed as that constant (see :class:`~genrekit.features.musicnn.network.Musicnn`).
 
     Raises
     ------
