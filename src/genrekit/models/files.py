@@ -52,9 +52,19 @@ def default_model_path() -> Path:
 
 
 def default_model_id() -> str:
-    """The bundled default model's name and the first 12 hex digits of the SHA-256 of its
-    tensors, e.g. ``"gtzan-msd-taggram-mlp sha256:1a2b3c4d5e6f"``: which model an installation
-    carries, without loading it."""
+    """Which model an installation carries, without loading it.
+
+    Returns
+    -------
+    str
+        The bundled default model's name and the first 12 hex digits of the SHA-256 of its
+        tensors, e.g. ``"gtzan-msd-taggram-mlp sha256:1a2b3c4d5e6f"``.
+
+    Raises
+    ------
+    ModelError
+        The bundled model's files cannot be read.
+    """
     json_path, tensors_path = model_paths(default_model_path())
     try:
         name = json.loads(json_path.read_text(encoding="utf-8")).get("name", DEFAULT_MODEL_NAME)
