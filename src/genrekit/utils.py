@@ -48,6 +48,11 @@ def set_progress(reporter: ProgressReporter | None) -> ProgressReporter | None:
     >>> done
     ['adding', 'adding']
     >>> _ = set_progress(previous)
+
+    Returns
+    -------
+    callable or None
+        The reporter installed before (to put it back).
     """
     previous = _progress["reporter"]
     _progress["reporter"] = reporter
@@ -55,7 +60,21 @@ def set_progress(reporter: ProgressReporter | None) -> ProgressReporter | None:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate over ``items``, telling the progress reporter (see :func:`set_progress`) of each one done."""
+    """Iterate over ``items``, telling the progress reporter (see :func:`set_progress`) of each one done.
+
+    Parameters
+    ----------
+    items : iterable
+    description : str
+        What is being done, for the reporter ("decoding clips").
+    total : int or None
+        Number of items, when known.
+
+    Yields
+    ------
+    object
+        The items, unchanged.
+    """
     reporter = _progress["reporter"]
     if reporter is None:
         yield from items
@@ -153,6 +172,11 @@ def output_target(path: str | os.PathLike, *, parents: bool = False) -> tuple[Pa
         The file to write (links resolved).
     regular : bool
         Whether it is replaced atomically (a regular or new file) rather than written through.
+
+    Raises
+    ------
+    OutputError
+        The output cannot be written, as above.
     """
     import stat
 

@@ -129,6 +129,27 @@ def train_folds(config, folds: int, *, out_dir: str | Path, prefix: str | None =
     :func:`kfold_split` keeping the recipe's ``valid_size``; ``changes`` replace other settings
     (e.g. another dataset). Stop iterating to stop training (tuning prunes that way).
     ``quiet`` logs the per-epoch lines at DEBUG level only.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe.
+    folds : int
+        Number of folds.
+    out_dir : str or Path
+        Where the fold models go.
+    prefix : str, optional
+        Fold model names' prefix; default the model name.
+    group_by : {"artist", "track"} or None
+        As :func:`kfold_split`.
+    quiet : bool, default False
+    **changes
+        Other settings to replace.
+
+    Yields
+    ------
+    fold : int
+    result : TrainResult
     """
     import dataclasses
 

@@ -188,6 +188,18 @@ def resolve_config_paths(values: dict, path: str | Path) -> dict:
     Inputs (``dataset``, ``cache_dir``) travel with the file; the output ``out`` stays as
     written: relative to the folder genrekit runs in unless absolute, so that a config written
     elsewhere (``genrekit tune``'s best config) never points a run's output into another tree.
+
+    Parameters
+    ----------
+    values : dict
+        Settings read from the file.
+    path : str or Path
+        The config file.
+
+    Returns
+    -------
+    dict
+        A copy with :data:`CONFIG_INPUT_PATHS` made relative to the file's folder.
     """
     values = dict(values)
     for key in CONFIG_INPUT_PATHS:
