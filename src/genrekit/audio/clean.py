@@ -63,10 +63,22 @@ class SampleRepairs:
 
 
 def clean_samples(block: np.ndarray, repairs: SampleRepairs | None = None) -> np.ndarray:
-    """``block`` (any float dtype, any shape) with NaN/inf set to 0 and huge values clipped.
+    """``block`` with NaN/inf set to 0 and huge values clipped.
 
     The common clean case costs three passes and no copy; a dirty block is repaired in a copy
-    (the caller's array is never changed). Counts are added to ``repairs`` when given.
+    (the caller's array is never changed).
+
+    Parameters
+    ----------
+    block : np.ndarray
+        Samples of any float dtype and shape.
+    repairs : SampleRepairs, optional
+        Counts are added to it.
+
+    Returns
+    -------
+    np.ndarray
+        ``block`` itself when clean, else a repaired copy of the same dtype and shape.
     """
     if block.size == 0:
         return block
@@ -94,6 +106,18 @@ def as_mono_float32(audio, repairs: SampleRepairs | None = None) -> np.ndarray:
     the axis with at most :data:`MAX_CHANNELS` entries, and fewer than the other, is the
     channel axis). Float samples are full scale at ±1; signed integer PCM is scaled by its
     full scale (int16 by 32768), unsigned 8-bit is centred on 128 as in WAV files.
+
+    Parameters
+    ----------
+    audio : array-like
+        Samples ``(n,)``, ``(channels, n)`` or ``(n, channels)``.
+    repairs : SampleRepairs, optional
+        Counts of repaired samples are added to it.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape ``(n,)``, the channels averaged.
 
     Raises
     ------

@@ -57,13 +57,34 @@ class SegmentFeatures:
         return len(self.track_index)
 
     def labels(self, label_names: Sequence[str]) -> np.ndarray:
-        """Class index of each segment's track."""
+        """Class index of each segment's track.
+
+        Parameters
+        ----------
+        label_names : sequence of str
+            The model's labels; every track's label must be among them.
+
+        Returns
+        -------
+        np.ndarray
+            int64, shape ``(n_segments,)``.
+        """
         code = {label: i for i, label in enumerate(label_names)}
         per_track = np.array([code[t.label] for t in self.tracks], dtype=np.int64)
         return per_track[self.track_index] if len(self.track_index) else np.zeros(0, np.int64)
 
     def select(self, mask: np.ndarray) -> "SegmentFeatures":
-        """The segments where ``mask`` is true (tracks are kept, indices unchanged)."""
+        """The segments where ``mask`` is true (tracks are kept, indices unchanged).
+
+        Parameters
+        ----------
+        mask : np.ndarray
+            bool, shape ``(n_segments,)``.
+
+        Returns
+        -------
+        SegmentFeatures
+        """
         return dataclasses.replace(
             self,
             inputs=[x[mask] for x in self.inputs],
@@ -193,7 +214,17 @@ def _segment_info(segments, segment: dict) -> np.ndarray:
 
 
 def open_cache(cache_dir: str | None):
-    """The feature cache for ``cache_dir`` (``None``: default location, ``""``: no cache)."""
+    """The feature cache for ``cache_dir``.
+
+    Parameters
+    ----------
+    cache_dir : str or None
+        A folder; ``None``: the default location; ``""``: no cache.
+
+    Returns
+    -------
+    FeatureCache or None
+    """
     if cache_dir == "":
         return None
     from genrekit.data.cache import FeatureCache

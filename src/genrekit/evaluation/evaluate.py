@@ -232,6 +232,19 @@ def select_tracks(dataset, record: dict, split: str) -> tuple[list, str]:
     The model file's recorded tracks of that side are found by track id, or by file (name and
     size, :func:`genrekit.data.splits.track_key`) when the dataset was opened another way than for
     training (a manifest instead of a GTZAN folder, say).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    record : dict
+        The model file's ``split`` record.
+    split : {"test", "valid", "all"}
+
+    Returns
+    -------
+    tracks : list of Track
+    source : str
+        For the report, e.g. ``"test side of the GTZAN artist-filtered lists"``.
     """
     from genrekit.data.splits import split_dataset, track_key
 
@@ -264,6 +277,23 @@ def check_against_training(tracks: Sequence, record: dict, split: str = "test", 
     dataset layout are recognised too. Tracks that only share a file name with training tracks
     (perhaps the same recording in another encoding) are reported in a note, not refused.
     Returns notes for the report: what could be checked, and whether groups are known.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+        The tracks to evaluate.
+    spec : dict or ModelSpec
+        The model's spec (its ``split`` record).
+    split : str, default "test"
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    DatasetError
+        An evaluated track, or the artist of one, was trained on.
     """
     from genrekit.data.splits import track_key
 
@@ -319,6 +349,26 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
     side of its split (a model trained on this table by ``genrekit train``). Tracks the model
     lists as its training tracks, and GTZAN tracks by an annotated artist it was trained on,
     are refused.
+
+    Parameters
+    ----------
+    model : GenreModel or path
+    table : FeatureTable or path
+        A table whose rows are the model's network input (:func:`genrekit.data.tables.read_table`).
+    split : {"all", "test", "valid"}, default "all"
+    aggregate : {"mean", "vote"}, default "mean"
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    UsageError
+        Another ``split``.
+    DatasetError
+        No recorded tracks of that side in the table, rows of the wrong width, no labels, unknown
+        labels, or tracks (or artists) the model was trained on.
     """
     from genrekit.data.tables import (
         bare_track_id,

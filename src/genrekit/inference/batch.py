@@ -30,6 +30,19 @@ def collect_audio_files(inputs: Iterable[str | os.PathLike], recursive: bool = T
     followed once and then reported, and so is a link that leads round in a loop whatever its
     name (what it stands for cannot be told). A missing input yields ``(input, "file not found")``
     so the caller can report it and go on.
+
+    Parameters
+    ----------
+    inputs : iterable of str or path-like
+        Files, folders and glob patterns (``**`` recurses).
+    recursive : bool, default True
+        Search folders below the folders given.
+
+    Yields
+    ------
+    path : str
+    problem : str or None
+        Why it cannot be used (not found, no match, a link loop, an unreadable folder), or None.
     """
     import glob
 
@@ -373,6 +386,16 @@ def default_workers(n_files: int) -> int:
     None for a single file (starting a process costs more than it saves), else one per CPU
     core available to this process beyond the one that runs the network, at most 2: decoding
     is cheaper than inference, so more processes only compete with the network for cores.
+
+    Parameters
+    ----------
+    n_files : int
+        Files to classify.
+
+    Returns
+    -------
+    int
+        0 (decode in this process), 1 or 2.
     """
     if n_files <= 1:
         return 0
@@ -384,12 +407,26 @@ def default_threads(workers: int) -> int:
 
     More threads than free cores make PyTorch's thread pool wait on the decoders (and on any
     other busy process): on a loaded machine that is several times slower than one thread.
+
+    Parameters
+    ----------
+    workers : int
+        Decoding processes.
+
+    Returns
+    -------
+    int
     """
     return max(1, available_cores() - workers)
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on."""
+    """CPU cores this process may run on (its affinity on Linux, else the CPU count).
+
+    Returns
+    -------
+    int
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
