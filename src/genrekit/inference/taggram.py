@@ -66,7 +66,17 @@ _STYLE_INDEX = np.array([MSD_TAGS.index(tag) for tag in STYLE_TAGS])
 
 
 def computes_msd_taggram(feature_spec) -> bool:
-    """Whether a model's feature output is the MSD_musicnn taggram itself."""
+    """Whether a model's feature output is the MSD_musicnn taggram itself.
+
+    Parameters
+    ----------
+    feature_spec : dict, list or None
+        The model's feature spec.
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(feature_spec, dict) and all(feature_spec.get(k) == v for k, v in TAGGRAM_FEATURE.items())
 
 
@@ -195,8 +205,22 @@ def detect_not_music(block: dict, taggram: np.ndarray, silent: np.ndarray, secon
 
 def file_styles(taggram: np.ndarray, weights: np.ndarray | None = None,
                 threshold: float = STYLE_THRESHOLD) -> list[tuple[str, float]]:
-    """``[(style, score)]`` of a file, highest first: the :data:`STYLE_TAGS` whose (weighted)
-    mean probability over the given taggram rows is at least ``threshold``."""
+    """A file's styles, highest first: the :data:`STYLE_TAGS` whose (weighted) mean probability over
+    the given taggram rows is at least ``threshold``.
+
+    Parameters
+    ----------
+    taggram : np.ndarray
+        Shape ``(n_windows, 50)``, MSD tag probabilities of the file's music windows.
+    weights : np.ndarray, optional
+        Shape ``(n_windows,)``, e.g. seconds of real audio per window; equal by default.
+    threshold : float, default STYLE_THRESHOLD (0.2)
+
+    Returns
+    -------
+    list of (str, float)
+        ``[(style, score), ...]``; empty for no rows.
+    """
     taggram = np.asarray(taggram, np.float64)
     if not len(taggram):
         return []
