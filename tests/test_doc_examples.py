@@ -4,6 +4,7 @@ claim: every module of ``src/genrekit`` with a ``>>>`` line is run through docte
 
 import doctest
 import importlib
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ MUST_HAVE_EXAMPLES = [
 
 
 @pytest.mark.parametrize("module_name", MODULES)
-def test_docstring_examples_run(module_name):
+def test_docstring_examples_run(module_name, tmp_path, monkeypatch):
+    # examples write their files with tempfile.mkdtemp(): keep them in pytest's tmp_path
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     module = importlib.import_module(module_name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
