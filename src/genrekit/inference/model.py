@@ -238,7 +238,7 @@ class GenreModel:
         probabilities : np.ndarray
             float32, shape ``(batch, n_classes)``.
         rows : np.ndarray or None
-            float64, ``(batch, 50 + extra)``: when :attr:`gives_taggram`, the taggram (the
+            float, ``(batch, 50 + extra)``: when :attr:`gives_taggram`, the taggram (the
             feature output itself, 50 columns) followed by whatever else the not-music detector
             reads from the same network pass (:func:`genrekit.inference.taggram.tag_rows`);
             else None.

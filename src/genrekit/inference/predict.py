@@ -349,8 +349,9 @@ def summarize(model, path, *, starts, ends, probabilities, silent, taggram=None,
     silent : np.ndarray
         bool, shape ``(n,)``.
     taggram : np.ndarray or None
-        Shape ``(n, 50)``, the MSD taggram of each window: feeds the model's not-music detector,
-        if it has one, and ``styles``.
+        Shape ``(n, 50 + extra)``: each window's MSD taggram (the first 50 columns) and what else
+        the not-music detector reads (:meth:`GenreModel.segment_outputs`); feeds the detector, if
+        the model has one, and ``styles``.
     top_k : int, default 3
     aggregate : {"mean", "vote"}, default "mean"
     segments : bool, default False
