@@ -223,21 +223,16 @@ def load_audio(
     Raises
     ------
     AudioError
-        A subclass per cause; :class:`~genrekit.errors.EmptyAudioError` also when ``offset``
-        is at or past the end of the file.
+        A subclass per cause; :class:`~genrekit.errors.EmptyAudioError` also for an ``offset`` at or past the end.
     UsageError
         Negative ``offset``, non-positive ``duration`` or ``sr``.
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> import numpy as np, soundfile as sf
-    >>> path = os.path.join(tempfile.mkdtemp(), "tone.flac")
-    >>> tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(20 * 44100) / 44100)  # 20 s at 44.1 kHz
-    >>> sf.write(path, tone, 44100)
-    >>> audio = load_audio(path, sr=16000, offset=10.0, duration=3.0)
-    >>> audio.samples.shape, audio.sr, audio.duration, audio.source_duration
-    ((48000,), 16000, 3.0, 20.0)
+    >>> import tempfile; path = os.path.join(tempfile.mkdtemp(), "20s.flac")
+    >>> sf.write(path, np.zeros(20 * 44100), 44100)  # 20 s of silence at 44.1 kHz
+    >>> load_audio(path, sr=16000, offset=10.0, duration=3.0).samples.shape
+    (48000,)
     """
     path = Path(path)
     info, backend = _probe(path, count_limit=_count_limit(offset, duration))

@@ -109,7 +109,7 @@ def read_windows(
     --------
     >>> windows = read_windows(np.zeros(10 * 8000, np.float32), 16000, source_sr=8000, max_windows=2)
     >>> windows.total, [batch.starts.tolist() for batch in windows]
-    (4, [[3.0, 6.0]])
+    (4, [[3.0, 9.0]])
     """
     width, step = window_sizes(sr, window, hop, last)
     check_sample_rate(sr, "sample rate")
