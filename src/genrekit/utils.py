@@ -34,6 +34,11 @@ def set_progress(reporter: ProgressReporter | None) -> ProgressReporter | None:
         callable; :func:`track` calls ``advance()`` after each item. The command line installs
         a progress bar; library callers may install their own (a GUI, a log line every N items).
 
+    Returns
+    -------
+    callable or None
+        The reporter installed before (to put it back).
+
     Examples
     --------
     >>> import contextlib
@@ -48,11 +53,6 @@ def set_progress(reporter: ProgressReporter | None) -> ProgressReporter | None:
     >>> done
     ['adding', 'adding']
     >>> _ = set_progress(previous)
-
-    Returns
-    -------
-    callable or None
-        The reporter installed before (to put it back).
     """
     previous = _progress["reporter"]
     _progress["reporter"] = reporter

@@ -35,8 +35,18 @@ MAX_CHANNELS = 16
 
 @dataclass
 class SampleRepairs:
-    """Counts of samples :func:`clean_samples` replaced (accumulated over blocks), and how the
-    audio was found cut short (``truncated``, set by the decoder: the file was used all the same)."""
+    """Counts of samples :func:`clean_samples` replaced (accumulated over blocks), and how the audio
+    was found cut short.
+
+    Attributes
+    ----------
+    non_finite : int
+        NaN or infinite samples replaced by 0.
+    clipped : int
+        Samples beyond ±``MAX_SAMPLE`` clipped.
+    truncated : str or None
+        How the decoder found the file cut short (the file was used all the same).
+    """
 
     non_finite: int = 0
     clipped: int = 0
@@ -46,12 +56,24 @@ class SampleRepairs:
         return bool(self.non_finite or self.clipped or self.truncated)
 
     def add(self, other: "SampleRepairs") -> None:
+        """Add another count to this one.
+
+        Parameters
+        ----------
+        other : SampleRepairs
+        """
         self.non_finite += other.non_finite
         self.clipped += other.clipped
         self.truncated = self.truncated or other.truncated
 
     def describe(self) -> str | None:
-        """One line for people (``None`` when nothing was repaired)."""
+        """One line for people.
+
+        Returns
+        -------
+        str or None
+            ``None`` when nothing was repaired.
+        """
         parts = []
         if self.non_finite:
             parts.append(f"{self.non_finite} non-finite (NaN/inf) samples replaced by 0")

@@ -115,12 +115,19 @@ class Embedder:
 
     @property
     def metadata(self) -> dict:
+        """The table's ``genrekit`` metadata: feature spec and shape, rate, windows (and budget)."""
         budget = {"max_windows": self.max_windows} if self.max_windows else {}
         return {"feature": self.spec, "feature_shape": self.shape, "sample_rate": self.sr,
                 "window": self.window, "hop": self.hop, "last": self.last, **budget}
 
     def schema(self):
-        """The Arrow schema of this table (columns in the module docstring)."""
+        """The Arrow schema of this table (columns in the module docstring).
+
+        Returns
+        -------
+        pyarrow.Schema
+            With the :attr:`metadata` under :data:`METADATA_KEY`.
+        """
         import pyarrow as pa
 
         return pa.schema([
@@ -132,7 +139,17 @@ class Embedder:
 
     def decode(self, path):
         """:func:`genrekit.inference.batch.decode_segments` with this table's settings:
-        ``(Segments, seconds, warnings)``, ``"stream"`` for a very long file, or an error."""
+        ``(Segments, seconds, warnings)``, ``"stream"`` for a very long file, or an error.
+
+        Parameters
+        ----------
+        path : str
+            An audio file.
+
+        Returns
+        -------
+        tuple or str
+        """
         return decode_segments(path, sr=self.sr, window=self.window, hop=self.hop, last=self.last,
                                offset=0.0, duration=None, max_windows=self.max_windows)
 
@@ -162,7 +179,18 @@ class Embedder:
 
     def rows(self, item: dict, decoded) -> list[dict]:
         """The table rows of one file: ``item`` holds ``path`` (and ``track``, ``label``,
-        ``fingerprint``); ``decoded`` is what :meth:`decode` returned for it."""
+        ``fingerprint``); ``decoded`` is what :meth:`decode` returned for it.
+
+        Parameters
+        ----------
+        item : dict
+        decoded : tuple or str
+
+        Returns
+        -------
+        list of dict
+            One row per window, or one error row.
+        """
         base = {"track": item.get("track") or str(item["path"]), "path": str(item["path"]),
                 "label": item.get("label"), "fingerprint": item.get("fingerprint")}
         if isinstance(decoded, str) and decoded != "stream":

@@ -129,6 +129,15 @@ def extract_features(
         model's own front end).
 
     Tracks that cannot be decoded are skipped with a warning and listed in ``failed``.
+
+    Returns
+    -------
+    SegmentFeatures
+
+    Raises
+    ------
+    GenrekitError
+        No track could be decoded.
     """
     if modules is None:
         from genrekit.features.registry import build_feature
@@ -187,6 +196,22 @@ class _LazySegments:
 
 
 def feature_cache_key(spec: dict, sample_rate: int, segment: dict) -> dict:
+    """What a cached feature array depends on besides the file: the cache key's second half.
+
+    Parameters
+    ----------
+    spec : dict
+        The resolved feature spec.
+    sample_rate : int
+        Decoding rate in Hz.
+    segment : dict
+        Window settings; written out completely, so equal settings give equal keys.
+
+    Returns
+    -------
+    dict
+        ``{"feature", "sample_rate", "segment"}``.
+    """
     return {"feature": spec, "sample_rate": sample_rate, "segment": SegmentSettings.from_spec(segment).to_spec()}
 
 

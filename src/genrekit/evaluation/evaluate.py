@@ -33,6 +33,27 @@ class Evaluation:
     track (``track_id``, ``path``, ``label``, ``predicted``: a genre, ``"not music"`` or
     ``"silent"``, ``confidence``); ``notes`` sentences for the
     report (how the split was chosen, leakage and group checks, skipped tracks).
+
+    Attributes
+    ----------
+    model_name : str
+    model_path : str or None
+        The model file, when evaluated from one.
+    dataset : str
+        The dataset's root (or a table's path).
+    split : str
+        ``"test"``, ``"valid"`` or ``"all"``.
+    split_source : str
+        Where the tracks' choice comes from (a phrase for the report).
+    labels : list of str
+        The model's genres.
+    metrics : dict
+    predictions : list of dict
+    notes : list of str
+    training_counts : dict
+        Tracks per side of the model's own split.
+    history : list of dict
+        The model's training history (per epoch).
     """
 
     model_name: str
@@ -48,10 +69,17 @@ class Evaluation:
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """All fields as a JSON-able dict (``genrekit evaluate --json``).
+
+        Returns
+        -------
+        dict
+        """
         return asdict(self)
 
     @property
     def track_confusion(self) -> list[list[int]]:
+        """Track-level confusion counts, rows true, columns predicted (see :attr:`track_labels`)."""
         return self.metrics["tracks"]["confusion"]
 
     @property
@@ -62,9 +90,16 @@ class Evaluation:
 
     @property
     def histories(self) -> list[list[dict]]:
+        """The model's training history as a list of runs (empty when not recorded)."""
         return [self.history] if self.history else []
 
     def markdown(self) -> str:
+        """The report's Markdown body (:func:`genrekit.evaluation.reports.evaluation_markdown`).
+
+        Returns
+        -------
+        str
+        """
         return evaluation_markdown(self)
 
 
@@ -104,6 +139,10 @@ def evaluate_model(
     max_windows : int, default DEFAULT_MAX_WINDOWS
         The window budget of ``genrekit predict``: each track is answered from at most this many
         of its windows, spread evenly; 0: all.
+
+    Returns
+    -------
+    Evaluation
 
     Raises
     ------

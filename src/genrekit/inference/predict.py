@@ -228,6 +228,10 @@ def predict_audio(
     before any feature is computed, and said so in ``Prediction.warnings``. Arrays may also be
     ``(n, channels)`` (as ``soundfile.read`` returns them) and integer PCM (scaled to ±1).
 
+    Returns
+    -------
+    Prediction
+
     Raises
     ------
     UsageError
@@ -304,11 +308,24 @@ def _check_range(offset, max_duration) -> tuple[float, float | None]:
 
 
 def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(probabilities (n, n_classes), silent (n,), taggram or None)`` for windows
-    ``(n, window_samples)``; the taggram is None unless ``model.gives_taggram``, and its rows
-    are the model's tag rows (the 50 tags, then its not-music detector's other inputs).
+    """Calibrated probabilities (and the taggram) of audio windows; silent windows are skipped.
 
     Silent windows are not run through the model; their probability (and taggram) rows are NaN.
+
+    Parameters
+    ----------
+    model : GenreModel
+    samples : np.ndarray
+        Windows at ``model.sample_rate`` Hz, float32, shape ``(n, window_samples)``.
+
+    Returns
+    -------
+    probabilities : np.ndarray
+        float64, shape ``(n, n_classes)``.
+    silent : np.ndarray
+        bool, shape ``(n,)``.
+    taggram : np.ndarray or None
+        float64, shape ``(n, 50)``; None unless ``model.gives_taggram``.
 
     Raises
     ------
