@@ -19,7 +19,20 @@ class OutputError(GenrekitError):
 
 
 class AudioError(GenrekitError):
-    """A file could not be used as audio. ``path`` names the file."""
+    """A file could not be used as audio; each subclass names one cause.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file (kept as ``path``, a str).
+    detail : str or None
+        What the decoder said, shown in parentheses after the cause.
+
+    Examples
+    --------
+    >>> str(CorruptAudioError("song.mp3", "stream ends at 0:12"))
+    'song.mp3: corrupt or truncated audio (stream ends at 0:12)'
+    """
 
     cause = "cannot be read as audio"
 
@@ -33,22 +46,32 @@ class AudioError(GenrekitError):
 
 
 class AudioMissingError(AudioError):
+    """The file does not exist (or is a folder)."""
+
     cause = "file not found"
 
 
 class NotAudioError(AudioError):
+    """The file is not audio (text, an image, random bytes)."""
+
     cause = "not an audio file"
 
 
 class CorruptAudioError(AudioError):
+    """The file is audio but damaged or truncated."""
+
     cause = "corrupt or truncated audio"
 
 
 class EmptyAudioError(AudioError):
+    """The file holds no samples (or none after the requested offset)."""
+
     cause = "no audio samples"
 
 
 class UnsupportedAudioError(AudioError):
+    """The file's format or codec cannot be decoded here."""
+
     cause = "unsupported audio format"
 
 

@@ -34,6 +34,11 @@ def set_progress(reporter: ProgressReporter | None) -> ProgressReporter | None:
         callable; :func:`track` calls ``advance()`` after each item. The command line installs
         a progress bar; library callers may install their own (a GUI, a log line every N items).
 
+    Returns
+    -------
+    callable or None
+        The reporter installed before (to put it back).
+
     Examples
     --------
     >>> import contextlib
@@ -55,7 +60,21 @@ def set_progress(reporter: ProgressReporter | None) -> ProgressReporter | None:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate over ``items``, telling the progress reporter (see :func:`set_progress`) of each one done."""
+    """Iterate over ``items``, telling the progress reporter (see :func:`set_progress`) of each one done.
+
+    Parameters
+    ----------
+    items : iterable
+    description : str
+        What is being done, for the reporter ("decoding clips").
+    total : int or None
+        Number of items, when known.
+
+    Yields
+    ------
+    object
+        The items, unchanged.
+    """
     reporter = _progress["reporter"]
     if reporter is None:
         yield from items
@@ -76,6 +95,25 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, parents: bool = F
     A symbolic link is followed: its target is replaced, the link stays. ``parents=True`` creates
     missing folders (for genrekit's own trees: caches, run folders); otherwise a missing folder,
     a folder, a read-only file or an unwritable folder is an :class:`~genrekit.errors.OutputError`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file (or FIFO, device, ``/dev/stdout``).
+    parents : bool, default False
+        Create missing folders.
+    mode : {"wb", "w"}, default "wb"
+        Binary or text.
+
+    Yields
+    ------
+    file object
+        Open for writing; the file is in place once the block ends without an exception.
+
+    Raises
+    ------
+    OutputError
+        The output cannot be written (see :func:`output_target`).
     """
     target, regular = output_target(path, parents=parents)
     if not regular:
@@ -120,6 +158,25 @@ def output_target(path: str | os.PathLike, *, parents: bool = False) -> tuple[Pa
     the folder is missing (unless ``parents``), the path is a folder, a regular file is read-only
     (no write permission bit: refused also for root, whom permissions do not stop) or the folder
     that must take the temporary file is not writable.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file (or FIFO, device, ``/dev/stdout``).
+    parents : bool, default False
+        Create missing folders.
+
+    Returns
+    -------
+    target : Path
+        The file to write (links resolved).
+    regular : bool
+        Whether it is replaced atomically (a regular or new file) rather than written through.
+
+    Raises
+    ------
+    OutputError
+        The output cannot be written, as above.
     """
     import stat
 
@@ -177,17 +234,54 @@ def _mode_for(path: Path) -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, parents: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file (or FIFO, device, ``/dev/stdout``).
+    parents : bool, default False
+        Create missing folders.
+    data : bytes
+
+    Raises
+    ------
+    OutputError
+        The output cannot be written.
+    """
     with atomic_write(path, "wb", parents=parents) as handle:
         handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, parents: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically as UTF-8 (see :func:`atomic_write`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file (or FIFO, device, ``/dev/stdout``).
+    parents : bool, default False
+        Create missing folders.
+    text : str
+
+    Raises
+    ------
+    OutputError
+        The output cannot be written.
+    """
     with atomic_write(path, "w", parents=parents) as handle:
         handle.write(text)
 
 
 def cache_root() -> Path:
-    """Default cache folder: ``$GENREKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/genrekit``, else ``~/.cache/genrekit``."""
+    """The default cache folder: ``$GENREKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/genrekit``, else
+    ``~/.cache/genrekit``.
+
+    Returns
+    -------
+    Path
+        Not created here.
+    """
     env = os.environ.get("GENREKIT_CACHE_DIR")
     if env:
         return Path(env)
@@ -197,10 +291,24 @@ def cache_root() -> Path:
 
 
 def finite_json(value):
-    """``value`` ready for strict JSON (``json.dumps(..., allow_nan=False)``): tuples as lists,
-    NumPy scalars as Python numbers, keys as strings, NaN and infinite floats as ``None`` (a bare
-    ``NaN`` is not JSON). The one finite-JSON helper: model files, checkpoints, experiment records.
+    """``value`` ready for strict JSON (``json.dumps(..., allow_nan=False)``).
 
+    Tuples become lists, NumPy scalars Python numbers, keys strings, NaN and infinite floats
+    ``None`` (a bare ``NaN`` is not JSON). The one finite-JSON helper: model files, checkpoints,
+    experiment records.
+
+    Parameters
+    ----------
+    value : object
+        Nested dicts, lists, tuples and scalars.
+
+    Returns
+    -------
+    object
+        A copy with the same structure.
+
+    Examples
+    --------
     >>> finite_json({"loss": float("nan"), "shape": (2, 3), 1: 0.5})
     {'loss': None, 'shape': [2, 3], '1': 0.5}
     """
@@ -228,9 +336,23 @@ _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def printable(text) -> str:
-    """``text`` safe for a terminal line: control characters escaped (``\\n``, ``\\x1b``, ...).
+    r"""``text`` safe for a terminal line: control characters escaped (``\n``, ``\x1b``, ...).
 
     For human output only (tables, ``error:`` lines); JSON and CSV carry the text as it is.
+
+    Parameters
+    ----------
+    text : object
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(printable("two\nlines \x1b[31mred"))
+    two\nlines \x1b[31mred
     """
     return _UNPRINTABLE.sub(_escape, str(text))
 
@@ -251,24 +373,58 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def utf8_text(text: str) -> str:
-    """``text`` that UTF-8 can encode: each byte of a file name that is not UTF-8 (``os.fsdecode``
-    gives it as a lone surrogate) written ``\\xHH``, as in tables and ``error:`` lines.
+    r"""``text`` that UTF-8 can encode: each byte of a file name that is not UTF-8 (``os.fsdecode``
+    gives it as a lone surrogate) written ``\xHH``, as in tables and ``error:`` lines.
 
     The machine outputs (JSON, CSV, Parquet) carry names through this, so they stay valid; the
     exact bytes live in the library database and are what genrekit opens.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
     """
     return _SURROGATE.sub(_escape, text)
 
 
 def utf8_json(text: str) -> str:
-    """JSON ``text`` from ``json.dumps(..., ensure_ascii=False)`` with lone surrogates written as
-    :func:`utf8_text` writes them (``"caf\\\\xe9.wav"`` in the JSON text decodes to ``caf\\xe9.wav``).
-    Lone surrogates only occur inside JSON strings, so the text stays valid JSON."""
+    r"""JSON ``text`` from ``json.dumps(..., ensure_ascii=False)`` with lone surrogates written as
+    :func:`utf8_text` writes them (``"caf\\xe9.wav"`` in the JSON text decodes to ``caf\xe9.wav``).
+    Lone surrogates only occur inside JSON strings, so the text stays valid JSON.
+
+    Parameters
+    ----------
+    text : str
+        JSON text.
+
+    Returns
+    -------
+    str
+    """
     return _SURROGATE.sub(lambda match: _escape(match).replace("\\", "\\\\"), text)
 
 
 def read_toml(path: str | os.PathLike, what: str = "config file") -> dict:
-    """The TOML file ``path`` as a dict; a missing or invalid file is a one-line :class:`UsageError`."""
+    """The TOML file ``path`` as a dict.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str, default "config file"
+        What to call the file in error messages.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    UsageError
+        The file is missing or not valid TOML (one line).
+    """
     import tomllib
 
     from genrekit.errors import UsageError

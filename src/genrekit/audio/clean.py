@@ -35,8 +35,18 @@ MAX_CHANNELS = 16
 
 @dataclass
 class SampleRepairs:
-    """Counts of samples :func:`clean_samples` replaced (accumulated over blocks), and how the
-    audio was found cut short (``truncated``, set by the decoder: the file was used all the same)."""
+    """Counts of samples :func:`clean_samples` replaced (accumulated over blocks), and how the audio
+    was found cut short.
+
+    Attributes
+    ----------
+    non_finite : int
+        NaN or infinite samples replaced by 0.
+    clipped : int
+        Samples beyond ±``MAX_SAMPLE`` clipped.
+    truncated : str or None
+        How the decoder found the file cut short (the file was used all the same).
+    """
 
     non_finite: int = 0
     clipped: int = 0
@@ -46,12 +56,24 @@ class SampleRepairs:
         return bool(self.non_finite or self.clipped or self.truncated)
 
     def add(self, other: "SampleRepairs") -> None:
+        """Add another count to this one.
+
+        Parameters
+        ----------
+        other : SampleRepairs
+        """
         self.non_finite += other.non_finite
         self.clipped += other.clipped
         self.truncated = self.truncated or other.truncated
 
     def describe(self) -> str | None:
-        """One line for people (``None`` when nothing was repaired)."""
+        """One line for people.
+
+        Returns
+        -------
+        str or None
+            ``None`` when nothing was repaired.
+        """
         parts = []
         if self.non_finite:
             parts.append(f"{self.non_finite} non-finite (NaN/inf) samples replaced by 0")
@@ -63,10 +85,22 @@ class SampleRepairs:
 
 
 def clean_samples(block: np.ndarray, repairs: SampleRepairs | None = None) -> np.ndarray:
-    """``block`` (any float dtype, any shape) with NaN/inf set to 0 and huge values clipped.
+    """``block`` with NaN/inf set to 0 and huge values clipped.
 
     The common clean case costs three passes and no copy; a dirty block is repaired in a copy
-    (the caller's array is never changed). Counts are added to ``repairs`` when given.
+    (the caller's array is never changed).
+
+    Parameters
+    ----------
+    block : np.ndarray
+        Samples of any float dtype and shape.
+    repairs : SampleRepairs, optional
+        Counts are added to it.
+
+    Returns
+    -------
+    np.ndarray
+        ``block`` itself when clean, else a repaired copy of the same dtype and shape.
     """
     if block.size == 0:
         return block
@@ -94,6 +128,18 @@ def as_mono_float32(audio, repairs: SampleRepairs | None = None) -> np.ndarray:
     the axis with at most :data:`MAX_CHANNELS` entries, and fewer than the other, is the
     channel axis). Float samples are full scale at ±1; signed integer PCM is scaled by its
     full scale (int16 by 32768), unsigned 8-bit is centred on 128 as in WAV files.
+
+    Parameters
+    ----------
+    audio : array-like
+        Samples ``(n,)``, ``(channels, n)`` or ``(n, channels)``.
+    repairs : SampleRepairs, optional
+        Counts of repaired samples are added to it.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape ``(n,)``, the channels averaged.
 
     Raises
     ------

@@ -223,16 +223,16 @@ def load_audio(
     Raises
     ------
     AudioError
-        A subclass per cause; :class:`~genrekit.errors.EmptyAudioError` also when ``offset``
-        is at or past the end of the file.
+        A subclass per cause; :class:`~genrekit.errors.EmptyAudioError` also for an ``offset`` at or past the end.
     UsageError
         Negative ``offset``, non-positive ``duration`` or ``sr``.
 
     Examples
     --------
-    >>> audio = load_audio("blues.00000.flac", sr=16000, offset=10.0, duration=3.0)
-    >>> audio.samples.shape, audio.duration
-    ((48000,), 3.0)
+    >>> import tempfile; path = os.path.join(tempfile.mkdtemp(), "20s.flac")
+    >>> sf.write(path, np.zeros(20 * 44100), 44100)  # 20 s of silence at 44.1 kHz
+    >>> load_audio(path, sr=16000, offset=10.0, duration=3.0).samples.shape
+    (48000,)
     """
     path = Path(path)
     info, backend = _probe(path, count_limit=_count_limit(offset, duration))

@@ -11,14 +11,40 @@ SILENCE_DBFS = -60.0
 
 
 def rms_dbfs(samples: np.ndarray) -> np.ndarray:
-    """RMS level in dB re full scale of each row of ``samples`` ``(n, samples)``; ``(n,)`` float64.
+    """RMS level of each row of ``samples`` in dB relative to full scale.
 
-    Digital silence gives -200 dB (the RMS is floored at 1e-10) rather than ``-inf``.
+    Parameters
+    ----------
+    samples : np.ndarray
+        Audio windows in [-1, 1], shape ``(n, samples)``.
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n,)``, in dBFS; digital silence gives -200 dB (the RMS is floored at
+        1e-10) rather than ``-inf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rms_dbfs(np.array([[1.0, -1.0], [0.1, -0.1], [0.0, 0.0]])).round(1)
+    array([   0.,  -20., -200.])
     """
     rms = np.sqrt(np.mean(np.square(samples, dtype=np.float64), axis=1))
     return 20 * np.log10(np.maximum(rms, 1e-10))
 
 
 def is_silent(samples: np.ndarray) -> np.ndarray:
-    """``(n,)`` bool: rows of ``samples`` quieter than :data:`SILENCE_DBFS`."""
+    """Which rows of ``samples`` are quieter than :data:`SILENCE_DBFS` (-60 dBFS RMS).
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        Audio windows in [-1, 1], shape ``(n, samples)``.
+
+    Returns
+    -------
+    np.ndarray
+        bool, shape ``(n,)``.
+    """
     return rms_dbfs(samples) < SILENCE_DBFS

@@ -25,6 +25,11 @@ def c_stderr_silenced():
     process-wide: nested and concurrent blocks share one redirection, which ends when the last
     of them does; anything else written to stderr meanwhile is lost, so keep the blocks short.
     Where the descriptor cannot be redirected the block runs as it is.
+
+    Yields
+    ------
+    None
+        Once, while descriptor 2 points to the null device.
     """
     global _depth, _saved_fd
     with _lock:

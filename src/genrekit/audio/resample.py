@@ -27,8 +27,24 @@ MAX_SAMPLE_RATE = 768000
 
 
 def check_sample_rate(sr: int, what: str = "sample rate") -> int:
-    """``sr`` when it lies within [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz, else a
-    :class:`UsageError` naming ``what``."""
+    """``sr`` when it lies within [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz.
+
+    Parameters
+    ----------
+    sr : int
+        A sample rate in Hz.
+    what : str, default "sample rate"
+        What to name in the error message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    UsageError
+        ``sr`` is outside the range.
+    """
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
         raise UsageError(f"{what} {sr} Hz is outside the rates genrekit reads "
                          f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)")
@@ -37,15 +53,49 @@ def check_sample_rate(sr: int, what: str = "sample rate") -> int:
 
 def resample_stream(blocks: Iterable[np.ndarray], native_sr: int, sr: int,
                     repairs: SampleRepairs | None = None) -> Iterator[np.ndarray]:
-    """Clean and resample consecutive mono blocks ``(n,)`` from ``native_sr`` to ``sr`` Hz, as a
-    file's samples are (the result does not depend on how the samples are cut into blocks)."""
+    """Clean and resample consecutive mono blocks from ``native_sr`` to ``sr`` Hz, as a file's
+    samples are (the result does not depend on how the samples are cut into blocks).
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray
+        Mono float blocks, shape ``(n_i,)``.
+    native_sr, sr : int
+        Their rate and the wanted rate, in Hz.
+    repairs : SampleRepairs, optional
+        Counts of repaired samples are added to it.
+
+    Yields
+    ------
+    np.ndarray
+        float32 blocks, shape ``(m_i,)``, at ``sr`` Hz.
+    """
     for block in convert_blocks((block[:, None] for block in blocks), native_sr, sr, 1, True, repairs):
         yield block[:, 0]
 
 
 def convert_blocks(blocks, native_sr: int, sr: int, channels: int, mono: bool, repairs=None) -> Iterator[np.ndarray]:
-    """Sanitise, mix down and resample ``(n, channels)`` blocks; the result does not depend on
-    how the input is cut into blocks (soxr's streaming resampler is block-size invariant)."""
+    """Sanitise, mix down and resample ``(n, channels)`` blocks; the result does not depend on how
+    the input is cut into blocks (soxr's streaming resampler is block-size invariant).
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray
+        float32 blocks, shape ``(n_i, channels)``.
+    native_sr, sr : int
+        Their rate and the wanted rate, in Hz.
+    channels : int
+        Channels of the input blocks.
+    mono : bool
+        Average the channels into one.
+    repairs : SampleRepairs, optional
+        Counts of repaired samples are added to it.
+
+    Yields
+    ------
+    np.ndarray
+        float32 blocks at ``sr`` Hz, shape ``(m_i, 1)`` when ``mono`` else ``(m_i, channels)``.
+    """
     resampler = None
     if native_sr != sr:
         resampler = soxr.ResampleStream(native_sr, sr, channels, dtype="float32", quality=RESAMPLE_QUALITY)

@@ -36,7 +36,26 @@ class SegmentSettings:
     """How a model cuts audio: ``window`` seconds every ``hop`` seconds, the tail padded or dropped.
 
     The typed form of the ``segment`` spec of model files and training configs
-    (``{"window": 3.0, "hop": 3.0, "last": "pad"}``); ``hop`` defaults to ``window``.
+    (``{"window": 3.0, "hop": 3.0, "last": "pad"}``).
+
+    Parameters
+    ----------
+    window : float, default 3.0
+        Window length in seconds.
+    hop : float or None, default None
+        Seconds between window starts; ``None`` means ``window``.
+    last : {"pad", "drop"}, default "pad"
+        What happens to the audio after the last full window (see :func:`segment_samples`).
+
+    Raises
+    ------
+    UsageError
+        A non-positive ``window`` or ``hop``, or an unknown ``last``.
+
+    Examples
+    --------
+    >>> SegmentSettings(window=3.0).to_spec()
+    {'window': 3.0, 'hop': 3.0, 'last': 'pad'}
     """
 
     window: float = 3.0
@@ -55,18 +74,51 @@ class SegmentSettings:
 
     @classmethod
     def from_spec(cls, spec: dict) -> "SegmentSettings":
-        """From a ``segment`` spec; unknown keys are refused."""
+        """Settings from a ``segment`` spec.
+
+        Parameters
+        ----------
+        spec : dict
+            Some of ``window``, ``hop`` and ``last``.
+
+        Returns
+        -------
+        SegmentSettings
+
+        Raises
+        ------
+        UsageError
+            An unknown key or a bad value.
+        """
         unknown = set(spec) - {"window", "hop", "last"}
         if unknown:
             raise UsageError(f"unknown segment setting {sorted(unknown)[0]!r} (known: window, hop, last)")
         return cls(**spec)
 
     def to_spec(self) -> dict:
-        """The complete spec, every default written out (model files and cache keys use it)."""
+        """The complete spec, every default written out (model files and cache keys use it).
+
+        Returns
+        -------
+        dict
+            ``{"window": float, "hop": float, "last": str}``.
+        """
         return {"window": self.window, "hop": self.hop, "last": self.last}
 
     def cut(self, samples: np.ndarray, sr: int) -> "Segments":
-        """:func:`segment_samples` with these settings."""
+        """:func:`segment_samples` with these settings.
+
+        Parameters
+        ----------
+        samples : np.ndarray
+            Mono audio, shape ``(n,)``.
+        sr : int
+            Sample rate of ``samples`` in Hz.
+
+        Returns
+        -------
+        Segments
+        """
         return segment_samples(samples, sr, window=self.window, hop=self.hop, last=self.last)
 
 
@@ -148,7 +200,34 @@ def segment_samples(
 
 
 def window_sizes(sr: int, window: float, hop: float | None, last: str) -> tuple[int, int]:
-    """``(window, hop)`` in whole samples at ``sr`` Hz, after checking the options."""
+    """Window length and hop in whole samples, after checking the options.
+
+    Parameters
+    ----------
+    sr : int
+        Sample rate in Hz.
+    window : float
+        Window length in seconds.
+    hop : float or None
+        Seconds between window starts; None means ``window``.
+    last : {"pad", "drop"}
+        Checked only.
+
+    Returns
+    -------
+    width, step : int
+        In samples.
+
+    Raises
+    ------
+    UsageError
+        A non-positive ``window`` or ``hop``, an unknown ``last``, or less than one sample.
+
+    Examples
+    --------
+    >>> window_sizes(16000, 3.0, 1.5, "pad")
+    (48000, 24000)
+    """
     if last not in LAST_POLICIES:
         raise UsageError(f"last must be one of {', '.join(LAST_POLICIES)}; got {last!r}")
     if not window > 0:
@@ -165,14 +244,37 @@ def window_sizes(sr: int, window: float, hop: float | None, last: str) -> tuple[
 @dataclass(frozen=True)
 class WindowCutter:
     """Window positions in samples; shared by the in-memory and streaming paths
-    (:func:`genrekit.audio.windows.read_windows`) so that both produce identical windows and times."""
+    (:func:`genrekit.audio.windows.read_windows`) so that both produce identical windows and times.
+
+    Parameters
+    ----------
+    width : int
+        Window length in samples.
+    step : int
+        Samples between window starts.
+    last : {"pad", "drop"}
+        What happens to the audio after the last full window (see :func:`segment_samples`).
+    """
 
     width: int
     step: int
     last: str
 
     def tail_start(self, full_windows: int, total: int) -> int | None:
-        """Start of the padded window after ``full_windows`` full ones, or ``None``."""
+        """Start of the padded window after ``full_windows`` full ones, or ``None``.
+
+        Parameters
+        ----------
+        full_windows : int
+            Number of full windows in the audio.
+        total : int
+            Length of the audio in samples.
+
+        Returns
+        -------
+        int or None
+            In samples; None when the tail is dropped or there is none.
+        """
         start = full_windows * self.step
         if start >= total:
             return None
@@ -184,11 +286,36 @@ class WindowCutter:
         return None
 
     def count(self, total: int) -> int:
-        """How many windows ``total`` samples give."""
+        """How many windows ``total`` samples give.
+
+        Parameters
+        ----------
+        total : int
+            Length of the audio in samples.
+
+        Returns
+        -------
+        int
+        """
         full = (total - self.width) // self.step + 1 if total >= self.width else 0
         return full + (self.tail_start(full, total) is not None)
 
     def cut_all(self, samples: np.ndarray, sr: int, time_origin: float) -> Segments:
+        """Every window of ``samples`` in one batch.
+
+        Parameters
+        ----------
+        samples : np.ndarray
+            Mono audio, float32, shape ``(n,)``.
+        sr : int
+            Its sample rate in Hz (for the times).
+        time_origin : float
+            Time of the first sample, in seconds.
+
+        Returns
+        -------
+        Segments
+        """
         total = len(samples)
         full = (total - self.width) // self.step + 1 if total >= self.width else 0
         rows = []
@@ -202,8 +329,26 @@ class WindowCutter:
 
     def cut_stream(self, blocks: Iterable[np.ndarray], sr: int, time_origin: float,
                    batch_size: int, keep: Callable[[int], bool] | None = None) -> Iterator[Segments]:
-        """Windows of consecutive blocks, in batches; with ``keep``, only the windows whose index
-        it accepts (the others are not copied)."""
+        """Windows of consecutive blocks, in batches, in memory bounded by one block and one window.
+
+        Parameters
+        ----------
+        blocks : iterable of np.ndarray
+            Consecutive mono blocks, float32, shape ``(n_i,)``.
+        sr : int
+            Their sample rate in Hz.
+        time_origin : float
+            Time of the first sample, in seconds.
+        batch_size : int
+            Windows per yielded batch (the last may be smaller).
+        keep : callable, optional
+            ``keep(index) -> bool``: only the windows whose index it accepts are kept (the others
+            are not copied).
+
+        Yields
+        ------
+        Segments
+        """
         carry = np.zeros(0, np.float32)  # samples [carry_start, total) that later windows need
         carry_start = total = next_start = full = 0
         rows = []
@@ -229,7 +374,21 @@ class WindowCutter:
             yield self.batch(rows, sr, time_origin)
 
     def batch(self, rows: list[tuple[int, np.ndarray, int]], sr: int, time_origin: float) -> Segments:
-        """Stack ``(start sample, samples, real length)`` rows, zero-padding short ones."""
+        """Stack ``(start sample, samples, real length)`` rows, zero-padding short ones.
+
+        Parameters
+        ----------
+        rows : list of (int, np.ndarray, int)
+            Start in samples, the samples (at least the real length), and the real length.
+        sr : int
+            Sample rate in Hz.
+        time_origin : float
+            Time of sample 0, in seconds.
+
+        Returns
+        -------
+        Segments
+        """
         windows = np.zeros((len(rows), self.width), np.float32)
         for window, (_, samples, length) in zip(windows, rows):
             window[:length] = samples[:length]

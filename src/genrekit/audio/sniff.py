@@ -29,6 +29,18 @@ def truncation(path: Path, container: str) -> str | None:
     libsndfile silently shortens a WAV, AIFF or AU file to the data present, and measures an
     Ogg file up to its last complete page; downloads and copies that were cut off only show in
     the declared size (WAV, AIFF, AU) or in a missing end-of-stream flag (Ogg).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    container : str
+        The container libsndfile or FFmpeg reported (``"wav"``, ``"ogg"``, ...).
+
+    Returns
+    -------
+    str or None
+        What shows the file cut short (for a warning), or None.
     """
     size = path.stat().st_size
     with open(path, "rb") as handle:
@@ -62,6 +74,17 @@ def truncation(path: Path, container: str) -> str | None:
 
 
 def looks_like_text(path: Path) -> bool:
+    """Whether the file's first 4 KiB are UTF-8 text without NUL bytes (a text file given as audio).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    bool
+    """
     with open(path, "rb") as handle:
         head = handle.read(4096)
     if b"\x00" in head:
@@ -75,13 +98,36 @@ def looks_like_text(path: Path) -> bool:
 
 
 def has_audio_signature(path: Path) -> bool:
+    """Whether the file starts like an audio container (WAV, AIFF, AU, FLAC, Ogg, CAF, Matroska,
+    ASF, AMR, APE, WavPack, DSDIFF, MP4 or MPEG audio), so a failure to decode it means damage
+    rather than "not audio".
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    bool
+    """
     with open(path, "rb") as handle:
         head = handle.read(12)
     return head.startswith(_AUDIO_SIGNATURES) or head[4:8] == b"ftyp" or is_mpeg_audio(path)
 
 
 def is_mpeg_audio(path: Path) -> bool:
-    """Whether the file starts like MP3 or ADTS AAC: an ID3 tag or an 11-bit frame sync."""
+    """Whether the file starts like MP3 or ADTS AAC: an ID3 tag or an 11-bit frame sync.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    bool
+    """
     with open(path, "rb") as handle:
         head = handle.read(3)
     return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
@@ -93,6 +139,17 @@ def states_exact_length(path: Path, container: str) -> bool:
     MP4-family containers carry sample tables; an MP3 states its length only in a Xing, Info
     or VBRI header (otherwise FFmpeg guesses from the first frame's bit rate, which can be far
     off for variable bit rates, so a short decode would prove nothing).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    container : str
+        FFmpeg's container name.
+
+    Returns
+    -------
+    bool
     """
     if container in ("m4a", "mp4", "mov"):
         return True

@@ -109,7 +109,7 @@ def read_windows(
     --------
     >>> windows = read_windows(np.zeros(10 * 8000, np.float32), 16000, source_sr=8000, max_windows=2)
     >>> windows.total, [batch.starts.tolist() for batch in windows]
-    (4, [[3.0, 6.0]])
+    (4, [[3.0, 9.0]])
     """
     width, step = window_sizes(sr, window, hop, last)
     check_sample_rate(sr, "sample rate")
@@ -135,8 +135,23 @@ def read_windows(
 
 
 def budget_indices(total: int, max_windows: int) -> np.ndarray:
-    """Which of ``total`` windows a budget of ``max_windows`` keeps: the middle window of each of
-    ``max_windows`` equal runs (every window when the budget is 0 or not smaller than ``total``).
+    """Which of ``total`` windows a budget of ``max_windows`` keeps.
+
+    The middle window of each of ``max_windows`` equal runs; every window when the budget is 0 or
+    not smaller than ``total``.
+
+    Parameters
+    ----------
+    total : int
+        Windows in the audio.
+    max_windows : int
+        The budget (0: no budget).
+
+    Returns
+    -------
+    np.ndarray
+        int64 indices, increasing, shape ``(min(total, max_windows),)`` (``(total,)`` without a
+        budget).
 
     Examples
     --------
@@ -188,8 +203,16 @@ class Windows:
         return self.total is not None and self.count < self.total
 
     def blocks(self) -> Iterator[np.ndarray]:
-        """The cleaned mono float32 samples at :attr:`sr` of the whole range, block by block
-        (every sample: the budget chooses windows); :attr:`duration` is what they held once read."""
+        """The cleaned mono samples of the whole range, block by block.
+
+        Every sample, whatever the budget (the budget chooses windows); :attr:`duration` is what
+        they held once read.
+
+        Yields
+        ------
+        np.ndarray
+            float32, shape ``(n_i,)``, at :attr:`sr` Hz.
+        """
         if self.file is not None:
             blocks = self.file.blocks(self.sr, offset=self.offset, duration=self.requested,
                                       block_duration=self.block_duration, repairs=self.repairs)
@@ -210,7 +233,13 @@ class Windows:
         return self._read_through()
 
     def collect(self) -> Segments:
-        """Every window of this reading in one :class:`~genrekit.audio.segments.Segments`."""
+        """Every window of this reading in one batch.
+
+        Returns
+        -------
+        Segments
+            Samples ``(count, window_samples)``; empty when the range holds no audio.
+        """
         batches = list(self)
         if not batches:
             return Segments(np.zeros((0, self.cutter.width), np.float32), np.zeros(0), np.zeros(0), np.zeros(0, bool))

@@ -41,7 +41,16 @@ _SHARD = re.compile(r"^[0-9a-f]{2}$")
 
 @dataclass(frozen=True)
 class CacheInfo:
-    """What a cache folder holds: ``entries`` arrays taking ``size_bytes`` bytes."""
+    """What a cache folder holds.
+
+    Attributes
+    ----------
+    root : Path
+    entries : int
+        Number of cached arrays.
+    size_bytes : int
+        Bytes they take.
+    """
 
     root: Path
     entries: int
@@ -49,7 +58,13 @@ class CacheInfo:
 
 
 def default_cache_dir() -> Path:
-    """``genrekit.utils.cache_root() / "features"`` (``$GENREKIT_CACHE_DIR`` moves it)."""
+    """The default feature cache folder.
+
+    Returns
+    -------
+    Path
+        ``genrekit.utils.cache_root() / "features"`` (``$GENREKIT_CACHE_DIR`` moves it).
+    """
     return cache_root() / "features"
 
 
@@ -69,9 +84,17 @@ class FeatureCache:
 
     Examples
     --------
-    >>> cache = FeatureCache()  # ~/.cache/genrekit/features
+    >>> import os, tempfile
+    >>> import numpy as np, soundfile as sf
+    >>> folder = tempfile.mkdtemp()
+    >>> song = os.path.join(folder, "song.wav")
+    >>> sf.write(song, np.zeros(22050, np.float32), 22050)
+    >>> cache = FeatureCache(os.path.join(folder, "cache"))  # default: ~/.cache/genrekit/features
     >>> spec = {"name": "mfcc", "n_mfcc": 20, "sr": 22050}
-    >>> mfcc = cache.get_or_compute("song.wav", spec, lambda: extract("song.wav", spec))
+    >>> cache.get_or_compute(song, spec, lambda: np.ones((20, 44))).shape  # computed and stored
+    (20, 44)
+    >>> cache.get(song, spec).shape  # read back
+    (20, 44)
     """
 
     def __init__(self, root: str | Path | None = None, *, content_hash: bool = False, version: str = FEATURE_VERSION):
@@ -86,6 +109,18 @@ class FeatureCache:
     def key(self, path: str | Path, spec: dict) -> str:
         """Hex SHA-256 naming the entry for ``path`` computed with ``spec``.
 
+        Parameters
+        ----------
+        path : str or Path
+            The audio file.
+        spec : dict
+            What was computed from it (feature spec, rate, windows): JSON-able.
+
+        Returns
+        -------
+        str
+            64 hex digits.
+
         Raises
         ------
         AudioMissingError
@@ -96,22 +131,68 @@ class FeatureCache:
         return _digest(file_identity(path, content_hash=self.content_hash), spec, self.version)
 
     def entry_path(self, key: str) -> Path:
+        """Where the entry named ``key`` lives.
+
+        Parameters
+        ----------
+        key : str
+            What :meth:`key` returned.
+
+        Returns
+        -------
+        Path
+            ``root/<first two hex digits>/<key>.npy``.
+        """
         return self.root / key[:2] / f"{key}.npy"
 
     def get(self, path: str | Path, spec: dict) -> np.ndarray | None:
-        """The cached array, or ``None`` if absent (or corrupt, in which case it is deleted)."""
+        """The cached array, or ``None`` if absent (or corrupt, in which case it is deleted).
+
+        Parameters
+        ----------
+        path : str or Path
+            The audio file.
+        spec : dict
+            What was computed from it.
+
+        Returns
+        -------
+        np.ndarray or None
+        """
         return self._load(self.entry_path(self.key(path, spec)))
 
     def put(self, path: str | Path, spec: dict, array: np.ndarray) -> None:
-        """Store ``array`` for ``path`` and ``spec`` (numeric arrays only: no pickled objects)."""
+        """Store ``array`` for ``path`` and ``spec`` (numeric arrays only: no pickled objects).
+
+        Parameters
+        ----------
+        path : str or Path
+            The audio file.
+        spec : dict
+            What was computed from it.
+        array : np.ndarray
+            Numeric; a failed write is reported once and otherwise ignored.
+        """
         self._store(self.entry_path(self.key(path, spec)), array)
 
     def get_or_compute(self, path: str | Path, spec: dict, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """Return the cached array for ``path`` and ``spec``, or call ``compute()`` and store its result.
+        """The cached array for ``path`` and ``spec``, or ``compute()``'s result, stored.
 
-        ``compute`` takes no arguments (use a lambda or :func:`functools.partial`). If the file
-        changes while ``compute`` runs, the result is returned but not stored, since it may
-        belong to either version of the file.
+        If the file changes while ``compute`` runs, the result is returned but not stored, since it
+        may belong to either version of the file.
+
+        Parameters
+        ----------
+        path : str or Path
+            The audio file.
+        spec : dict
+            What ``compute`` computes from it.
+        compute : callable
+            Takes no arguments (use a lambda or :func:`functools.partial`), returns an array.
+
+        Returns
+        -------
+        np.ndarray
         """
         identity = file_identity(path, content_hash=self.content_hash)
         entry = self.entry_path(_digest(identity, spec, self.version))
@@ -124,13 +205,24 @@ class FeatureCache:
         return array
 
     def info(self) -> CacheInfo:
+        """What the cache holds now.
+
+        Returns
+        -------
+        CacheInfo
+        """
         entries = list(self._entries())
         return CacheInfo(self.root, len(entries), sum(_size(entry) for entry in entries))
 
     def clear(self) -> int:
-        """Delete every entry (and leftover temporary files); return how many entries went.
+        """Delete every entry (and leftover temporary files).
 
         Only files named like cache entries are touched, so a mistaken ``root`` loses nothing else.
+
+        Returns
+        -------
+        int
+            How many entries went.
         """
         removed = 0
         for entry in self._entries():

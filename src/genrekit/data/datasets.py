@@ -26,36 +26,26 @@ from genrekit.utils import track as progress
 
 KINDS = ("gtzan", "fma", "folder", "manifest")
 
-
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 
-
 GTZAN_TRACKS_PER_GENRE = 100
-
 
 #: Layouts seen in the wild: the original tarball (``genres/``) and the Kaggle copy.
 GTZAN_SUBFOLDERS = ("genres", "genres_original", "Data/genres_original")
 
-
 #: Known bad files, used only to explain a failure that ``check_audio`` found.
 GTZAN_KNOWN_CORRUPT = {"jazz.00054": "known corrupt file in the Kaggle copy of GTZAN"}
 
-
 FMA_SUBSETS = ("small", "medium", "large")
 
-
 FMA_SPLITS = {"training": "train", "validation": "valid", "test": "test"}
-
 
 #: Clips of fma_small/medium that hold no audio at all (github.com/mdeff/fma issues #41 and #44).
 FMA_KNOWN_EMPTY = frozenset({"099134", "108925", "133297"})
 
-
 FMA_COLUMNS_USED = ("set.subset", "set.split", "track.genre_top", "artist.id")
 
-
 SPLIT_NAMES = ("train", "valid", "test")
-
 
 _SPLIT_ALIASES = {**FMA_SPLITS, "train": "train", "valid": "valid", "val": "valid", "dev": "valid"}
 
@@ -67,10 +57,16 @@ SEVERITIES = ("error", "warning", "info")
 class Track:
     """One labelled audio file.
 
-    ``track_id`` is unique within a dataset and independent of the file extension (``blues.00012``
-    for GTZAN, the 6-digit ``000002`` for FMA, the relative path without suffix otherwise).
-    ``group`` is the unit that must not straddle a split (the artist), ``None`` when unknown;
-    ``split`` is ``"train"``, ``"valid"`` or ``"test"`` when the dataset defines one.
+    Attributes
+    ----------
+    path : Path
+    label : str
+    track_id : str
+        Unique in the dataset, without file extension (``blues.00012``, FMA's ``000002``).
+    group : str or None
+        The unit that must not straddle a split (the artist); ``None``: unknown.
+    split : {"train", "valid", "test"} or None
+        The dataset's own split, if it has one.
     """
 
     path: Path
@@ -84,9 +80,14 @@ class Track:
 class Problem:
     """Something wrong or notable found while opening a dataset.
 
-    ``kind`` is a short tag (``missing-file``, ``duplicate``, ``unreadable``, ``empty``,
-    ``known-empty``, ``no-label``, ``no-group``, ``unexpected-file``, ``incomplete``, ``bad-row``);
-    ``severity`` is ``"error"``, ``"warning"`` or ``"info"``.
+    Attributes
+    ----------
+    path : str
+    kind : str
+        ``missing-file``, ``duplicate``, ``unreadable``, ``empty``, ``known-empty``, ``no-label``,
+        ``no-group``, ``unexpected-file``, ``incomplete`` or ``bad-row``.
+    message : str
+    severity : {"error", "warning", "info"}
     """
 
     path: str
@@ -96,6 +97,7 @@ class Problem:
 
     @property
     def is_error(self) -> bool:
+        """Whether the severity is ``"error"``."""
         return self.severity == "error"
 
     def __str__(self) -> str:
@@ -106,8 +108,17 @@ class Problem:
 class Dataset:
     """Tracks of a labelled collection and the problems met while reading it.
 
-    ``labels`` is sorted and lists every label of ``tracks``; ``durations`` maps ``track_id`` to
-    seconds once the audio has been probed (:func:`probe_audio`, or ``check_audio=True``).
+    Attributes
+    ----------
+    name, kind : str
+        Display name, and ``"gtzan"``, ``"fma"``, ``"folder"`` or ``"manifest"``.
+    root : Path
+    tracks : list of Track
+    labels : list of str
+        Every label of ``tracks``, sorted.
+    problems : list of Problem
+    durations : dict of str to float
+        ``track_id`` -> seconds, once the audio has been probed (:meth:`check_audio`).
     """
 
     name: str
@@ -123,9 +134,16 @@ class Dataset:
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems of severity ``"error"``."""
         return [problem for problem in self.problems if problem.is_error]
 
     def label_counts(self) -> dict[str, int]:
+        """Number of tracks per label, in the order of ``labels``.
+
+        Returns
+        -------
+        dict of str to int
+        """
         counts = Counter(track.label for track in self.tracks)
         return {label: counts[label] for label in self.labels}
 
@@ -184,9 +202,19 @@ def open_dataset(path: str | Path, kind: str = "auto", *, check_audio: bool = Fa
 
 
 def detect_kind(path: str | Path) -> str:
-    """Guess the dataset kind of ``path``: a file is a manifest; a folder with
-    ``fma_metadata/tracks.csv`` is FMA; one whose label folders are GTZAN genres holding
-    ``<genre>.NNNNN`` files is GTZAN; anything else a folder-per-label tree."""
+    """Guess the dataset kind of ``path``.
+
+    A file is a manifest; a folder with ``fma_metadata/tracks.csv`` is FMA; GTZAN genre folders
+    of ``<genre>.NNNNN`` files are GTZAN; anything else a folder-per-label tree.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    {"gtzan", "fma", "folder", "manifest"}
+    """
     path = Path(path)
     if path.is_file():
         if path.name == "tracks.csv" and path.parent.name == "fma_metadata":
@@ -202,11 +230,18 @@ def detect_kind(path: str | Path) -> str:
 def open_gtzan(root: str | Path) -> Dataset:
     """Read GTZAN: one folder per genre holding ``<genre>.NNNNN.<ext>`` files (any audio extension).
 
-    Also accepts the folder above the original ``genres/`` or Kaggle ``Data/genres_original/``.
-    ``group`` is the clip's artist from Sturm's GTZAN index (:func:`load_gtzan_artists`, 920 of
-    the 1000 clips), ``None`` where unknown. Genres with fewer than 100 clips are reported as ``info`` (gtzan-mini and other subsets are
-    fine); two files with the same id but different extensions are a ``duplicate`` error (the first
-    in sorted order is kept).
+    ``group`` is the artist from Sturm's GTZAN index (:func:`load_gtzan_artists`, 920 of 1000
+    clips). Genres with under 100 clips are ``info``; one id with two extensions is a ``duplicate``.
+
+    Parameters
+    ----------
+    root : str or Path
+        The genre folders' parent, or the folder above the original ``genres/`` or Kaggle's
+        ``Data/genres_original/``.
+
+    Returns
+    -------
+    Dataset
     """
     root = _gtzan_root(Path(root))
     artists = load_gtzan_artists()
@@ -237,8 +272,13 @@ def open_gtzan(root: str | Path) -> Dataset:
 
 @functools.lru_cache(maxsize=1)
 def load_gtzan_artists() -> dict[str, str]:
-    """Artist of each annotated GTZAN clip, ``{"blues.00000": "John Lee Hooker", ...}``, from the
-    ``gtzan-artists.csv`` shipped with genrekit (Sturm's GTZAN index)."""
+    """Artist of each annotated GTZAN clip, from the ``gtzan-artists.csv`` shipped with genrekit.
+
+    Returns
+    -------
+    dict of str to str
+        ``{"blues.00000": "John Lee Hooker", ...}`` (Sturm's GTZAN index).
+    """
     try:
         text = (resources.files("genrekit") / "assets" / "gtzan-artists.csv").read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -275,11 +315,26 @@ def _looks_like_gtzan(path: Path) -> bool:
 def open_fma(root: str | Path, subset: str | None = None) -> Dataset:
     """Read the Free Music Archive: ``fma_metadata/tracks.csv`` and the ``fma_<subset>/`` audio.
 
-    A track belongs to ``subset`` if its ``set.subset`` is that subset or a smaller one
-    (small ⊂ medium ⊂ large). Label: ``track.genre_top``; group: ``artist.id``; split:
-    ``set.split`` (training/validation/test -> train/valid/test); audio:
-    ``fma_<subset>/NNN/NNNNNN.mp3`` with the zero-padded 6-digit id. Tracks without a top genre
-    (only in ``large``) are skipped and counted; the known empty clips are skipped with a warning.
+    Label ``track.genre_top``, group ``artist.id``, split ``set.split``; tracks without a top
+    genre or known to be empty are skipped.
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder holding ``fma_metadata/`` (or ``tracks.csv`` itself).
+    subset : {"small", "medium", "large"}, optional
+        This subset and the smaller ones; default: the smallest whose audio folder exists.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    UsageError
+        Unknown ``subset``.
+    DatasetError
+        No audio folder for the subset, or an unreadable ``tracks.csv``.
     """
     root = Path(root)
     if root.is_file():  # given fma_metadata/tracks.csv itself
@@ -320,12 +375,25 @@ def open_fma(root: str | Path, subset: str | None = None) -> Dataset:
 
 
 def read_fma_tracks(csv_path: str | Path, columns: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
-    """Rows of FMA's ``tracks.csv`` as dicts keyed ``"<top>.<sub>"`` (``"set.subset"``,
-    ``"track.genre_top"``, ``"artist.id"``, ...) plus ``"track_id"``.
+    """Rows of FMA's ``tracks.csv`` as dicts keyed ``"<top>.<sub>"`` plus ``"track_id"``.
 
-    The file has a two-row header (pandas multi-index columns: ``album``/``artist``/``set``/``track``
-    over ``id``/``subset``/``split``/``genre_top``/...) and a third line ``track_id,,,...``.
-    ``columns`` limits the keys of each dict (faster on the 100k-row file); default: all.
+    The file has a two-row header (pandas multi-index columns) and a third line ``track_id,,,...``.
+
+    Parameters
+    ----------
+    csv_path : str or Path
+    columns : iterable of str, optional
+        Keys to keep (``"set.subset"``, ``"track.genre_top"``, ``"artist.id"``, ...); faster on the
+        100k-row file. Default: all.
+
+    Yields
+    ------
+    dict of str to str
+
+    Raises
+    ------
+    DatasetError
+        The file cannot be read, lacks a needed column, or has a malformed row.
     """
     csv_path = Path(csv_path)
     required = FMA_COLUMNS_USED
@@ -354,7 +422,18 @@ def read_fma_tracks(csv_path: str | Path, columns: Iterable[str] | None = None) 
 
 
 def fma_audio_path(audio_root: str | Path, track_id: int | str) -> Path:
-    """``<audio_root>/NNN/NNNNNN.mp3``: the zero-padded 6-digit id under a folder of its first 3 digits."""
+    """Where FMA keeps a track's audio: the 6-digit id under a folder of its first 3 digits.
+
+    Parameters
+    ----------
+    audio_root : str or Path
+    track_id : int or str
+
+    Returns
+    -------
+    Path
+        ``<audio_root>/NNN/NNNNNN.mp3``.
+    """
     padded = f"{int(track_id):06d}"
     return Path(audio_root) / padded[:3] / f"{padded}.mp3"
 
@@ -386,8 +465,22 @@ def _default_fma_subset(root: Path) -> str:
 
 
 def open_folder(root: str | Path) -> Dataset:
-    """Read a folder-per-label tree: each subfolder's name is the label of every audio file below
-    it (at any depth). ``track_id`` is the path relative to ``root`` without its suffix."""
+    """Read a folder-per-label tree: each subfolder's name labels every audio file below it.
+    ``track_id`` is the path relative to ``root`` without its suffix.
+
+    Parameters
+    ----------
+    root : str or Path
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        ``root`` is not a folder.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder")
@@ -406,10 +499,22 @@ def open_folder(root: str | Path) -> Dataset:
 
 def open_manifest(csv_path: str | Path) -> Dataset:
     """Read a CSV manifest with a header row: ``path,label[,split][,group][,track_id]``.
-
-    Relative paths are relative to the manifest's folder; ``genre`` is accepted for ``label`` and
-    ``artist`` for ``group``. ``split`` values: train/valid/test (also training, validation, val).
+    ``genre`` may stand for ``label``, ``artist`` for ``group``; ``split`` is train/valid/test.
     Rows naming a missing file, an empty label or an unknown split are reported and skipped.
+
+    Parameters
+    ----------
+    csv_path : str or Path
+        Paths in the manifest are relative to its folder.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        Unreadable, or no ``path`` and ``label`` columns.
     """
     csv_path = Path(csv_path)
     base = csv_path.parent
@@ -453,7 +558,12 @@ def _manifest_track(row: dict, columns: dict, base: Path, where: str) -> tuple[T
 
 
 def probe_audio(tracks: Iterable[Track], *, description: str = "checking audio") -> tuple[dict[str, float], list[Problem]]:
-    """Open each track's file (header only) with a progress bar.
+    """Open each track's file (header only), with a progress bar titled ``description``.
+
+    Parameters
+    ----------
+    tracks : iterable of Track
+    description : str, default "checking audio"
 
     Returns
     -------
@@ -484,7 +594,16 @@ def probe_audio(tracks: Iterable[Track], *, description: str = "checking audio")
 def summarize(dataset: Dataset) -> dict:
     """A JSON-able report: tracks and seconds per label, splits, groups and problems.
 
-    Durations are ``None`` unless the audio was probed (:meth:`Dataset.check_audio`).
+    Parameters
+    ----------
+    dataset : Dataset
+        As opened (probe the audio first for durations).
+
+    Returns
+    -------
+    dict
+        ``name``, ``kind``, ``root``, ``tracks``, ``duration_s`` (or ``None``),
+        ``labels``, ``splits``, ``groups``, ``tracks_without_group``, ``problems``, ``errors``.
     """
     probed = bool(dataset.durations)
     per_label = []
@@ -510,7 +629,18 @@ def summarize(dataset: Dataset) -> dict:
 
 
 def format_summary(summary: dict, *, max_problems: int = 20) -> str:
-    """:func:`summarize`'s report as an aligned text table followed by the problems."""
+    """:func:`summarize`'s report as an aligned text table followed by the problems.
+
+    Parameters
+    ----------
+    summary : dict
+    max_problems : int, default 20
+        Problems listed per severity.
+
+    Returns
+    -------
+    str
+    """
     width = max([len("label"), *(len(row["label"]) for row in summary["labels"])])
     lines = [f"{summary['name']} ({summary['kind']}: {summary['root']})", ""]
     lines.append(f"{'label':<{width}}  {'tracks':>7}  {'duration':>10}")

@@ -43,7 +43,28 @@ __all__ = ["DEFAULT_FEATURE", "METADATA_KEY", "Embedder", "embed_items", "error_
 
 
 def parse_feature(text: str | None) -> dict:
-    """A feature spec from ``--feature``: JSON (``'{"name": "mfcc", "n_mfcc": 20}'``) or a bare name."""
+    """A feature spec from ``--feature``: JSON (``'{"name": "mfcc", "n_mfcc": 20}'``) or a bare name.
+
+    Parameters
+    ----------
+    text : str or None
+        Empty or None gives :data:`DEFAULT_FEATURE`.
+
+    Returns
+    -------
+    dict
+        A spec with a ``name``.
+
+    Raises
+    ------
+    UsageError
+        Invalid JSON, or JSON that is not an object with a ``name``.
+
+    Examples
+    --------
+    >>> parse_feature("mfcc"), parse_feature('{"name": "logmel", "n_mels": 64}')
+    ({'name': 'mfcc'}, {'name': 'logmel', 'n_mels': 64})
+    """
     if not text:
         return dict(DEFAULT_FEATURE)
     text = text.strip()
@@ -94,12 +115,19 @@ class Embedder:
 
     @property
     def metadata(self) -> dict:
+        """The table's ``genrekit`` metadata: feature spec and shape, rate, windows (and budget)."""
         budget = {"max_windows": self.max_windows} if self.max_windows else {}
         return {"feature": self.spec, "feature_shape": self.shape, "sample_rate": self.sr,
                 "window": self.window, "hop": self.hop, "last": self.last, **budget}
 
     def schema(self):
-        """The Arrow schema of this table (columns in the module docstring)."""
+        """The Arrow schema of this table (columns in the module docstring).
+
+        Returns
+        -------
+        pyarrow.Schema
+            With the :attr:`metadata` under :data:`METADATA_KEY`.
+        """
         import pyarrow as pa
 
         return pa.schema([
@@ -111,7 +139,17 @@ class Embedder:
 
     def decode(self, path):
         """:func:`genrekit.inference.batch.decode_segments` with this table's settings:
-        ``(Segments, seconds, warnings)``, ``"stream"`` for a very long file, or an error."""
+        ``(Segments, seconds, warnings)``, ``"stream"`` for a very long file, or an error.
+
+        Parameters
+        ----------
+        path : str
+            An audio file.
+
+        Returns
+        -------
+        tuple or str
+        """
         return decode_segments(path, sr=self.sr, window=self.window, hop=self.hop, last=self.last,
                                offset=0.0, duration=None, max_windows=self.max_windows)
 
@@ -123,14 +161,36 @@ class Embedder:
         return out.float().cpu().numpy()
 
     def vectors(self, samples: np.ndarray) -> np.ndarray:
-        """Feature vectors ``(n, dim)`` float32 of windows ``(n, window_samples)``."""
+        """Feature vectors of windows, batch by batch.
+
+        Parameters
+        ----------
+        samples : np.ndarray
+            Windows at :attr:`sr` Hz, float32, shape ``(n, window_samples)``.
+
+        Returns
+        -------
+        np.ndarray
+            float32, shape ``(n, dim)`` (2-D features flattened).
+        """
         parts = [self._forward(samples[first:first + FEATURE_BATCH]).reshape(-1, self.dim)
                  for first in range(0, len(samples), FEATURE_BATCH)]
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
 
     def rows(self, item: dict, decoded) -> list[dict]:
         """The table rows of one file: ``item`` holds ``path`` (and ``track``, ``label``,
-        ``fingerprint``); ``decoded`` is what :meth:`decode` returned for it."""
+        ``fingerprint``); ``decoded`` is what :meth:`decode` returned for it.
+
+        Parameters
+        ----------
+        item : dict
+        decoded : tuple or str
+
+        Returns
+        -------
+        list of dict
+            One row per window, or one error row.
+        """
         base = {"track": item.get("track") or str(item["path"]), "path": str(item["path"]),
                 "label": item.get("label"), "fingerprint": item.get("fingerprint")}
         if isinstance(decoded, str) and decoded != "stream":
@@ -154,7 +214,17 @@ class Embedder:
                             max_windows=self.max_windows, batch_size=FEATURE_BATCH)
 
     def table(self, rows: list[dict]):
-        """Rows as an Arrow table of :meth:`schema` (features as one contiguous array)."""
+        """Rows as an Arrow table of :meth:`schema` (features as one contiguous array).
+
+        Parameters
+        ----------
+        rows : list of dict
+            From :meth:`rows` or :func:`error_row`.
+
+        Returns
+        -------
+        pyarrow.Table
+        """
         import pyarrow as pa
 
         schema = self.schema()
@@ -173,7 +243,18 @@ class Embedder:
 
 
 def error_row(path, error: str, fingerprint: str | None = None) -> dict:
-    """The row of a file that failed: only ``path``, ``error`` (and ``fingerprint``) are set."""
+    """The row of a file that failed: only ``path``, ``error`` (and ``fingerprint``) are set.
+
+    Parameters
+    ----------
+    path : str or path-like
+    error : str
+    fingerprint : str or None
+
+    Returns
+    -------
+    dict
+    """
     return {"track": None, "path": str(path), "label": None, "start": None, "end": None,
             "feature": None, "fingerprint": fingerprint, "error": str(error)}
 
@@ -184,6 +265,17 @@ def list_items(inputs: Iterable[str], *, labels: str | None = None, recursive: b
     Without ``labels`` the inputs are files, folders and globs as for ``genrekit predict`` and rows
     get no label. With ``labels`` (``auto``, ``gtzan``, ``fma``, ``folder`` or ``manifest``) each
     input is opened as a labelled dataset of that kind and rows carry its labels and track ids.
+
+    Parameters
+    ----------
+    inputs : iterable of str
+    labels : str, optional
+    recursive : bool, default True
+        Search folders below the folders given (without ``labels``).
+
+    Returns
+    -------
+    list of dict
     """
     if not labels:
         return [{"path": path, "track": None, "label": None, "problem": problem}
@@ -199,7 +291,18 @@ def list_items(inputs: Iterable[str], *, labels: str | None = None, recursive: b
 
 
 def embed_items(items: Iterable[dict], embedder: Embedder) -> Iterator[list[dict]]:
-    """Each file's rows, in input order (one error row for a file that failed)."""
+    """Each file's rows, in input order (one error row for a file that failed).
+
+    Parameters
+    ----------
+    items : iterable of dict
+        From :func:`list_items`.
+    embedder : Embedder
+
+    Yields
+    ------
+    list of dict
+    """
     for item in items:
         item = {**item, "fingerprint": file_fingerprint(item["path"])}
         if item.get("problem"):
@@ -209,7 +312,22 @@ def embed_items(items: Iterable[dict], embedder: Embedder) -> Iterator[list[dict
 
 
 def write_feature_table(per_file: Iterable[list[dict]], path, embedder: Embedder) -> tuple[int, int]:
-    """Write rows to one Parquet file (atomically); returns ``(files embedded, files failed)``."""
+    """Write rows to one Parquet file (atomically).
+
+    Parameters
+    ----------
+    per_file : iterable of list of dict
+        Each file's rows (:func:`embed_items`).
+    path : str or path-like
+        The Parquet file.
+    embedder : Embedder
+        Gives the schema.
+
+    Returns
+    -------
+    n_ok, n_failed : int
+        Files embedded and files failed.
+    """
     import pyarrow.parquet as pq
 
     from genrekit.utils import atomic_write

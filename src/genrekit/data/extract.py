@@ -57,13 +57,34 @@ class SegmentFeatures:
         return len(self.track_index)
 
     def labels(self, label_names: Sequence[str]) -> np.ndarray:
-        """Class index of each segment's track."""
+        """Class index of each segment's track.
+
+        Parameters
+        ----------
+        label_names : sequence of str
+            The model's labels; every track's label must be among them.
+
+        Returns
+        -------
+        np.ndarray
+            int64, shape ``(n_segments,)``.
+        """
         code = {label: i for i, label in enumerate(label_names)}
         per_track = np.array([code[t.label] for t in self.tracks], dtype=np.int64)
         return per_track[self.track_index] if len(self.track_index) else np.zeros(0, np.int64)
 
     def select(self, mask: np.ndarray) -> "SegmentFeatures":
-        """The segments where ``mask`` is true (tracks are kept, indices unchanged)."""
+        """The segments where ``mask`` is true (tracks are kept, indices unchanged).
+
+        Parameters
+        ----------
+        mask : np.ndarray
+            bool, shape ``(n_segments,)``.
+
+        Returns
+        -------
+        SegmentFeatures
+        """
         return dataclasses.replace(
             self,
             inputs=[x[mask] for x in self.inputs],
@@ -108,6 +129,15 @@ def extract_features(
         model's own front end).
 
     Tracks that cannot be decoded are skipped with a warning and listed in ``failed``.
+
+    Returns
+    -------
+    SegmentFeatures
+
+    Raises
+    ------
+    GenrekitError
+        No track could be decoded.
     """
     if modules is None:
         from genrekit.features.registry import build_feature
@@ -166,6 +196,22 @@ class _LazySegments:
 
 
 def feature_cache_key(spec: dict, sample_rate: int, segment: dict) -> dict:
+    """What a cached feature array depends on besides the file: the cache key's second half.
+
+    Parameters
+    ----------
+    spec : dict
+        The resolved feature spec.
+    sample_rate : int
+        Decoding rate in Hz.
+    segment : dict
+        Window settings; written out completely, so equal settings give equal keys.
+
+    Returns
+    -------
+    dict
+        ``{"feature", "sample_rate", "segment"}``.
+    """
     return {"feature": spec, "sample_rate": sample_rate, "segment": SegmentSettings.from_spec(segment).to_spec()}
 
 
@@ -193,7 +239,17 @@ def _segment_info(segments, segment: dict) -> np.ndarray:
 
 
 def open_cache(cache_dir: str | None):
-    """The feature cache for ``cache_dir`` (``None``: default location, ``""``: no cache)."""
+    """The feature cache for ``cache_dir``.
+
+    Parameters
+    ----------
+    cache_dir : str or None
+        A folder; ``None``: the default location; ``""``: no cache.
+
+    Returns
+    -------
+    FeatureCache or None
+    """
     if cache_dir == "":
         return None
     from genrekit.data.cache import FeatureCache

@@ -22,7 +22,17 @@ HASH_CHUNK = 1 << 20  # 1 MiB
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of the file bytes, read in 1 MiB chunks (bounded memory)."""
+    """SHA-256 of the file's bytes, read in 1 MiB chunks (bounded memory).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
@@ -32,6 +42,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def file_identity(path: str | os.PathLike, *, content_hash: bool = False) -> dict:
     """What identifies the file's content for the feature cache.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    content_hash : bool, default False
+        Identify the file by its bytes (survives moves and ``touch``) rather than by its path,
+        size and modification time (no read).
 
     Returns
     -------
@@ -68,6 +85,11 @@ def file_fingerprint(path: str | os.PathLike, *, sampled: bool = False) -> str |
         apart files of the same size and mtime (a file replaced by another recording with its
         mtime restored), which the size and mtime alone cannot; audio data changes in every
         block, and tags live at the start or the end (the library database).
+
+    Returns
+    -------
+    str or None
+        The key; None when the file cannot be read.
     """
     try:
         if not sampled:

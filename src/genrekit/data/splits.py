@@ -42,7 +42,12 @@ GTZAN_SPLIT_FILES = {name: f"fault-filtered-{name}.txt" for name in SPLIT_NAMES}
 
 
 class Split(NamedTuple):
-    """Tracks on each side; unpacks as ``train, valid, test = split``."""
+    """Tracks on each side; unpacks as ``train, valid, test = split``.
+
+    Attributes
+    ----------
+    train, valid, test : list of Track
+    """
 
     train: list[Track]
     valid: list[Track]
@@ -67,6 +72,25 @@ def split_dataset(
     gtzan-mini). ``"group"`` treats a track without a group as a group of its own and names such
     tracks in a warning. ``valid_size``, ``test_size`` and ``seed`` apply to ``"random"`` and
     ``"group"`` only.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    method : {"auto", "random", "group", "official", "gtzan-artist"}, default "auto"
+    valid_size, test_size : float, default 0.1, 0.2
+        Shares of the tracks.
+    seed : int, default 0
+
+    Returns
+    -------
+    Split
+
+    Raises
+    ------
+    UsageError
+        Unknown ``method`` or bad sizes.
+    DatasetError
+        The split leaks, or the dataset lacks what the method needs (splits, groups, tracks).
     """
     if method == "auto":
         if dataset.tracks and all(track.split for track in dataset.tracks):
@@ -158,6 +182,10 @@ def holdout_split(
     groups : bool or "auto"
         Keep each ``Track.group`` on one side. ``"auto"``: when any track has a group (tracks
         without one count as groups of their own); ``True``: every track must have one.
+
+    Returns
+    -------
+    train, test : list of Track
     """
     _check_fraction("test_size", test_size)
     parts = _assign(tracks, (1 - test_size, 0.0, test_size), seed, stratify, groups)
@@ -175,7 +203,21 @@ def train_valid_test_split(
 ) -> Split:
     """Split tracks into train / valid / test (fractions of all tracks); see :func:`holdout_split`.
 
-    ``valid_size`` may be 0 (empty validation side).
+    Parameters
+    ----------
+    tracks, test_size, seed, stratify, groups
+        As :func:`holdout_split`.
+    valid_size : float, default 0.1
+        May be 0 (empty validation side).
+
+    Returns
+    -------
+    Split
+
+    Raises
+    ------
+    UsageError
+        Sizes outside [0, 1) or summing to 1 or more.
     """
     _check_fraction("test_size", test_size)
     if not 0 <= valid_size < 1 or valid_size + test_size >= 1:
@@ -194,12 +236,23 @@ def kfold_splits(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """K-fold cross-validation at track level.
 
+    Parameters
+    ----------
+    tracks, seed, stratify, groups
+        As :func:`holdout_split`.
+    n_splits : int, default 5
+
     Returns
     -------
     list of (train_indices, test_indices)
         ``n_splits`` pairs of sorted int arrays indexing ``tracks``; every track is in exactly one
         test fold. With groups: sklearn's ``StratifiedGroupKFold``, or ``GroupKFold`` when some
         label has fewer than ``n_splits`` groups.
+
+    Raises
+    ------
+    UsageError
+        ``n_splits`` below 2 or above the number of tracks.
     """
     if n_splits < 2 or n_splits > len(tracks):
         raise UsageError(f"n_splits must be between 2 and the number of tracks ({len(tracks)}), not {n_splits}")
@@ -214,7 +267,21 @@ def kfold_splits(
 
 
 def official_split(tracks: Sequence[Track]) -> Split:
-    """The split the dataset defines in ``Track.split`` (FMA, manifests with a ``split`` column)."""
+    """The split the dataset defines in ``Track.split`` (FMA, manifests with a ``split`` column).
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+
+    Returns
+    -------
+    Split
+
+    Raises
+    ------
+    DatasetError
+        A track has no split.
+    """
     missing = sum(track.split is None for track in tracks)
     if missing:
         raise DatasetError(f"{missing} of {len(tracks)} tracks have no split: the dataset defines none")
@@ -226,12 +293,26 @@ def gtzan_artist_split(tracks: Sequence[Track]) -> Split:
 
     Tracks are matched by id (``blues.00012``) whatever their file extension; tracks not in the
     lists (faulty clips) are left out of every side.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+
+    Returns
+    -------
+    Split
     """
     return split_from_lists(tracks, load_gtzan_split_lists())
 
 
 def load_gtzan_split_lists() -> dict[str, list[str]]:
-    """The shipped GTZAN lists as track ids: ``{"train": ["blues.00029", ...], "valid": ..., "test": ...}``."""
+    """The shipped GTZAN lists as track ids.
+
+    Returns
+    -------
+    dict of str to list of str
+        ``{"train": ["blues.00029", ...], "valid": ..., "test": ...}``.
+    """
     folder = resources.files("genrekit") / "assets" / "splits" / "gtzan"
     lists = {}
     for side, filename in GTZAN_SPLIT_FILES.items():
@@ -246,6 +327,22 @@ def split_from_lists(tracks: Sequence[Track], lists: Mapping[str, Iterable[str]]
     ``lists`` maps ``"train"``/``"valid"``/``"test"`` to track ids or relative paths
     (``blues.00012``, ``blues/blues.00012.wav``); folders and audio extensions are ignored when
     matching, so ``blues.00012.flac`` matches. Unlisted tracks are left out.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+    lists : mapping of str to iterable of str
+
+    Returns
+    -------
+    Split
+
+    Raises
+    ------
+    UsageError
+        An unknown side.
+    DatasetError
+        A track listed on two sides.
     """
     side_of: dict[str, str] = {}
     for side, ids in lists.items():
@@ -264,9 +361,20 @@ def split_from_lists(tracks: Sequence[Track], lists: Mapping[str, Iterable[str]]
 
 
 def check_no_leakage(*parts: Sequence[Track], names: Sequence[str] | None = None) -> None:
-    """Raise :class:`DatasetError` if a track id or a group appears in two of ``parts``.
+    """Refuse parts that share a track id or a group.
 
     Typical use: ``check_no_leakage(train, test)`` or ``check_no_leakage(*split)``.
+
+    Parameters
+    ----------
+    *parts : sequence of Track
+    names : sequence of str, optional
+        Names of the parts in the message; default train / valid / test for three parts.
+
+    Raises
+    ------
+    DatasetError
+        A track id or a group appears in two parts.
     """
     names = list(names or (SPLIT_NAMES if len(parts) == 3 else [f"part {i}" for i in range(len(parts))]))
     for attribute, what in (("track_id", "track"), ("group", "group")):
@@ -399,11 +507,17 @@ GROUP_BY = ("artist", "track")
 class SplitSettings:
     """How tracks are split: the typed form of a ``split`` spec (training configs, model files).
 
-    ``method``: ``"auto"``, ``"random"``, ``"group"``, ``"official"``, ``"gtzan-artist"`` or
-    ``"kfold"``; ``valid_size`` / ``test_size``: shares of tracks (``test_size`` unused by
-    k-fold); ``folds`` / ``fold``: k-fold only (``fold`` is the test fold); ``group_by``:
-    ``"artist"`` or ``"track"``, what may not straddle two sides; ``seed``: seeds the split
-    instead of the run's seed when given.
+    Attributes
+    ----------
+    method : {"auto", "random", "group", "official", "gtzan-artist", "kfold"}
+    valid_size, test_size : float
+        Shares of tracks in [0, 1) (``test_size`` unused by k-fold).
+    folds, fold : int
+        k-fold only: number of folds and the test fold.
+    group_by : {"artist", "track"}
+        What may not straddle two sides.
+    seed : int or None
+        Seeds the split instead of the run's seed when given.
     """
 
     method: str = "auto"
@@ -429,7 +543,21 @@ class SplitSettings:
 
     @classmethod
     def from_spec(cls, spec: dict) -> "SplitSettings":
-        """From a ``split`` spec; unknown keys are refused."""
+        """From a ``split`` spec; unknown keys are refused.
+
+        Parameters
+        ----------
+        spec : dict
+
+        Returns
+        -------
+        SplitSettings
+
+        Raises
+        ------
+        UsageError
+            An unknown key or a bad value.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(spec) - known
         if unknown:
@@ -451,6 +579,27 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
     ``split["group_by"]`` says what must not straddle two sides: ``"artist"`` (default; a track
     whose artist is unknown is a group of its own) or ``"track"`` (artists ignored: only the
     segments of a track stay together).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    split : dict
+        A ``split`` spec (:class:`SplitSettings`).
+    seed : int
+        The run's seed.
+
+    Returns
+    -------
+    parts : Split
+    record : dict
+        The model file's ``split`` entry: settings, counts, track ids and file keys per side.
+
+    Raises
+    ------
+    UsageError
+        Bad settings.
+    GenrekitError
+        No training tracks, or a leaking split (:class:`DatasetError`).
     """
     from genrekit.data.splits import (
         Split,
@@ -508,7 +657,8 @@ def split_tracks(dataset, split: dict, seed: int) -> tuple[Any, dict]:
 
 
 def track_key(track) -> str:
-    """``"<file name without audio extension>:<size in bytes>"``: the same file under any dataset layout."""
+    """``"<file name without audio extension>:<size in bytes>"``: the same file under any dataset layout.
+    """
     from genrekit.audio.decode import AUDIO_EXTENSIONS
 
     path = Path(track.path)

@@ -83,7 +83,20 @@ class FeatureTable:
         return len(self.features)
 
     def subset(self, tracks: Sequence[int], source: str | None = None) -> "FeatureTable":
-        """The rows of the tracks at positions ``tracks``, in that order."""
+        """The rows of the tracks at positions ``tracks``, in that order.
+
+        Parameters
+        ----------
+        tracks : sequence of int
+            Positions in ``self.tracks``.
+        source : str, optional
+            The new table's ``source``; default this one's.
+
+        Returns
+        -------
+        FeatureTable
+            Features, track index, ids and labels only (no paths, times or metadata).
+        """
         tracks = [int(i) for i in tracks]
         rows = [np.flatnonzero(self.track_index == i) for i in tracks]
         index = np.concatenate([np.full(len(r), new, dtype=np.int64) for new, r in enumerate(rows)] or [np.zeros(0, np.int64)])
@@ -104,21 +117,44 @@ class FeatureTable:
 
 def is_table(path: str | Path) -> bool:
     """Whether ``path`` names a feature table (by suffix: a file, or a ``NAME.parquet`` folder)
-    rather than audio or a dataset folder."""
+    rather than audio or a dataset folder.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    bool
+        The suffix is ``.npz`` or ``.parquet`` (no file is opened).
+    """
     return Path(path).suffix.lower() in TABLE_SUFFIXES
 
 
 def read_table(path: str | Path, label_names: Sequence[str] | None = None) -> FeatureTable:
     """Read a feature table; integer labels are indices into ``label_names`` (sorted names).
 
-    ``path`` is an ``.npz`` file, a Parquet file, or a folder of Parquet files (read as one
-    table; rows of a track are gathered, since parallel writers interleave files freely).
+    Parameters
+    ----------
+    path : str or Path
+        An ``.npz`` file (``X``, ``ids``, optional ``Y``), a Parquet file, or a folder of Parquet
+        files (read as one table; rows of a track are gathered, since parallel writers interleave
+        files freely).
+    label_names : sequence of str, optional
+        Names of integer labels (sorted); default the table's metadata, or GTZAN's genres for
+        GTZAN ids.
+
+    Returns
+    -------
+    FeatureTable
 
     Raises
     ------
     DatasetError
         Missing file, missing columns, rows of one track that are not consecutive (in one
         file), labels that disagree within a track, or class indices without ``label_names``.
+    UsageError
+        A suffix other than ``.npz`` or ``.parquet``.
     """
     path = Path(path)
     folder = path.is_dir() and (path.suffix.lower() == ".parquet" or any(path.rglob("*.parquet")))
@@ -364,7 +400,22 @@ def _grouped(path: Path, features, ids, labels) -> FeatureTable:
 
 
 def bare_track_id(track: str) -> str:
-    """``"blues/blues.00012.au"`` -> ``"blues.00012"``: the id GTZAN lists and annotations use."""
+    """The id GTZAN lists and annotations use, from a table's track id.
+
+    Parameters
+    ----------
+    track : str
+        A path-like id.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> bare_track_id("blues/blues.00012.au")
+    'blues.00012'
+    """
     name = track.replace("\\", "/").rsplit("/", 1)[-1]
     for suffix in (".au", ".wav", ".flac", ".mp3", ".ogg"):
         if name.lower().endswith(suffix):
@@ -378,6 +429,17 @@ def gtzan_groups(tracks: Sequence[str]) -> list[str]:
     Tracks Sturm's index gives no artist form groups of consecutive indices of one genre; such a
     run joins the neighbouring artist when the same artist is on both sides of it (e.g. jazz
     47-66, inside Coleman Hawkins' run), so that no unannotated clip stands apart from its artist.
+
+    Parameters
+    ----------
+    tracks : sequence of str
+        GTZAN track ids (paths are reduced with :func:`bare_track_id`).
+
+    Returns
+    -------
+    list of str
+        ``"artist:<name>"``, ``"unannotated:<genre>.<first>-<last>"`` or ``"track:<id>"``, one
+        per track.
     """
     from genrekit.data.datasets import load_gtzan_artists
 
@@ -409,17 +471,46 @@ def gtzan_groups(tracks: Sequence[str]) -> list[str]:
 
 
 def table_track_ids(tracks: Sequence[str]) -> list[str]:
-    """The dataset id of each table track: the bare id (``blues.00012``, as GTZAN folders name their
-    tracks, so a model trained on a table can be checked against audio of the same tracks) when
-    those are unique, else the table's ids unchanged."""
+    """The dataset id of each table track.
+
+    The bare id (``blues.00012``, as GTZAN folders name their tracks, so a model trained on a
+    table can be checked against audio of the same tracks) when those are unique, else the
+    table's ids unchanged.
+
+    Parameters
+    ----------
+    tracks : sequence of str
+        A table's track ids.
+
+    Returns
+    -------
+    list of str
+    """
     bare = [bare_track_id(t) for t in tracks]
     return bare if len(set(bare)) == len(bare) else [str(t) for t in tracks]
 
 
 def table_dataset(table: FeatureTable):
     """The table's tracks as a :class:`~genrekit.data.datasets.Dataset` (``kind="table"``) for the
-    usual splits: GTZAN ids get artist groups (:func:`gtzan_groups`), other tracks none; the
-    track's ``path`` is its table id, so ``gtzan-artist`` lists find GTZAN tracks by name."""
+    usual splits.
+
+    GTZAN ids get artist groups (:func:`gtzan_groups`), other tracks none; the track's ``path`` is
+    its table id, so ``gtzan-artist`` lists find GTZAN tracks by name.
+
+    Parameters
+    ----------
+    table : FeatureTable
+        A table read by :func:`read_table`.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        The table has no labels.
+    """
     from genrekit.data.datasets import Dataset, Track
 
     if table.labels is None:
@@ -433,8 +524,20 @@ def table_dataset(table: FeatureTable):
 
 
 def table_segments(table: FeatureTable, tracks: Sequence):
-    """The rows of ``tracks`` (tracks of :func:`table_dataset`) as
-    :class:`~genrekit.data.extract.SegmentFeatures`: every row weighs 1 and none is silent."""
+    """The rows of ``tracks`` as segment features: every row weighs 1 and none is silent.
+
+    Parameters
+    ----------
+    table : FeatureTable
+        A table read by :func:`read_table`.
+    tracks : sequence of Track
+        Tracks of :func:`table_dataset`.
+
+    Returns
+    -------
+    SegmentFeatures
+        Rows in the order of ``tracks``.
+    """
     from genrekit.data.extract import SegmentFeatures
 
     position = {track_id: i for i, track_id in enumerate(table_track_ids(table.tracks))}
@@ -448,7 +551,20 @@ def table_segments(table: FeatureTable, tracks: Sequence):
 
 
 def table_fingerprint(table: FeatureTable, tracks: Sequence) -> str:
-    """``sha256:`` of the used tracks' ids, labels and row contents: changes when the data does."""
+    """A digest of the used tracks' ids, labels and row contents: it changes when the data does.
+
+    Parameters
+    ----------
+    table : FeatureTable
+        A table read by :func:`read_table`.
+    tracks : sequence of Track
+        The tracks a run uses.
+
+    Returns
+    -------
+    str
+        ``"sha256:<hex>"``.
+    """
     import hashlib
 
     digest = hashlib.sha256()
@@ -460,8 +576,22 @@ def table_fingerprint(table: FeatureTable, tracks: Sequence) -> str:
 
 
 def shape_rows(table: FeatureTable, shape: Sequence[int]) -> bool:
-    """Give ``table``'s rows the feature shape ``shape`` (tables store 2-D features flattened, as
-    ``genrekit embed`` writes them); False when the rows do not hold that many values."""
+    """Give ``table``'s rows the feature shape ``shape``, in place.
+
+    Tables store 2-D features flattened, as ``genrekit embed`` writes them.
+
+    Parameters
+    ----------
+    table : FeatureTable
+        A table read by :func:`read_table`.
+    shape : sequence of int
+        The shape of one segment's features, e.g. ``(200, 8)``.
+
+    Returns
+    -------
+    bool
+        False when the rows do not hold that many values (the table is left as it was).
+    """
     shape = tuple(int(n) for n in shape)
     if table.features.shape[1:] == shape:
         return True
@@ -478,6 +608,30 @@ def table_feature(given: dict | list | None, table: FeatureTable, sample_rate: i
     agree when both exist; one of them must. A front end with a fixed rate (musicnn: 16 kHz)
     sets the rate; others take ``sample_rate``. The spec's output for one ``window``-second
     segment must have the table's width, so the trained head runs on audio unchanged.
+
+    Parameters
+    ----------
+    given : dict, list or None
+        The user's feature spec; None when not given.
+    table : FeatureTable
+        A table read by :func:`read_table`.
+    sample_rate : int
+        The run's rate in Hz, for front ends without a fixed one.
+    window : float
+        Segment length in seconds.
+
+    Returns
+    -------
+    spec : dict
+        The resolved feature spec.
+    sample_rate : int
+        The rate it implies, in Hz.
+
+    Raises
+    ------
+    UsageError
+        A list of features, no feature given or stored, ``given`` and the stored feature
+        disagree, or the feature's width does not match the table's.
     """
     import torch
 

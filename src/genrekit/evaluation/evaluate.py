@@ -33,6 +33,27 @@ class Evaluation:
     track (``track_id``, ``path``, ``label``, ``predicted``: a genre, ``"not music"`` or
     ``"silent"``, ``confidence``); ``notes`` sentences for the
     report (how the split was chosen, leakage and group checks, skipped tracks).
+
+    Attributes
+    ----------
+    model_name : str
+    model_path : str or None
+        The model file, when evaluated from one.
+    dataset : str
+        The dataset's root (or a table's path).
+    split : str
+        ``"test"``, ``"valid"`` or ``"all"``.
+    split_source : str
+        Where the tracks' choice comes from (a phrase for the report).
+    labels : list of str
+        The model's genres.
+    metrics : dict
+    predictions : list of dict
+    notes : list of str
+    training_counts : dict
+        Tracks per side of the model's own split.
+    history : list of dict
+        The model's training history (per epoch).
     """
 
     model_name: str
@@ -48,10 +69,17 @@ class Evaluation:
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """All fields as a JSON-able dict (``genrekit evaluate --json``).
+
+        Returns
+        -------
+        dict
+        """
         return asdict(self)
 
     @property
     def track_confusion(self) -> list[list[int]]:
+        """Track-level confusion counts, rows true, columns predicted (see :attr:`track_labels`)."""
         return self.metrics["tracks"]["confusion"]
 
     @property
@@ -62,9 +90,16 @@ class Evaluation:
 
     @property
     def histories(self) -> list[list[dict]]:
+        """The model's training history as a list of runs (empty when not recorded)."""
         return [self.history] if self.history else []
 
     def markdown(self) -> str:
+        """The report's Markdown body (:func:`genrekit.evaluation.reports.evaluation_markdown`).
+
+        Returns
+        -------
+        str
+        """
         return evaluation_markdown(self)
 
 
@@ -104,6 +139,10 @@ def evaluate_model(
     max_windows : int, default DEFAULT_MAX_WINDOWS
         The window budget of ``genrekit predict``: each track is answered from at most this many
         of its windows, spread evenly; 0: all.
+
+    Returns
+    -------
+    Evaluation
 
     Raises
     ------
@@ -232,6 +271,19 @@ def select_tracks(dataset, record: dict, split: str) -> tuple[list, str]:
     The model file's recorded tracks of that side are found by track id, or by file (name and
     size, :func:`genrekit.data.splits.track_key`) when the dataset was opened another way than for
     training (a manifest instead of a GTZAN folder, say).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    record : dict
+        The model file's ``split`` record.
+    split : {"test", "valid", "all"}
+
+    Returns
+    -------
+    tracks : list of Track
+    source : str
+        For the report, e.g. ``"test side of the GTZAN artist-filtered lists"``.
     """
     from genrekit.data.splits import split_dataset, track_key
 
@@ -264,6 +316,23 @@ def check_against_training(tracks: Sequence, record: dict, split: str = "test", 
     dataset layout are recognised too. Tracks that only share a file name with training tracks
     (perhaps the same recording in another encoding) are reported in a note, not refused.
     Returns notes for the report: what could be checked, and whether groups are known.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+        The tracks to evaluate.
+    spec : dict or ModelSpec
+        The model's spec (its ``split`` record).
+    split : str, default "test"
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    DatasetError
+        An evaluated track, or the artist of one, was trained on.
     """
     from genrekit.data.splits import track_key
 
@@ -319,6 +388,26 @@ def evaluate_table(model, table, *, split: str = "all", aggregate: str = "mean")
     side of its split (a model trained on this table by ``genrekit train``). Tracks the model
     lists as its training tracks, and GTZAN tracks by an annotated artist it was trained on,
     are refused.
+
+    Parameters
+    ----------
+    model : GenreModel or path
+    table : FeatureTable or path
+        A table whose rows are the model's network input (:func:`genrekit.data.tables.read_table`).
+    split : {"all", "test", "valid"}, default "all"
+    aggregate : {"mean", "vote"}, default "mean"
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    UsageError
+        Another ``split``.
+    DatasetError
+        No recorded tracks of that side in the table, rows of the wrong width, no labels, unknown
+        labels, or tracks (or artists) the model was trained on.
     """
     from genrekit.data.tables import (
         bare_track_id,

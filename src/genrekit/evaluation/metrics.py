@@ -13,7 +13,32 @@ from genrekit.inference.aggregate import aggregate_probabilities
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts ``(n_classes, n_classes)`` int: row = true class, column = predicted class."""
+    """Count how often each true class was predicted as each class.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray
+        Class indices, int, shape ``(n,)``, in ``[0, n_classes)``.
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    np.ndarray
+        int64, shape ``(n_classes, n_classes)``: row = true class, column = predicted class.
+
+    Raises
+    ------
+    ValueError
+        ``y_true`` and ``y_pred`` differ in shape.
+
+    Examples
+    --------
+    >>> confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], n_classes=3)
+    array([[1, 1, 0],
+           [0, 1, 0],
+           [0, 0, 1]])
+    """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
@@ -102,7 +127,20 @@ def track_probabilities(
 
 
 def voiced_mask(silent: np.ndarray, track_index: np.ndarray) -> np.ndarray:
-    """Segments to use: not silent, except that an all-silent track keeps all its segments."""
+    """Segments to score: not silent, except that an all-silent track keeps all its segments.
+
+    Parameters
+    ----------
+    silent : np.ndarray
+        bool, shape ``(n_segments,)``: the segment is below the silence threshold.
+    track_index : np.ndarray
+        int, shape ``(n_segments,)``: the track of each segment.
+
+    Returns
+    -------
+    np.ndarray
+        bool, shape ``(n_segments,)``.
+    """
     silent = np.asarray(silent, dtype=bool)
     n_tracks = int(track_index.max()) + 1 if len(track_index) else 0
     voiced_per_track = np.bincount(track_index, weights=~silent, minlength=n_tracks)
@@ -201,7 +239,18 @@ def answer_metrics(true_labels: Sequence[str], answers: Sequence[str], labels: S
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of a float array, computed stably in float64."""
+    """Row-wise softmax, computed stably in float64.
+
+    Parameters
+    ----------
+    logits : np.ndarray
+        Shape ``(n, n_classes)``.
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n, n_classes)``; each row sums to 1.
+    """
     shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)

@@ -57,6 +57,11 @@ def plot_training_curves(histories: Sequence[Sequence[dict]], path: str | Path) 
         ``valid_accuracy``, ``valid_track_accuracy``).
     path : path
         PNG file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
     """
     fig, (loss_ax, acc_ax) = _figure(1, 2, figsize=(10, 3.8))
     several = len(histories) > 1
@@ -90,6 +95,23 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str |
 
     Cells show counts; colour is the share of the row (recall per class), so classes of
     different sizes read alike.
+
+    Parameters
+    ----------
+    matrix : np.ndarray
+        Counts, int, shape ``(n_labels, n_labels)``: ``matrix[i, j]`` tracks of label ``i``
+        predicted as ``j``.
+    labels : sequence of str
+        Label names, in the order of the rows.
+    path : str or Path
+        PNG file to write.
+    title : str, default "confusion matrix (tracks)"
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
     """
     matrix = np.asarray(matrix)
     totals = matrix.sum(axis=1, keepdims=True)
@@ -113,20 +135,25 @@ def plot_experiment_results(rows: Sequence[dict], path: str | Path, *, metric: s
                             chance: float | None = None) -> Path:
     """Horizontal bars of a metric's mean (± std over folds) per run, one colour per protocol.
 
+    A dotted line per protocol marks ``reachable_track_accuracy`` when below 1: the share of
+    test tracks whose genre had training tracks in their fold.
+
     Parameters
     ----------
     rows : sequence of dict
         Rows of :func:`genrekit.experiments.experiment.run_experiments`: ``input``, ``model``, ``protocol``,
         ``<metric>_mean`` and ``<metric>_std`` (NaN: no error bar).
-    path : path
+    path : str or Path
         PNG file to write.
-    metric : str
+    metric : str, default "track_accuracy"
         ``track_accuracy``, ``segment_accuracy``, ``track_macro_f1``, ...
     chance : float, optional
         Draws a dashed line at this value (uniform guessing).
 
-    A dotted line per protocol marks ``reachable_track_accuracy`` when below 1: the share of
-    test tracks whose genre had training tracks in their fold.
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
     """
     variants = list(dict.fromkeys((row["input"], row["model"]) for row in rows))
     protocols = list(dict.fromkeys(row["protocol"] for row in rows))
@@ -177,12 +204,15 @@ def plot_audio(
 ) -> Path:
     """Waveform, log-mel spectrogram, MFCC and musicnn taggram of one clip, stacked on one time axis.
 
+    The MFCC panel shows each coefficient standardised over time (z-scores).
+
     Parameters
     ----------
     samples : np.ndarray
         Mono audio ``(n,)`` at ``sr`` Hz.
     sr : int
-    path : path
+        Sample rate in Hz.
+    path : str or Path
         PNG file to write.
     logmel : np.ndarray
         ``(n_mels, frames)`` in dB.
@@ -197,14 +227,21 @@ def plot_audio(
         Tag names, the columns of ``taggram``.
     tag_times : np.ndarray, optional
         ``(n_patches,)`` centre of each patch in seconds from the start of ``samples``.
-    tag_hop : float
+    tag_hop : float, default 1.0
         Seconds between patches (the width of a taggram cell).
-    offset : float
+    top_tags : int, default 10
+        Number of tags drawn.
+    offset : float, default 0.0
         Time of the first sample in the file, for the axis labels (seconds).
+    title : str, optional
+        Figure title.
     band_frequencies : np.ndarray, optional
         ``(n_mels,)`` centre frequency of each log-mel band in Hz, for the axis labels.
 
-    The MFCC panel shows each coefficient standardised over time (z-scores).
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
     """
     panels = 4 if taggram is not None else 3
     fig, axes = _figure(panels, 1, figsize=(11, 2.1 * panels + 0.6), sharex=True,
@@ -268,6 +305,16 @@ def plot_file(
         Rate for the waveform, log-mel (``n_mels`` bands) and MFCC (``n_mfcc``), hop 512.
     musicnn : str or None
         Pretrained tagger for the taggram (1 s hop, musicnn's own overlap); None leaves it out.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded.
     """
     import torch
 
@@ -315,7 +362,24 @@ def _envelope(samples: np.ndarray, times: np.ndarray, bins: int = 2000):
 
 def plot_genre_counts(labels: Sequence[str], clips: Sequence[int], minutes: Sequence[float],
                       path: str | Path) -> Path:
-    """Clips and minutes of audio per genre, side by side."""
+    """Clips and minutes of audio per genre, side by side.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        Genres, one bar each, top to bottom.
+    clips : sequence of int
+        Number of clips of each genre.
+    minutes : sequence of float
+        Minutes of audio of each genre.
+    path : str or Path
+        PNG file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
+    """
     fig, (left, right) = _figure(1, 2, figsize=(10, 0.6 + 0.32 * len(labels)), sharey=True)
     positions = np.arange(len(labels))
     left.barh(positions, clips, color="C0")
@@ -333,7 +397,24 @@ def plot_genre_counts(labels: Sequence[str], clips: Sequence[int], minutes: Sequ
 
 def plot_genre_histogram(values_by_genre: dict, path: str | Path, *, xlabel: str, title: str,
                          bins: int = 30) -> Path:
-    """Histogram of one value per clip (duration, level, ...), stacked and coloured by genre."""
+    """Histogram of one value per clip (duration, level, ...), stacked and coloured by genre.
+
+    Parameters
+    ----------
+    values_by_genre : dict of str to sequence of float
+        Genre -> the value of each of its clips.
+    path : str or Path
+        PNG file to write.
+    xlabel, title : str
+        Axis label (with the unit) and figure title.
+    bins : int, default 30
+        Number of bins between the smallest and the largest value.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
+    """
     fig, ax = _figure(figsize=(9, 3.6))
     genres = list(values_by_genre)
     values = [np.asarray(values_by_genre[g], dtype=np.float64) for g in genres]
@@ -352,7 +433,19 @@ def plot_genre_histogram(values_by_genre: dict, path: str | Path, *, xlabel: str
 def plot_mean_spectra(spectra: dict, frequencies: np.ndarray, path: str | Path) -> Path:
     """Mean log-mel spectrum of each genre: one line per genre over the mel band frequencies.
 
-    ``spectra`` maps genre -> ``(n_mels,)`` dB; ``frequencies`` are the band centres in Hz.
+    Parameters
+    ----------
+    spectra : dict of str to np.ndarray
+        Genre -> mean spectrum ``(n_mels,)`` in dB.
+    frequencies : np.ndarray
+        ``(n_mels,)`` band centres in Hz (log-scaled axis).
+    path : str or Path
+        PNG file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
     """
     fig, ax = _figure(figsize=(9, 4))
     for i, (genre, spectrum) in enumerate(spectra.items()):
@@ -368,8 +461,21 @@ def plot_mean_spectra(spectra: dict, frequencies: np.ndarray, path: str | Path) 
 def plot_embedding_map(maps: dict, labels: Sequence[str], path: str | Path, *, title: str) -> Path:
     """2-D maps of embeddings, one panel per method, points coloured by genre.
 
-    ``maps`` maps a method name (``"PCA"``, ``"t-SNE"``) to ``(n, 2)`` coordinates; ``labels``
-    is the genre of each point.
+    Parameters
+    ----------
+    maps : dict of str to np.ndarray
+        Method name (``"PCA"``, ``"t-SNE"``) -> ``(n, 2)`` coordinates.
+    labels : sequence of str
+        Genre of each of the ``n`` points.
+    path : str or Path
+        PNG file to write.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
     """
     genres = sorted(set(labels))
     labels = np.asarray(labels)

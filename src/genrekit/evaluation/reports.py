@@ -11,25 +11,51 @@ import numpy as np
 
 
 class Reportable(Protocol):
-    """What :func:`write_report` needs of a result (an :class:`Evaluation` or a cross-validation)."""
+    """What :func:`write_report` needs of a result (an :class:`Evaluation` or a cross-validation).
+
+    Attributes
+    ----------
+    labels : list of str
+        The class names, in the order of the confusion matrix.
+    """
 
     labels: list[str]
 
     @property
-    def track_confusion(self) -> list[list[int]]: ...
+    def track_confusion(self) -> list[list[int]]:
+        """Track-level confusion counts, rows true, columns predicted."""
 
     @property
-    def histories(self) -> list[list[dict]]: ...
+    def histories(self) -> list[list[dict]]:
+        """Training histories (one list of per-epoch rows per run; may be empty)."""
 
-    def markdown(self) -> str: ...
+    def markdown(self) -> str:
+        """The report's Markdown body.
+
+        Returns
+        -------
+        str
+        """
 
 
 def write_report(result: Reportable, path: str | Path) -> list[Path]:
-    """Write a Markdown report and its figures; returns the files written.
+    """Write a Markdown report and its figures.
 
     Beside ``REPORT.md`` go ``REPORT-confusion.png`` and ``REPORT-confusion.json`` (track-level
     counts, rows true, columns predicted) and, when the model records its training history,
-    ``REPORT-curves.png``.
+    ``REPORT-curves.png``. Every file is written atomically.
+
+    Parameters
+    ----------
+    result : Reportable
+        An :class:`~genrekit.evaluation.evaluate.Evaluation` or a cross-validation result.
+    path : str or Path
+        The Markdown file ``REPORT.md``.
+
+    Returns
+    -------
+    list of Path
+        The files written, the Markdown first.
     """
     from genrekit.evaluation.plots import plot_confusion_matrix, plot_training_curves
     from genrekit.utils import atomic_write_text
@@ -60,11 +86,34 @@ def write_report(result: Reportable, path: str | Path) -> list[Path]:
 
 
 def pct(value: float) -> str:
+    """A share as a percentage with one decimal, ``"n/a"`` for None or NaN.
+
+    Parameters
+    ----------
+    value : float or None
+        A share in [0, 1].
+
+    Returns
+    -------
+    str
+        ``"78.0 %"``.
+    """
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
 
 
 def evaluation_markdown(result) -> str:
-    """The Markdown body of an :class:`~genrekit.evaluation.evaluate.Evaluation`'s report."""
+    """The Markdown body of an :class:`~genrekit.evaluation.evaluate.Evaluation`'s report.
+
+    Parameters
+    ----------
+    result : Evaluation
+        Metrics, notes and per-track predictions.
+
+    Returns
+    -------
+    str
+        Summary table, notes, per-genre table and misclassified tracks (at most 50).
+    """
     m = result.metrics
     counts = result.training_counts
     trained_on = (", ".join(f"{side} {counts[side]}" for side in ("train", "valid", "test") if side in counts)
@@ -108,6 +157,17 @@ def evaluation_markdown(result) -> str:
 
 
 def per_class_table(per_class: dict) -> str:
+    """Precision, recall, F1 and support per genre as a Markdown table.
+
+    Parameters
+    ----------
+    per_class : dict
+        Genre -> ``{"precision", "recall", "f1", "support"}``, as in the metrics' ``per_class``.
+
+    Returns
+    -------
+    str
+    """
     rows = ["| genre | precision | recall | F1 | tracks |", "|---|---|---|---|---|"]
     for label, values in per_class.items():
         rows.append(f"| {label} | {values['precision']:.2f} | {values['recall']:.2f} | {values['f1']:.2f} "

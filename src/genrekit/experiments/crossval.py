@@ -17,7 +17,24 @@ if TYPE_CHECKING:
 
 @dataclass
 class CrossValidation:
-    """k-fold results: one :class:`Evaluation`-like metrics dict per fold, and their mean and std."""
+    """k-fold results: one :class:`Evaluation`-like metrics dict per fold, and their mean and std.
+
+    Attributes
+    ----------
+    model_name, dataset : str
+    folds : int
+    labels : list of str
+    fold_metrics : list of dict
+        Per fold: :data:`CV_METRICS`, ``n_tracks`` and ``n_segments`` of its test side.
+    summary : dict
+        Metric -> ``{"mean", "std"}`` over folds (sample standard deviation).
+    confusion : list of list of int
+        Track-level confusion counts summed over folds (rows true, columns predicted).
+    notes : list of str
+        Sentences for the report.
+    histories : list of list of dict
+        Each fold's training history.
+    """
 
     model_name: str
     dataset: str
@@ -31,9 +48,16 @@ class CrossValidation:
 
     @property
     def track_confusion(self) -> list[list[int]]:
+        """Track-level confusion counts summed over folds (for :func:`write_report`)."""
         return self.confusion
 
     def markdown(self) -> str:
+        """The report's Markdown body: mean and std per metric, then one row per fold.
+
+        Returns
+        -------
+        str
+        """
         result = self
         s = result.summary
         lines = [
@@ -63,8 +87,28 @@ def kfold_split(folds: int, fold: int, *, valid_size: float = 0.1, group_by: str
 
     The one definition of a cross-validation fold, used by ``genrekit evaluate --split kfold``
     (:func:`cross_validate`), experiments and tuning: the test side is the fold, ``valid_size``
-    of the rest is drawn for validation, and ``group_by`` (``"artist"`` or ``"track"``; default:
-    artist when the dataset names artists) says what must stay on one side.
+    of the rest is drawn for validation.
+
+    Parameters
+    ----------
+    folds : int
+        Number of folds.
+    fold : int
+        The test fold, ``0 <= fold < folds``.
+    valid_size : float, default 0.1
+        Share of the other folds' tracks drawn for validation.
+    group_by : {"artist", "track"} or None
+        What must stay on one side; default: artist when the dataset names artists.
+
+    Returns
+    -------
+    dict
+        ``{"method": "kfold", "folds", "fold", "valid_size"[, "group_by"]}``.
+
+    Examples
+    --------
+    >>> kfold_split(5, 0, group_by="artist")
+    {'method': 'kfold', 'folds': 5, 'fold': 0, 'valid_size': 0.1, 'group_by': 'artist'}
     """
     split = {"method": "kfold", "folds": int(folds), "fold": int(fold), "valid_size": float(valid_size)}
     if group_by is not None:
@@ -85,6 +129,27 @@ def train_folds(config, folds: int, *, out_dir: str | Path, prefix: str | None =
     :func:`kfold_split` keeping the recipe's ``valid_size``; ``changes`` replace other settings
     (e.g. another dataset). Stop iterating to stop training (tuning prunes that way).
     ``quiet`` logs the per-epoch lines at DEBUG level only.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe.
+    folds : int
+        Number of folds.
+    out_dir : str or Path
+        Where the fold models go.
+    prefix : str, optional
+        Fold model names' prefix; default the model name.
+    group_by : {"artist", "track"} or None
+        As :func:`kfold_split`.
+    quiet : bool, default False
+    **changes
+        Other settings to replace.
+
+    Yields
+    ------
+    fold : int
+    result : TrainResult
     """
     import dataclasses
 
@@ -118,6 +183,11 @@ def cross_validate(config, folds: int = 5, *, out_dir: str | Path | None = None)
     CrossValidation
         Mean and (sample) standard deviation over folds of track / segment accuracy and
         macro-F1, and the confusion matrix summed over folds.
+
+    Raises
+    ------
+    UsageError
+        Fewer than 2 folds.
     """
     if folds < 2:
         raise UsageError(f"cross-validation needs at least 2 folds, not {folds}")

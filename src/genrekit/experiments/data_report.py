@@ -35,10 +35,22 @@ EMBEDDING_SEGMENT = {"window": 3.0, "hop": 3.0, "last": "pad"}
 
 @dataclass
 class ClipStatistics:
-    """Per-clip numbers of a dataset (clips that could not be decoded are in ``failed``).
+    """Per-clip numbers of a dataset.
 
-    ``duration`` seconds, ``level`` RMS level in dBFS, ``peak`` in dBFS, ``spectrum``
-    ``(n_clips, n_mels)`` mean log-mel level in dB, ``frequencies`` the bands' centres in Hz.
+    Attributes
+    ----------
+    tracks : list of Track
+        The clips that could be decoded, in the order of the arrays.
+    duration : np.ndarray
+        ``(n_clips,)`` seconds.
+    level, peak : np.ndarray
+        ``(n_clips,)`` RMS and peak level in dBFS.
+    spectrum : np.ndarray
+        ``(n_clips, n_mels)`` mean log-mel level in dB.
+    frequencies : np.ndarray
+        ``(n_mels,)`` the bands' centres in Hz.
+    failed : list of (Track, str)
+        Clips that could not be decoded, and why.
     """
 
     tracks: list
@@ -51,7 +63,20 @@ class ClipStatistics:
 
 
 def clip_statistics(tracks: Sequence, *, sr: int = 22050, n_mels: int = 64) -> ClipStatistics:
-    """Decode each clip at ``sr`` and measure duration, RMS and peak level and mean log-mel spectrum."""
+    """Decode each clip and measure duration, RMS and peak level and mean log-mel spectrum.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+    sr : int, default 22050
+        Decoding rate in Hz.
+    n_mels : int, default 64
+        Mel bands of the spectrum.
+
+    Returns
+    -------
+    ClipStatistics
+    """
     import torch
 
     from genrekit.audio.decode import load_audio
@@ -87,8 +112,20 @@ def clip_embeddings(tracks: Sequence, *, cache_dir: str | None = None) -> tuple[
     """Mean musicnn penultimate embedding of each clip's 3 s segments, from the feature cache.
 
     Uses the same spec, rate and segmentation as training on musicnn features, so clips already
-    seen by ``genrekit train`` or ``genrekit experiment run`` are not recomputed. Returns the
-    decodable tracks and their ``(n, 200)`` embeddings.
+    seen by ``genrekit train`` or ``genrekit experiment run`` are not recomputed.
+
+    Parameters
+    ----------
+    tracks : sequence of Track
+    cache_dir : str or None
+        Feature cache (``None``: the default, ``""``: none).
+
+    Returns
+    -------
+    tracks : list of Track
+        The decodable tracks.
+    embeddings : np.ndarray
+        float64, shape ``(n, 200)``.
     """
     from genrekit.data.extract import extract_features, open_cache
     from genrekit.evaluation.metrics import voiced_mask
@@ -108,8 +145,19 @@ def clip_embeddings(tracks: Sequence, *, cache_dir: str | None = None) -> tuple[
 def embedding_maps(embeddings: np.ndarray, seed: int = 0) -> tuple[dict, dict]:
     """2-D PCA and t-SNE coordinates of standardised embeddings, and notes on each.
 
-    Returns ``({"PCA": (n, 2), "t-SNE": (n, 2)}, {"pca_variance": share of variance the two
-    components keep, "perplexity": t-SNE's})``. t-SNE is left out below 5 points.
+    Parameters
+    ----------
+    embeddings : np.ndarray
+        Shape ``(n, dim)``.
+    seed : int, default 0
+        Seeds PCA's solver and t-SNE.
+
+    Returns
+    -------
+    maps : dict
+        ``{"PCA": (n, 2), "t-SNE": (n, 2)}``; t-SNE is left out below 5 points.
+    notes : dict
+        ``pca_variance`` (share of variance the two components keep) and ``perplexity`` (t-SNE's).
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -130,9 +178,23 @@ def neighbour_agreement(embeddings: np.ndarray, labels: Sequence[str], groups: S
     """Share of clips whose nearest other clip (cosine) has the same label.
 
     ``"any"`` lets the neighbour be by the same artist; ``"other_artist"`` only takes neighbours
-    by another artist (clips of unknown artist count as their own), the gap shows how much of
-    the similarity is the artist's (or the recording's) rather than the genre's. NaN when no
-    clip has an eligible neighbour.
+    by another artist (clips of unknown artist count as their own); the gap shows how much of
+    the similarity is the artist's (or the recording's) rather than the genre's.
+
+    Parameters
+    ----------
+    embeddings : np.ndarray
+        Shape ``(n, dim)``.
+    labels : sequence of str
+        Genre of each clip.
+    groups : sequence of str or None
+        Artist of each clip (None: unknown).
+
+    Returns
+    -------
+    dict
+        ``any`` and ``other_artist`` shares (NaN when no clip has an eligible neighbour), and
+        ``any_clips``, ``other_artist_clips``: how many clips had one.
     """
     x = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     similarity = x @ x.T
@@ -179,6 +241,16 @@ def data_report(
         not cached).
     command : str, optional
         Recorded on the page.
+
+    Returns
+    -------
+    Path
+        ``out/data-report.md``.
+
+    Raises
+    ------
+    DatasetError
+        The dataset has no tracks.
     """
     from genrekit.data.datasets import Dataset, open_dataset
     from genrekit.data.splits import limit_tracks

@@ -46,7 +46,17 @@ _RUNTIME_SETTINGS = ("out", "name", "cache_dir", "device", "checkpoint")
 
 @dataclass
 class Variant:
-    """One recipe of an experiment: TrainConfig ``settings`` over the experiment's base."""
+    """One recipe of an experiment: TrainConfig ``settings`` over the experiment's base.
+
+    Attributes
+    ----------
+    name : str
+        Unique within the experiment (a ``[[variant]]``'s ``name``).
+    input, model : str
+        How the results table describes its feature and its model.
+    settings : dict
+        :class:`~genrekit.training.config.TrainConfig` settings over the experiment's ``[base]``.
+    """
 
     name: str
     input: str
@@ -56,7 +66,23 @@ class Variant:
 
 @dataclass
 class Experiment:
-    """A parsed experiment file (see the module docstring)."""
+    """A parsed experiment file (see the module docstring and :func:`load_experiment`).
+
+    Attributes
+    ----------
+    name : str
+    dataset, dataset_kind : str
+        Dataset path and kind (:func:`genrekit.data.datasets.open_dataset`).
+    protocol : dict
+        ``method`` (:data:`METHODS`), and for ``kfold`` ``folds``, ``group_by`` (:data:`GROUPINGS`)
+        and ``valid_size``; ``valid_size`` and ``test_size`` for a fixed split.
+    base : dict
+        Settings every variant starts from.
+    variants : list of Variant
+    description : str
+    source : str or None
+        The file it was read from.
+    """
 
     name: str
     dataset: str
@@ -70,7 +96,15 @@ class Experiment:
 
 @dataclass
 class Run:
-    """One table row: a variant under one protocol (k-fold grouping, or fixed split)."""
+    """One table row: a variant under one protocol (k-fold grouping, or fixed split).
+
+    Attributes
+    ----------
+    experiment : Experiment
+    variant : Variant
+    grouping : {"track", "artist"} or None
+        The k-fold grouping; None for a fixed split.
+    """
 
     experiment: Experiment
     variant: Variant
@@ -78,11 +112,14 @@ class Run:
 
     @property
     def protocol(self) -> str:
+        """The protocol's name in the table: ``track-grouped``, ``artist-grouped`` or the split method.
+        """
         method = self.experiment.protocol["method"]
         return f"{self.grouping}-grouped" if method == "kfold" else method
 
     @property
     def id(self) -> str:
+        """``<variant>-<grouping or split method>``: the run's folder name under ``out/models``."""
         return f"{self.variant.name}-{self.grouping or self.experiment.protocol['method']}"
 
     @property
@@ -91,7 +128,24 @@ class Run:
         return int(self.experiment.protocol["folds"]) if self.grouping else 1
 
     def config(self, fold: int, out: Path):
-        """The :class:`~genrekit.training.config.TrainConfig` of fold ``fold`` (models under ``out/models``)."""
+        """The :class:`~genrekit.training.config.TrainConfig` of one fold.
+
+        Parameters
+        ----------
+        fold : int
+            Fold index, ``0 <= fold < folds`` (0 for a fixed split).
+        out : Path
+            The experiment's output folder; the model goes to ``out/models/<id>/fold<fold>``.
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        UsageError
+            The variant's settings do not make a valid config.
+        """
         from genrekit.experiments.crossval import kfold_split
         from genrekit.training.config import TrainConfig
 
@@ -147,6 +201,11 @@ def load_experiment(
     settings : dict, optional
         TrainConfig settings applied to every variant (``{"epochs": 2}``); ``epochs`` and
         ``patience`` leave scikit-learn baselines alone, which have none.
+
+    Returns
+    -------
+    Experiment
+        Every recipe already checked (a bad one fails now, not after an hour of training).
 
     Raises
     ------
@@ -278,7 +337,16 @@ def _apply_settings(experiment: Experiment, settings: dict) -> None:
 
 
 def plan_runs(experiment: Experiment) -> list[Run]:
-    """The table rows in order: every variant under the first grouping, then the next grouping."""
+    """The table rows in order: every variant under the first grouping, then the next grouping.
+
+    Parameters
+    ----------
+    experiment : Experiment
+
+    Returns
+    -------
+    list of Run
+    """
     if experiment.protocol["method"] != "kfold":
         return [Run(experiment, variant, None) for variant in experiment.variants]
     return [Run(experiment, variant, grouping)
@@ -322,6 +390,13 @@ def run_experiments(
     -------
     list of dict
         One row per run (the keys of :data:`COLUMNS`, plus ``per_fold``).
+
+    Raises
+    ------
+    UsageError
+        ``jobs`` below 1, or a recipe that cannot run.
+    DatasetError
+        A protocol the dataset cannot support (see :func:`check_dataset`).
     """
     out = Path(out)
     if jobs < 1:
@@ -427,11 +502,26 @@ def _init_worker(threads: int) -> None:
 
 
 def prefetch_features(runs: Sequence[Run], out: Path, *, jobs: int = 1, threads: int | None = None) -> int:
-    """Compute every feature the runs need into the feature cache, each one once; returns how many.
+    """Compute every feature the runs need into the feature cache, each one once.
 
     Folds of one variant share their features, and variants often share a feature (the same
     MFCC for a CNN and an LSTM): computing them up front, one worker per feature, keeps
     parallel folds from computing the same features twice.
+
+    Parameters
+    ----------
+    runs : sequence of Run
+    out : Path
+        The experiment's output folder.
+    jobs : int, default 1
+        Worker processes.
+    threads : int, optional
+        torch threads per worker process.
+
+    Returns
+    -------
+    int
+        Number of distinct features (0 when no run uses a cache).
     """
     tasks = {}
     for run in runs:
@@ -469,7 +559,25 @@ def cache_features(dataset: str, dataset_kind: str, limit_per_label: int | None,
                    segment: dict, cache_dir: str | None) -> float:
     """Make sure the cache holds ``spec`` for every track of the dataset (as training computes it).
 
-    Returns the seconds it took (reading what is cached already, computing the rest).
+    Parameters
+    ----------
+    dataset, dataset_kind : str
+        As :func:`genrekit.data.datasets.open_dataset` takes them.
+    limit_per_label : int or None
+        At most this many tracks per label.
+    spec : dict
+        Feature spec.
+    sample_rate : int
+        Audio rate in Hz.
+    segment : dict
+        Window settings (``window``, ``hop``, ``last``).
+    cache_dir : str or None
+        Feature cache folder (``None``: the default).
+
+    Returns
+    -------
+    float
+        Seconds it took (reading what is cached already, computing the rest).
     """
     from genrekit.data.datasets import open_dataset
     from genrekit.data.extract import extract_features, open_cache
@@ -486,6 +594,10 @@ def cache_features(dataset: str, dataset_kind: str, limit_per_label: int | None,
 
 def check_dataset(experiment: Experiment) -> None:
     """Refuse, before any training, a protocol the dataset cannot support.
+
+    Parameters
+    ----------
+    experiment : Experiment
 
     Raises
     ------
@@ -513,7 +625,25 @@ def check_dataset(experiment: Experiment) -> None:
 
 
 def train_fold(config) -> dict:
-    """Train one configuration and return what the table needs from it (JSON-able)."""
+    """Train one configuration and return what the table needs from it.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        One fold of one run (:meth:`Run.config`).
+
+    Returns
+    -------
+    dict
+        JSON-able: test ``metrics``, ``labels``, ``confusion``, ``per_class_f1``, ``timings``,
+        ``wall_seconds``, ``cpu_seconds``, ``parameters``, ``best_epoch``, ``history``, ``counts``,
+        ``model``.
+
+    Raises
+    ------
+    UsageError
+        The split has no test tracks.
+    """
     from genrekit.models.registry import count_parameters
     from genrekit.training.loop import train_model
 

@@ -35,7 +35,21 @@ COLUMNS = (
 
 
 def summarize_folds(run: Run, records: Sequence[dict]) -> dict:
-    """A table row from fold records: mean and sample standard deviation of each metric."""
+    """A table row from fold records: mean and sample standard deviation of each metric.
+
+    Parameters
+    ----------
+    run : Run
+        The run the folds belong to.
+    records : sequence of dict
+        One :func:`~genrekit.experiments.experiment.train_fold` record per fold, with its ``fold``.
+
+    Returns
+    -------
+    dict
+        The keys of :data:`COLUMNS` (``<metric>_mean``, ``<metric>_std``: NaN for one fold) and
+        ``per_fold``.
+    """
     row = {
         "experiment": run.experiment.name, "run": run.id, "variant": run.variant.name,
         "input": run.variant.input, "model": run.variant.model, "protocol": run.protocol,
@@ -139,7 +153,24 @@ def _environment(seconds: float, load_before, command: str | None) -> dict:
 
 def write_results(rows: Sequence[dict], out: str | Path, experiments: Sequence[Experiment] = (),
                   environment: dict | None = None) -> list[Path]:
-    """``results.md``, ``results.csv``, ``results.json`` and ``results.png`` in ``out``."""
+    """Write ``results.md``, ``results.csv``, ``results.json`` and ``results.png`` in ``out``.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :func:`summarize_folds` rows.
+    out : str or Path
+        Output folder (created if missing); each file is written atomically.
+    experiments : sequence of Experiment
+        Described at the top of the page and recorded in the JSON.
+    environment : dict, optional
+        How the table was made (command, timings, machine).
+
+    Returns
+    -------
+    list of Path
+        The four files.
+    """
     from genrekit.evaluation.plots import plot_experiment_results
 
     out = Path(out)
@@ -156,7 +187,17 @@ def write_results(rows: Sequence[dict], out: str | Path, experiments: Sequence[E
 
 
 def results_csv(rows: Sequence[dict]) -> str:
-    """The table as CSV (:data:`COLUMNS`), numbers rounded to 4 decimals, NaN as empty."""
+    """The table as CSV (:data:`COLUMNS`), numbers rounded to 4 decimals, NaN as empty.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :func:`summarize_folds` rows.
+
+    Returns
+    -------
+    str
+    """
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -168,7 +209,23 @@ def results_csv(rows: Sequence[dict]) -> str:
 
 def results_markdown(rows: Sequence[dict], experiments: Sequence[Experiment] = (),
                      environment: dict | None = None, figure: str | None = None) -> str:
-    """The table as Markdown, one section per protocol, with how it was made."""
+    """The table as Markdown, one section per protocol, with how it was made.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :func:`summarize_folds` rows.
+    experiments : sequence of Experiment
+        Described at the top.
+    environment : dict, optional
+        Adds the "How this table was made" section.
+    figure : str, optional
+        Link to the results figure, relative to the page.
+
+    Returns
+    -------
+    str
+    """
     lines = ["# Results", ""]
     for experiment in experiments:
         lines += [f"Experiment **{experiment.name}** (`{experiment.source}`) on `{experiment.dataset}`."

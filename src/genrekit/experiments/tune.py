@@ -62,7 +62,23 @@ _WIDTH_KEYS = ("channels", "hidden_size", "hidden")
 
 @dataclass
 class TuneResult:
-    """What :func:`tune` returns: the best trial and where things were written."""
+    """What :func:`tune` returns: the best trial and where things were written.
+
+    Attributes
+    ----------
+    study : str
+        The study's SQLite file.
+    n_trials : int
+        Trials in the study (this call's and earlier ones).
+    best_value : float
+        The best trial's objective (mean over inner folds).
+    best_params : dict
+        Its parameters.
+    best_config : Path
+        The TOML training config written for it.
+    development_tracks, held_out_tracks : int
+        Tracks tuning used, and test tracks it never saw.
+    """
 
     study: str
     n_trials: int
@@ -77,9 +93,26 @@ def read_tune_config(path: str | Path, **overrides):
     """A training config and its search space from a TOML file (``[search]`` is optional).
 
     The rest of the file is a ``genrekit train`` config: relative ``dataset`` and ``cache_dir``
-    are taken relative to the file, ``out`` relative to the current folder, and ``overrides``
-    (not None) replace settings, as in :func:`genrekit.training.config.load_config`. Returns
-    ``(TrainConfig, space)``.
+    are taken relative to the file, ``out`` relative to the current folder, as in
+    :func:`genrekit.training.config.load_config`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+    **overrides
+        Settings that replace the file's (``None`` values are ignored).
+
+    Returns
+    -------
+    config : TrainConfig
+    space : dict
+        The search space; :data:`DEFAULT_SPACE` without ``[search]``.
+
+    Raises
+    ------
+    UsageError
+        Unreadable file, unknown settings or a bad search space.
     """
     from genrekit.training.config import TrainConfig, resolve_config_paths
 
@@ -108,7 +141,19 @@ def _check_space(space: dict, where) -> dict:
 
 
 def apply_params(config, params: dict):
-    """A copy of ``config`` with a trial's ``params`` (learning_rate, dropout, width, augment) set."""
+    """A copy of ``config`` with a trial's parameters set.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    params : dict
+        Some of ``learning_rate``, ``dropout``, ``width`` (a factor on the network's widths) and
+        ``augment`` (an augment spec).
+
+    Returns
+    -------
+    TrainConfig
+    """
     import dataclasses
 
     values = config.to_dict()
@@ -207,6 +252,10 @@ def tune(
         Grouping of the inner folds (see :func:`genrekit.data.splits.split_tracks`).
     metric : str
         One of :data:`OBJECTIVES`: mean over inner folds of the held-out tracks' metric.
+
+    Returns
+    -------
+    TuneResult
 
     Raises
     ------
@@ -321,8 +370,27 @@ def _held_out_metric(result, metric: str) -> float:
 def write_development_manifest(config, path: Path) -> tuple[Path, int, int]:
     """Write the tracks tuning may use (all but the test side of ``config.split``) as a manifest.
 
-    Returns ``(path, number of held-out test tracks, number of development tracks)``. Track ids
-    and artists are kept, so the inner folds group like the original dataset.
+    Track ids and artists are kept, so the inner folds group like the original dataset.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe whose split defines the held-out test side.
+    path : Path
+        The CSV manifest to write (atomically).
+
+    Returns
+    -------
+    path : Path
+    held_out : int
+        Number of held-out test tracks.
+    development : int
+        Number of development tracks in the manifest.
+
+    Raises
+    ------
+    UsageError
+        Development and test tracks overlap (never expected: a guard).
     """
     from genrekit.data.datasets import open_dataset
     from genrekit.data.splits import limit_tracks, split_tracks
@@ -358,6 +426,18 @@ def write_config(config, path: str | Path, header: Sequence[str] = ()) -> Path:
     Input paths are written relative to ``path``'s folder (load_config takes them relative to
     the file), ``out`` as it is (relative to the current folder unless absolute); settings that
     are None are left out (their defaults are None).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    path : str or Path
+        The TOML file (written atomically).
+    header : sequence of str
+        Comment lines at the top.
+
+    Returns
+    -------
+    Path
     """
     from genrekit.training.config import CONFIG_INPUT_PATHS
 
@@ -376,6 +456,20 @@ def to_toml(values: dict) -> str:
     """TOML text of a flat dict whose values are scalars, lists and dicts (written inline).
 
     ``None`` values are left out; floats keep their full precision.
+
+    Parameters
+    ----------
+    values : dict
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(to_toml({"epochs": 2, "feature": {"name": "mfcc"}, "name": None}), end="")
+    epochs = 2
+    feature = { name = "mfcc" }
     """
     return "".join(f"{_key(k)} = {_value(v)}\n" for k, v in values.items() if v is not None)
 

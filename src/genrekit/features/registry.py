@@ -32,6 +32,21 @@ def feature_spec(module: nn.Module) -> dict:
     """JSON-able description of a feature module: ``{"name": ..., **constructor arguments}``.
 
     ``build_feature(feature_spec(m))`` rebuilds an equivalent module.
+
+    Parameters
+    ----------
+    module : nn.Module
+        An instance of a class in `FEATURES`.
+
+    Returns
+    -------
+    dict
+        The spec.
+
+    Raises
+    ------
+    TypeError
+        ``module`` is not a genrekit feature module.
     """
     if type(module) not in FEATURES.values():
         raise TypeError(f"not a genrekit feature module: {type(module).__name__}")
@@ -41,8 +56,29 @@ def feature_spec(module: nn.Module) -> dict:
 def build_feature(spec: dict) -> nn.Module:
     """Feature module from a spec such as ``{"name": "mfcc", "n_mfcc": 20}``.
 
-    Keys other than ``name`` are constructor arguments; missing ones take their defaults.
-    Raises `UsageError` for an unknown name or argument.
+    Parameters
+    ----------
+    spec : dict
+        ``name`` (a key of `FEATURES`) and constructor arguments; missing ones take their defaults.
+
+    Returns
+    -------
+    nn.Module
+        Maps audio windows ``(batch, samples)`` at the module's ``sr`` to features
+        (``(batch, bands, frames)`` for spectrograms, ``(batch, dim)`` for embeddings).
+
+    Raises
+    ------
+    UsageError
+        Unknown feature name or constructor argument.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from genrekit.features.registry import build_feature
+    >>> mfcc = build_feature({"name": "mfcc", "n_mfcc": 13})
+    >>> mfcc(torch.zeros(1, 3 * 22050)).shape  # one 3 s window: 13 coefficients x 130 frames
+    torch.Size([1, 13, 130])
     """
     options = dict(spec)
     name = options.pop("name", None)
@@ -63,6 +99,25 @@ def resolve_feature(spec: dict, sample_rate: int) -> tuple[dict, nn.Module]:
     the audio's frequencies are; a front end with a fixed rate (musicnn: 16 kHz) must match it.
     Writing out the defaults keeps the model file valid if a default changes later, and lets
     ``{"name": "mfcc"}`` and ``{"name": "mfcc", "n_mfcc": 20}`` share cache entries.
+
+    Parameters
+    ----------
+    spec : dict
+        A feature spec, as `build_feature` takes.
+    sample_rate : int
+        Rate of the audio the feature will see, in Hz.
+
+    Returns
+    -------
+    spec : dict
+        The spec with every constructor argument written out.
+    module : nn.Module
+        The feature module.
+
+    Raises
+    ------
+    UsageError
+        Unknown feature or argument, or a fixed-rate feature at another ``sample_rate``.
     """
     from genrekit.features.registry import build_feature, feature_spec
 

@@ -16,18 +16,55 @@ AMIN = 1e-10  # librosa.power_to_db's floor on power before taking the log
 
 
 def mel_frequencies(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """Slaney mel band edges in Hz, float64 shape ``(n_mels,)``, equally spaced in mel."""
+    """Slaney mel band edges in Hz, equally spaced on the mel scale.
+
+    Parameters
+    ----------
+    n_mels : int
+        Number of frequencies to return.
+    fmin, fmax : float
+        Lowest and highest frequency in Hz (both included).
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n_mels,)``, in Hz, increasing.
+    """
     return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels))
 
 
 def mel_filterbank(
     sr: int, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None
 ) -> np.ndarray:
-    """Slaney-normalised triangular mel filters, float32 ``(n_mels, 1 + n_fft // 2)``.
+    """Slaney-normalised triangular mel filters.
 
     Same matrix as ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
     fmax=fmax)`` (``htk=False``, ``norm="slaney"``), computed here so that building a front end
-    does not import librosa. ``fmax=None`` means ``sr / 2``.
+    does not import librosa.
+
+    Parameters
+    ----------
+    sr : int
+        Sample rate in Hz.
+    n_fft : int
+        FFT size in samples.
+    n_mels : int, default 128
+        Number of mel bands.
+    fmin : float, default 0.0
+        Lowest band edge in Hz.
+    fmax : float or None, default None
+        Highest band edge in Hz; ``None`` means ``sr / 2``.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape ``(n_mels, 1 + n_fft // 2)``: band weights per FFT bin.
+
+    Examples
+    --------
+    >>> from genrekit.features.spectral import mel_filterbank
+    >>> mel_filterbank(22050, 2048, n_mels=96).shape
+    (96, 1025)
     """
     fmax = sr / 2 if fmax is None else fmax
     fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
@@ -43,8 +80,22 @@ def mel_filterbank(
 
 
 def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """Orthonormal DCT-II basis, float32 ``(n_out, n_in)``: ``dct @ x`` equals
-    ``scipy.fft.dct(x, type=2, norm="ortho", axis=0)[:n_out]``."""
+    """Orthonormal DCT-II basis.
+
+    ``dct @ x`` equals ``scipy.fft.dct(x, type=2, norm="ortho", axis=0)[:n_out]``.
+
+    Parameters
+    ----------
+    n_out : int
+        Number of coefficients kept (rows).
+    n_in : int
+        Length of the transformed axis (columns).
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape ``(n_out, n_in)``.
+    """
     k = np.arange(n_out)[:, None]
     n = np.arange(n_in)[None, :]
     basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
@@ -146,7 +197,13 @@ class MelSpectrogram(nn.Module):
         self._mel_blocks = _band_blocks(filters)
 
     def config(self) -> dict:
-        """Constructor arguments, JSON-able."""
+        """The constructor's arguments, so that ``MelSpectrogram(**m.config())`` rebuilds ``m``.
+
+        Returns
+        -------
+        dict
+            JSON-able ``{argument name: value}``.
+        """
         return {
             "sr": self.sr, "n_fft": self.n_fft, "hop_length": self.hop_length,
             "n_mels": self.n_mels, "fmin": self.fmin, "fmax": self.fmax, "power": self.power,
@@ -154,12 +211,35 @@ class MelSpectrogram(nn.Module):
         }
 
     def frames(self, n_samples: int) -> int:
-        """Number of output frames for an input of ``n_samples`` samples."""
+        """Number of output frames for an input of ``n_samples`` samples.
+
+        Parameters
+        ----------
+        n_samples : int
+            Input length in samples.
+
+        Returns
+        -------
+        int
+            ``1 + n_samples // hop_length`` when centred, else ``1 + (n_samples - n_fft) // hop_length``.
+        """
         if self.center:
             return 1 + n_samples // self.hop_length
         return 1 + (n_samples - self.n_fft) // self.hop_length
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        """Compute the mel power spectrogram.
+
+        Parameters
+        ----------
+        samples : torch.Tensor
+            Audio at ``sr`` Hz, float, shape ``(..., samples)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(..., n_mels, frames)``, power (or magnitude ** ``power``), linear scale.
+        """
         batch, leading = _flatten_batch(samples.to(self.window.dtype))
         spectrum = torch.stft(
             batch, self.n_fft, hop_length=self.hop_length, window=self.window,
@@ -179,15 +259,34 @@ class MelSpectrogram(nn.Module):
         return mel.reshape(*leading, *mel.shape[-2:])
 
     def extra_repr(self) -> str:
+        """The constructor's arguments as shown by ``repr(module)``.
+
+        Returns
+        -------
+        str
+            ``"sr=22050, n_fft=2048, ..."``.
+        """
         return ", ".join(f"{key}={value!r}" for key, value in self.config().items())
 
 
 def power_to_db(power: torch.Tensor, top_db: float | None = 80.0) -> torch.Tensor:
-    """``10 * log10(max(power, 1e-10))`` in dB re 1.0, clipped to ``top_db`` below the peak.
+    """Power to decibels, ``10 * log10(max(power, 1e-10))`` re 1.0, clipped ``top_db`` below the peak.
 
     Like ``librosa.power_to_db(power, ref=1.0, top_db=top_db)`` applied to each item separately:
     the peak is taken over the last two dims (bands, frames), so one loud segment in a batch does
-    not floor the quiet ones. Input ``(..., bands, frames)``, output the same shape.
+    not floor the quiet ones.
+
+    Parameters
+    ----------
+    power : torch.Tensor
+        Power spectrogram, shape ``(..., bands, frames)``, non-negative.
+    top_db : float or None, default 80.0
+        Dynamic range kept below each item's peak, in dB; ``None`` keeps everything.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape as ``power``, in dB.
     """
     db = 10.0 * torch.log10(torch.clamp(power, min=AMIN))
     if top_db is None:
@@ -199,8 +298,23 @@ def power_to_db(power: torch.Tensor, top_db: float | None = 80.0) -> torch.Tenso
 class LogMel(MelSpectrogram):
     """Log-power mel spectrogram in dB, like ``librosa.power_to_db(melspectrogram, ref=1.0)``.
 
-    Same parameters as `MelSpectrogram`, plus ``top_db`` (float or None): each item is clipped
-    to ``top_db`` dB below its own peak. Output ``(..., n_mels, frames)`` dB.
+    Parameters
+    ----------
+    sr, n_fft, hop_length, n_mels, fmin, fmax, power, center, pad_mode
+        As `MelSpectrogram`.
+    top_db : float or None, default 80.0
+        Each item is clipped to ``top_db`` dB below its own peak; ``None`` does not clip.
+
+    Notes
+    -----
+    Input ``(..., samples)`` float at ``sr`` Hz; output ``(..., n_mels, frames)`` in dB.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from genrekit.features.spectral import LogMel
+    >>> LogMel(n_mels=64)(torch.zeros(2, 22050)).shape
+    torch.Size([2, 64, 44])
     """
 
     name = "logmel"
@@ -222,18 +336,54 @@ class LogMel(MelSpectrogram):
         self.top_db = None if top_db is None else float(top_db)
 
     def config(self) -> dict:
+        """The constructor's arguments (`MelSpectrogram.config` plus ``top_db``).
+
+        Returns
+        -------
+        dict
+            JSON-able ``{argument name: value}``.
+        """
         return {**super().config(), "top_db": self.top_db}
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        """Compute the log-mel spectrogram.
+
+        Parameters
+        ----------
+        samples : torch.Tensor
+            Audio at ``sr`` Hz, float, shape ``(..., samples)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(..., n_mels, frames)``, in dB.
+        """
         return power_to_db(super().forward(samples), self.top_db)
 
 
 class MFCC(nn.Module):
     """Mel-frequency cepstral coefficients, like ``librosa.feature.mfcc``.
 
-    Orthonormal DCT-II of the dB log-mel spectrogram (`LogMel`, ``top_db=80``), first
-    ``n_mfcc`` coefficients, no liftering. Parameters as `LogMel`, plus ``n_mfcc`` (int).
-    Input ``(..., samples)``; output ``(..., n_mfcc, frames)``.
+    Orthonormal DCT-II of the dB log-mel spectrogram (`LogMel`), first ``n_mfcc`` coefficients,
+    no liftering.
+
+    Parameters
+    ----------
+    sr : int, default 22050
+        Sample rate of the input in Hz.
+    n_mfcc : int, default 20
+        Number of coefficients kept, between 1 and ``n_mels``.
+    n_fft, hop_length, n_mels, fmin, fmax, top_db, center, pad_mode
+        As `LogMel` (power spectrum, ``power=2``).
+
+    Raises
+    ------
+    UsageError
+        If ``n_mfcc`` is not between 1 and ``n_mels``.
+
+    Notes
+    -----
+    Input ``(..., samples)`` float; output ``(..., n_mfcc, frames)``.
     """
 
     name = "mfcc"
@@ -263,15 +413,53 @@ class MFCC(nn.Module):
         self.register_buffer("dct", dct, persistent=False)
 
     def config(self) -> dict:
+        """The constructor's arguments, so that ``MFCC(**m.config())`` rebuilds ``m``.
+
+        Returns
+        -------
+        dict
+            JSON-able ``{argument name: value}``.
+        """
         config = self.logmel.config()
         del config["power"]
         return {"sr": config.pop("sr"), "n_mfcc": self.n_mfcc, **config}
 
     def frames(self, n_samples: int) -> int:
+        """Number of output frames for an input of ``n_samples`` samples (as `MelSpectrogram.frames`).
+
+        Parameters
+        ----------
+        n_samples : int
+            Input length in samples.
+
+        Returns
+        -------
+        int
+            Number of frames.
+        """
         return self.logmel.frames(n_samples)
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        """Compute the MFCCs.
+
+        Parameters
+        ----------
+        samples : torch.Tensor
+            Audio at ``sr`` Hz, float, shape ``(..., samples)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(..., n_mfcc, frames)``.
+        """
         return torch.matmul(self.dct, self.logmel(samples))
 
     def extra_repr(self) -> str:
+        """The number of coefficients, as shown by ``repr(module)``.
+
+        Returns
+        -------
+        str
+            ``"n_mfcc=20"``.
+        """
         return f"n_mfcc={self.n_mfcc}"

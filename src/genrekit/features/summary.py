@@ -24,8 +24,7 @@ that file's order: the order of `summary_vector`."""
 
 
 def summary_features(samples: np.ndarray, sr: int = 22050) -> dict[str, float]:
-    """The GTZAN ``features_30_sec.csv`` summary of one mono clip, keyed by
-    `SUMMARY_FEATURE_NAMES` in that order.
+    """The GTZAN ``features_30_sec.csv`` summary of one mono clip.
 
     Means and variances over frames of librosa's default-setting features (``n_fft=2048``,
     ``hop_length=512``): chroma, RMS, spectral centroid, bandwidth and roll-off, zero-crossing
@@ -38,8 +37,18 @@ def summary_features(samples: np.ndarray, sr: int = 22050) -> dict[str, float]:
     ----------
     samples : np.ndarray
         Mono audio, shape ``(n,)``, at least one sample.
-    sr : int
+    sr : int, default 22050
         Sample rate in Hz.
+
+    Returns
+    -------
+    dict of str to float
+        Keyed by `SUMMARY_FEATURE_NAMES`, in that order (57 entries).
+
+    Raises
+    ------
+    ValueError
+        ``samples`` is not one-dimensional or is empty.
     """
     import librosa  # heavy import, only needed here
 
@@ -88,17 +97,39 @@ def _chroma(power: np.ndarray, sr: int) -> np.ndarray:
 
 
 def summary_vector(samples: np.ndarray, sr: int = 22050) -> np.ndarray:
-    """`summary_features` as a float64 vector ``(len(SUMMARY_FEATURE_NAMES),)`` in that order."""
+    """`summary_features` as a vector in the order of `SUMMARY_FEATURE_NAMES`.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        Mono audio, shape ``(n,)``.
+    sr : int, default 22050
+        Sample rate in Hz.
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(57,)``.
+    """
     summary = summary_features(samples, sr)
     return np.array([summary[name] for name in SUMMARY_FEATURE_NAMES], dtype=np.float64)
 
 
 class SummaryFeatures(nn.Module):
-    """GTZAN summary features of each segment (:func:`genrekit.features.summary_vector`).
+    """GTZAN summary features of each segment (:func:`genrekit.features.summary.summary_vector`).
 
+    Computed with librosa, one segment at a time (tens of milliseconds each): cache them
+    (training does).
+
+    Parameters
+    ----------
+    sr : int, default 22050
+        Sample rate of the input in Hz.
+
+    Notes
+    -----
     Input ``(batch, samples)`` at ``sr`` Hz; output ``(batch, 57)`` float32 in the order of
-    :data:`genrekit.features.summary.SUMMARY_FEATURE_NAMES`. Computed with librosa, one segment at a time
-    (tens of milliseconds each): cache them (training does).
+    :data:`genrekit.features.summary.SUMMARY_FEATURE_NAMES`.
     """
 
     name = "summary"
@@ -108,9 +139,28 @@ class SummaryFeatures(nn.Module):
         self.sr = int(sr)
 
     def config(self) -> dict:
+        """The constructor's arguments.
+
+        Returns
+        -------
+        dict
+            ``{"sr": int}``.
+        """
         return {"sr": self.sr}
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        """Summarise each segment.
+
+        Parameters
+        ----------
+        samples : torch.Tensor
+            Audio at ``sr`` Hz, shape ``(batch, samples)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(batch, 57)``.
+        """
         from genrekit.features.summary import summary_vector
 
         rows = [summary_vector(row, self.sr) for row in samples.detach().cpu().numpy()]

@@ -10,7 +10,10 @@ from torch import nn
 class Waveform(nn.Module):
     """The raw waveform as a feature (for ``samplecnn``): ``(batch, samples)`` unchanged.
 
-    Spec ``{"name": "waveform", "sr": 22050}``; ``sr`` only records the rate the network expects.
+    Parameters
+    ----------
+    sr : int, default 22050
+        Sample rate in Hz; only records the rate the network expects.
     """
 
     name = "waveform"
@@ -20,7 +23,26 @@ class Waveform(nn.Module):
         self.sr = int(sr)
 
     def config(self) -> dict:
+        """The constructor's arguments.
+
+        Returns
+        -------
+        dict
+            ``{"sr": int}``.
+        """
         return {"sr": self.sr}
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        """Return the input unchanged.
+
+        Parameters
+        ----------
+        samples : torch.Tensor
+            Audio at ``sr`` Hz, shape ``(batch, samples)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``samples`` itself.
+        """
         return samples

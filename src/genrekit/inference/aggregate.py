@@ -12,7 +12,21 @@ AGGREGATIONS = ("mean", "vote")
 
 
 def check_aggregation(method) -> str:
-    """``method`` if it is one of :data:`AGGREGATIONS`, else a one-line :class:`UsageError`."""
+    """``method`` if it is one of :data:`AGGREGATIONS`.
+
+    Parameters
+    ----------
+    method : str
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    UsageError
+        Any other value (one line).
+    """
     if method not in AGGREGATIONS:
         raise UsageError(f"aggregate must be {' or '.join(repr(a) for a in AGGREGATIONS)}, not {method!r}")
     return method
@@ -21,13 +35,40 @@ def check_aggregation(method) -> str:
 def aggregate_probabilities(
     probabilities: np.ndarray, method: str = "mean", weights: np.ndarray | None = None
 ) -> np.ndarray:
-    """Combine segment probabilities ``(n_segments, n_classes)`` into track probabilities ``(n_classes,)``.
+    """Combine segment probabilities into track probabilities.
 
     ``method="mean"`` averages the probabilities, weighted by ``weights`` (for example the share of
     real audio in each segment, so a mostly-padded last window counts less). ``method="vote"``
     gives each segment one vote for its most probable class and returns the vote shares; ties
     between classes with equal votes are broken by the mean probability, so the result's argmax
     is always well defined.
+
+    Parameters
+    ----------
+    probabilities : np.ndarray
+        Shape ``(n_segments, n_classes)``, rows summing to 1.
+    method : {"mean", "vote"}, default "mean"
+    weights : np.ndarray, optional
+        Shape ``(n_segments,)``, non-negative; all ones by default (and when they sum to 0).
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n_classes,)``, summing to 1.
+
+    Raises
+    ------
+    UsageError
+        Unknown ``method``.
+    ValueError
+        ``probabilities`` is not two-dimensional or has no rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([[0.6, 0.4], [0.6, 0.4], [0.0, 1.0]])
+    >>> aggregate_probabilities(p).round(3), aggregate_probabilities(p, "vote").round(3)
+    (array([0.4, 0.6]), array([0.667, 0.333]))
     """
     check_aggregation(method)
     probabilities = np.asarray(probabilities, dtype=np.float64)

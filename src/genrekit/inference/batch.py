@@ -30,6 +30,19 @@ def collect_audio_files(inputs: Iterable[str | os.PathLike], recursive: bool = T
     followed once and then reported, and so is a link that leads round in a loop whatever its
     name (what it stands for cannot be told). A missing input yields ``(input, "file not found")``
     so the caller can report it and go on.
+
+    Parameters
+    ----------
+    inputs : iterable of str or path-like
+        Files, folders and glob patterns (``**`` recurses).
+    recursive : bool, default True
+        Search folders below the folders given.
+
+    Yields
+    ------
+    path : str
+    problem : str or None
+        Why it cannot be used (not found, no match, a link loop, an unreadable folder), or None.
     """
     import glob
 
@@ -126,6 +139,25 @@ def predict_files(
     the files directly inside folders given in ``paths``. ``styles`` adds each file's styles
     (models computing the MSD taggram only). ``max_windows`` is the window budget of
     :func:`~genrekit.inference.predict.predict_audio` (0: every window).
+
+    Parameters
+    ----------
+    paths : iterable of str or path-like
+        Files, folders and glob patterns (:func:`collect_audio_files`).
+    model : GenreModel
+    workers : int, default 0
+        Decoding processes (0: decode in this process).
+    batch_size : int, default 32
+        Windows per network pass, gathered across files.
+    top_k, aggregate, segments, offset, max_duration, styles, max_windows
+        As :func:`~genrekit.inference.predict.predict_audio`.
+    recursive : bool, default True
+        Search folders below the folders given.
+
+    Yields
+    ------
+    dict
+        One record per file, in input order.
     """
     yield from predict_found(
         collect_audio_files(paths, recursive=recursive), model, workers=workers, batch_size=batch_size,
@@ -152,6 +184,19 @@ def predict_found(
 
     For callers that list the files first (to show a progress total); a pair with a problem
     comes out as that file's error record.
+
+    Parameters
+    ----------
+    found : iterable of (str, str or None)
+        ``(path, problem)`` pairs from :func:`collect_audio_files`.
+    model : GenreModel
+    workers, batch_size, top_k, aggregate, segments, offset, max_duration, styles, max_windows
+        As :func:`predict_files`.
+
+    Yields
+    ------
+    dict
+        One record per file, in input order.
     """
     _check_options(top_k, aggregate)
     check_styles(model, styles)
@@ -187,7 +232,30 @@ def predict_found(
 def decode_segments(path, *, sr, window, hop, last, offset, duration, max_windows=0):
     """Worker job: ``(Segments, seconds decoded, warnings)`` for ``path``, read by
     :func:`genrekit.audio.windows.read_windows`; ``"stream"`` when its windows would hold more
-    than :data:`STREAM_LONGER_THAN` seconds of audio, or an error message."""
+    than :data:`STREAM_LONGER_THAN` seconds of audio, or an error message.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    sr : int
+        The model's rate in Hz.
+    window, hop : float
+        Window length and hop in seconds.
+    last : {"pad", "drop"}
+        The model's tail rule.
+    offset : float
+        Seconds to skip.
+    duration : float or None
+        Seconds to read.
+    max_windows : int, default 0
+        The window budget (0: every window).
+
+    Returns
+    -------
+    tuple, str
+        ``(Segments, seconds decoded, warnings)``, ``"stream"``, or an error message.
+    """
     from genrekit.audio.windows import read_windows
 
     try:
@@ -338,6 +406,20 @@ def classify_decoded(model, pending, options) -> Iterator[dict]:
     ``pending``: ``(path, Segments, duration in s, warnings)`` per file. A file that makes the
     model give non-finite probabilities is found (file by file) and gets an error record; the
     others are classified. Shared by the local batch and the Ray model actors.
+
+    Parameters
+    ----------
+    model : GenreModel
+    pending : list of tuple
+        ``(path, Segments, seconds, warnings)`` per decoded file.
+    options : dict
+        ``top_k``, ``aggregate``, ``segments`` and ``styles`` for
+        :func:`~genrekit.inference.predict.summarize`.
+
+    Yields
+    ------
+    dict
+        One JSON record per file, in order.
     """
     if not pending:
         return
@@ -373,6 +455,16 @@ def default_workers(n_files: int) -> int:
     None for a single file (starting a process costs more than it saves), else one per CPU
     core available to this process beyond the one that runs the network, at most 2: decoding
     is cheaper than inference, so more processes only compete with the network for cores.
+
+    Parameters
+    ----------
+    n_files : int
+        Files to classify.
+
+    Returns
+    -------
+    int
+        0 (decode in this process), 1 or 2.
     """
     if n_files <= 1:
         return 0
@@ -384,12 +476,26 @@ def default_threads(workers: int) -> int:
 
     More threads than free cores make PyTorch's thread pool wait on the decoders (and on any
     other busy process): on a loaded machine that is several times slower than one thread.
+
+    Parameters
+    ----------
+    workers : int
+        Decoding processes.
+
+    Returns
+    -------
+    int
     """
     return max(1, available_cores() - workers)
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on."""
+    """CPU cores this process may run on (its affinity on Linux, else the CPU count).
+
+    Returns
+    -------
+    int
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

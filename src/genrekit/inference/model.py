@@ -118,7 +118,13 @@ class GenreModel:
         return self._model_id
 
     def content_digest(self) -> str:
-        """SHA-256 hex of the weights and the answer-deciding parts of the spec."""
+        """SHA-256 of the weights and the answer-deciding parts of the spec.
+
+        Returns
+        -------
+        str
+            64 hex digits (:attr:`model_id` keeps the first 32).
+        """
         digest = hashlib.sha256()
         digest.update(json.dumps(self.spec.decisive(), sort_keys=True, default=str).encode())
         for part, module in (("feature", self.feature), ("network", self.network)):
@@ -130,8 +136,18 @@ class GenreModel:
         return digest.hexdigest()
 
     def to(self, device: str | torch.device) -> "GenreModel":
-        """Run the front end and the network on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``,
-        ``"mps"``); inputs are moved there and outputs come back on the CPU. Returns ``self``.
+        """Run the front end and the network on ``device``; inputs are moved there and outputs come back
+        on the CPU.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+
+        Returns
+        -------
+        GenreModel
+            ``self``.
 
         Raises
         ------
@@ -150,10 +166,23 @@ class GenreModel:
     def save(self, path: str | Path) -> Path:
         """Write this model as ``NAME.json`` + ``NAME.safetensors`` (what :func:`load_model` reads).
 
+        Parameters
+        ----------
+        path : str or Path
+            ``NAME``, ``NAME.json`` or ``NAME.safetensors``; both files are written atomically.
+
         Returns
         -------
         Path
             The JSON file written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> model = load_model()
+        >>> saved = model.save(os.path.join(tempfile.mkdtemp(), "copy"))
+        >>> saved.name, load_model(saved).model_id == model.model_id
+        ('copy.json', True)
         """
         tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
         state = self.feature.state_dict()
@@ -162,20 +191,58 @@ class GenreModel:
 
     @torch.inference_mode()
     def segment_logits(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Logits ``(batch, n_classes)`` (on the CPU) for audio windows ``(batch, window_samples)`` at ``sample_rate``."""
+        """Uncalibrated logits of audio windows.
+
+        Parameters
+        ----------
+        segments : torch.Tensor or np.ndarray
+            Audio windows at :attr:`sample_rate` Hz, float32 in [-1, 1], shape
+            ``(batch, window_samples)`` (``window_samples = window * sample_rate``).
+
+        Returns
+        -------
+        torch.Tensor
+            float32 on the CPU, shape ``(batch, n_classes)``.
+        """
         segments = torch.as_tensor(segments, dtype=torch.float32, device=self._device)
         return self.network(self.feature(segments)).cpu()
 
     def segment_probabilities(self, segments: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Calibrated class probabilities ``(batch, n_classes)`` for audio windows."""
+        """Calibrated class probabilities of audio windows, ``softmax(logits / temperature)``.
+
+        Parameters
+        ----------
+        segments : torch.Tensor or np.ndarray
+            Audio windows at :attr:`sample_rate` Hz, float32 in [-1, 1], shape
+            ``(batch, window_samples)`` (``window_samples = window * sample_rate``).
+
+        Returns
+        -------
+        torch.Tensor
+            float32 on the CPU, shape ``(batch, n_classes)``; rows sum to 1.
+        """
         return torch.softmax(self.segment_logits(segments) / self.temperature, dim=-1)
 
     @torch.inference_mode()
     def segment_outputs(self, segments: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(calibrated probabilities (batch, n_classes), tag rows or None)``: when
-        :attr:`gives_taggram`, the taggram (the feature output itself, 50 columns) followed by
-        whatever else the not-music detector reads from the same network pass
-        (:func:`genrekit.inference.taggram.tag_rows`), else None."""
+        """Calibrated probabilities of audio windows, and the tag rows the model computes with them.
+
+        Parameters
+        ----------
+        segments : torch.Tensor or np.ndarray
+            Audio windows at :attr:`sample_rate` Hz, float32 in [-1, 1], shape
+            ``(batch, window_samples)`` (``window_samples = window * sample_rate``).
+
+        Returns
+        -------
+        probabilities : np.ndarray
+            float32, shape ``(batch, n_classes)``.
+        rows : np.ndarray or None
+            float, ``(batch, 50 + extra)``: when :attr:`gives_taggram`, the taggram (the
+            feature output itself, 50 columns) followed by whatever else the not-music detector
+            reads from the same network pass (:func:`genrekit.inference.taggram.tag_rows`);
+            else None.
+        """
         from genrekit.inference.taggram import extra_inputs, tag_rows
 
         if not self.gives_taggram:
@@ -193,7 +260,59 @@ class GenreModel:
         return probabilities, rows
 
     def predict(self, audio, sr: int | None = None, **options):
-        """Classify a file path or a waveform (``sr`` required for arrays); see :func:`genrekit.inference.predict.predict_audio`."""
+        """Tell the genre of a file or a waveform.
+
+        Parameters
+        ----------
+        audio : str, path-like or np.ndarray
+            A file in any format genrekit reads, or samples ``(n,)``, ``(channels, n)`` or
+            ``(n, channels)``: float (±1 full scale) or integer PCM.
+        sr : int or None
+            Sample rate of an array in Hz (required for arrays; files know their own).
+        **options
+            ``top_k`` (3), ``aggregate`` (``"mean"`` or ``"vote"``), ``segments`` (False: no
+            per-window timeline), ``offset`` and ``max_duration`` (seconds), ``styles`` (False),
+            ``batch_size``: see :func:`genrekit.inference.predict.predict_audio`.
+
+        Returns
+        -------
+        Prediction
+            ``genre`` (None for silence and for audio that is not music), its calibrated
+            ``confidence``, ``top`` ``[(genre, probability), ...]``, ``uncertain``, ``not_music``,
+            ``duration`` in seconds, and ``segments`` when asked; ``to_dict()`` gives the JSON of
+            ``genrekit predict --format json``.
+
+        Raises
+        ------
+        UsageError
+            Bad options (negative ``offset``, non-positive ``max_duration`` or ``sr``, an array of an
+            unusable dtype or shape).
+        AudioError
+            A file that cannot be decoded (missing, not audio, corrupt, empty, unsupported).
+
+        Examples
+        --------
+        Five seconds of white noise at 22.05 kHz, resampled to the model's rate and cut into two
+        3 s windows (the second padded): the default model calls it not music.
+
+        >>> import numpy as np
+        >>> import genrekit
+        >>> model = genrekit.load_model()
+        >>> noise = 0.1 * np.random.default_rng(0).standard_normal(5 * 22050).astype(np.float32)
+        >>> result = model.predict(noise, sr=22050, segments=True)
+        >>> result.genre, result.not_music, result.duration, len(result.segments)
+        (None, True, 5.0, 2)
+
+        A file works the same way (its own rate is used), and ``to_dict`` gives the JSON record:
+
+        >>> import os, tempfile
+        >>> import soundfile as sf
+        >>> path = os.path.join(tempfile.mkdtemp(), "noise.flac")
+        >>> sf.write(path, noise, 22050)
+        >>> record = model.predict(path).to_dict()
+        >>> record["path"] == path, record["genre"], record["not_music"]
+        (True, None, True)
+        """
         from genrekit.inference.predict import predict_audio
 
         return predict_audio(self, audio, sr=sr, **options)
@@ -220,6 +339,19 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     ModelError
         The files are missing or malformed, a field is out of range, or the weights do not fit
         the architecture (checked from the safetensors header before any layer is allocated).
+
+    Examples
+    --------
+    >>> import genrekit
+    >>> model = genrekit.load_model()  # the bundled default; or load_model("my-model.json")
+    >>> model.name, model.sample_rate, model.window
+    ('gtzan-msd-taggram-mlp', 16000, 3.0)
+    >>> model.labels
+    ['blues', 'classical', 'country', 'disco', 'hiphop', 'jazz', 'metal', 'pop', 'reggae', 'rock']
+    >>> genrekit.load_model("no-such-model.json")
+    Traceback (most recent call last):
+        ...
+    genrekit.errors.ModelError: no-such-model.json: model file not found...
     """
     from genrekit.features.registry import build_feature
     from genrekit.models.registry import build_model
@@ -252,13 +384,31 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 
 
 class MultiFeature(nn.Module):
-    """Several front ends on the same audio, for multi-input models: returns a list of tensors."""
+    """Several front ends on the same audio, for multi-input (``parallel``) models.
+
+    Parameters
+    ----------
+    modules : list of nn.Module
+        Feature modules, in the order of the network's inputs.
+    """
 
     def __init__(self, modules: list[nn.Module]):
         super().__init__()
         self.branches = nn.ModuleList(modules)
 
     def forward(self, samples: torch.Tensor) -> list[torch.Tensor]:
+        """Every front end's features of the same windows.
+
+        Parameters
+        ----------
+        samples : torch.Tensor
+            Audio windows, shape ``(batch, window_samples)``.
+
+        Returns
+        -------
+        list of torch.Tensor
+            One feature batch per front end.
+        """
         return [branch(samples) for branch in self.branches]
 
 

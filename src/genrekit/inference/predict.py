@@ -30,6 +30,23 @@ MAX_NETWORK_BATCH = 64
 
 @dataclass
 class SegmentPrediction:
+    """The result for one window of a file (``Prediction.segments``).
+
+    Attributes
+    ----------
+    start, end : float
+        Seconds from the start of the file; ``end`` is the end of the real audio (a padded last
+        window ends early).
+    genre : str or None
+        The window's most probable genre; None when it is silent or not music.
+    probabilities : dict of str to float or None
+        Calibrated probability of every label; None for a silent window.
+    silent : bool
+        Quieter than :data:`~genrekit.audio.levels.SILENCE_DBFS`: not classified.
+    not_music : bool
+        Not music (speech, noise, ...): ``genre`` is None, ``probabilities`` are still given. Only
+        models with a not-music detector set it.
+    """
     start: float
     end: float
     genre: str | None
@@ -40,6 +57,14 @@ class SegmentPrediction:
     not_music: bool = False
 
     def to_dict(self) -> dict:
+        """The window's JSON object, as ``genrekit predict --segments --format json`` writes it.
+
+        Returns
+        -------
+        dict
+            ``start``, ``end`` (rounded to ms), ``genre``, ``probabilities``; ``silent`` and
+            ``not_music`` only when true.
+        """
         out = {"start": round(self.start, 3), "end": round(self.end, 3), "genre": self.genre,
                "probabilities": self.probabilities}
         if self.silent:
@@ -53,12 +78,44 @@ class SegmentPrediction:
 class Prediction:
     """The result for one file: genre, calibrated confidence, top-k and optional timeline.
 
-    ``genre`` is ``None`` when the whole file is silent (``silent``) or is not music
-    (``not_music``: at least the model's ``file_fraction`` of its segments are not music; only
-    models with a not-music detector decide this). ``uncertain`` is set when the confidence
-    is low or the segments disagree, and whenever there is no genre; ``short`` when the file
-    was shorter than one segment and was padded. ``styles`` (when asked for) are the genre-like
-    MSD tags of the file with their mean probability, highest first.
+    Attributes
+    ----------
+    path : str or None
+        The file; None for an array.
+    genre : str or None
+        None when the whole file is silent (``silent``) or is not music (``not_music``).
+    confidence : float
+        Calibrated probability of ``genre`` (mean over its music windows), in [0, 1]; 0 without a
+        genre.
+    top : list of (str, float)
+        The ``top_k`` most probable genres and their track-level probabilities (vote shares for
+        ``aggregate="vote"``), highest first.
+    duration : float
+        Seconds of audio classified.
+    segments : list of SegmentPrediction or None
+        The per-window timeline, when asked for.
+    uncertain : bool
+        Low confidence, disagreeing windows, under half a window of audio, or no genre.
+    silent : bool
+        Every window is silent.
+    short : bool
+        The file was shorter than one window and was padded.
+    agreement : float
+        Share of music windows whose own genre is ``genre``.
+    model : str or None
+        The model's name.
+    extra : dict
+        Room for callers' fields (not written by ``to_dict``).
+    warnings : list of str
+        What was wrong with the input and repaired (e.g. NaN samples replaced by 0).
+    not_music : bool
+        At least the model's ``file_fraction`` of the windows are not music (only models with a
+        not-music detector decide this).
+    not_music_fraction : float or None
+        Share of the counted windows that are not music (None: no detector, or all silent).
+    styles : list of (str, float) or None
+        When asked for: the genre-like MSD tags of the file with their mean probability, highest
+        first.
     """
 
     path: str | None
@@ -81,6 +138,15 @@ class Prediction:
     styles: list[tuple[str, float]] | None = None
 
     def to_dict(self) -> dict:
+        """The file's JSON object, as ``genrekit predict --format json`` writes it.
+
+        Returns
+        -------
+        dict
+            ``path``, ``genre``, ``confidence``, ``top`` (``[{"genre", "probability"}]``),
+            ``duration``, ``uncertain``; ``silent``, ``short``, ``not_music``, ``styles``,
+            ``segments`` and ``warnings`` only when set.
+        """
         out = {
             "path": self.path,
             "genre": self.genre,
@@ -105,7 +171,19 @@ class Prediction:
 
 
 def error_record(path, error: Exception | str) -> dict:
-    """The JSON record of a file that failed: ``{"path", "error"}``."""
+    """The JSON record of a file that failed.
+
+    Parameters
+    ----------
+    path : str or path-like
+    error : Exception or str
+        What went wrong (its one-line message).
+
+    Returns
+    -------
+    dict
+        ``{"path": str, "error": str}``.
+    """
     return {"path": str(path), "error": str(error)}
 
 
@@ -150,6 +228,10 @@ def predict_audio(
     before any feature is computed, and said so in ``Prediction.warnings``. Arrays may also be
     ``(n, channels)`` (as ``soundfile.read`` returns them) and integer PCM (scaled to ±1).
 
+    Returns
+    -------
+    Prediction
+
     Raises
     ------
     UsageError
@@ -192,7 +274,19 @@ def _check_options(top_k: int, aggregate: str) -> None:
 
 
 def check_styles(model, styles: bool) -> None:
-    """:class:`UsageError` when styles are asked of a model that does not compute the MSD taggram."""
+    """Refuse styles asked of a model that does not compute the MSD taggram.
+
+    Parameters
+    ----------
+    model : GenreModel
+    styles : bool
+        Whether styles are asked for.
+
+    Raises
+    ------
+    UsageError
+        ``styles`` is true and ``model.gives_taggram`` is not.
+    """
     if styles and not model.gives_taggram:
         raise UsageError(f"styles need a model whose feature is the MSD_musicnn taggram (such as the "
                          f"default model); {model.name} uses {model.spec.feature}")
@@ -214,11 +308,24 @@ def _check_range(offset, max_duration) -> tuple[float, float | None]:
 
 
 def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(probabilities (n, n_classes), silent (n,), taggram or None)`` for windows
-    ``(n, window_samples)``; the taggram is None unless ``model.gives_taggram``, and its rows
-    are the model's tag rows (the 50 tags, then its not-music detector's other inputs).
+    """Calibrated probabilities (and the taggram) of audio windows; silent windows are skipped.
 
     Silent windows are not run through the model; their probability (and taggram) rows are NaN.
+
+    Parameters
+    ----------
+    model : GenreModel
+    samples : np.ndarray
+        Windows at ``model.sample_rate`` Hz, float32, shape ``(n, window_samples)``.
+
+    Returns
+    -------
+    probabilities : np.ndarray
+        float64, shape ``(n, n_classes)``.
+    silent : np.ndarray
+        bool, shape ``(n,)``.
+    taggram : np.ndarray or None
+        float64, shape ``(n, 50)``; None unless ``model.gives_taggram``.
 
     Raises
     ------
@@ -242,15 +349,45 @@ def classify_segments(model, samples: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def summarize(model, path, *, starts, ends, probabilities, silent, taggram=None, top_k=3, aggregate="mean",
               segments=False, duration: float | None = None, warnings=None, styles=False) -> Prediction:
-    """Aggregate one file's segment probabilities into a :class:`Prediction`.
+    """Aggregate one file's window probabilities into a :class:`Prediction`.
 
-    ``duration`` is the seconds of audio classified (default: the span the segments cover);
-    ``warnings`` lines about repaired input go into ``Prediction.warnings``. ``taggram`` (the
-    MSD taggram of each segment, from :func:`classify_segments`) feeds the model's not-music
-    detector, if it has one, and ``styles``.
+    Windows that are not music are left out of the genre (a podcast with a music intro gets the
+    intro's genre); a file that is not music as a whole gets no genre.
 
-    Segments that are not music are left out of the genre (a podcast with a music intro gets
-    the intro's genre); a file that is not music as a whole gets no genre.
+    Parameters
+    ----------
+    model : GenreModel
+    path : str or None
+        The file, for the record.
+    starts, ends : np.ndarray
+        float, shape ``(n,)``: each window's start and end of real audio, in seconds.
+    probabilities : np.ndarray
+        Shape ``(n, n_classes)``, from :func:`classify_segments` (NaN rows for silent windows).
+    silent : np.ndarray
+        bool, shape ``(n,)``.
+    taggram : np.ndarray or None
+        Shape ``(n, 50 + extra)``: each window's MSD taggram (the first 50 columns) and what else
+        the not-music detector reads (:meth:`GenreModel.segment_outputs`); feeds the detector, if
+        the model has one, and ``styles``.
+    top_k : int, default 3
+    aggregate : {"mean", "vote"}, default "mean"
+    segments : bool, default False
+        Include the per-window timeline.
+    duration : float or None
+        Seconds of audio classified; default the span the windows cover.
+    warnings : list of str or None
+        Lines about repaired input, for ``Prediction.warnings``.
+    styles : bool, default False
+        Also give the file's styles.
+
+    Returns
+    -------
+    Prediction
+
+    Raises
+    ------
+    UsageError
+        Styles asked of a model without the MSD taggram, or without ``taggram``.
     """
     warnings = list(warnings or [])
     check_styles(model, styles)

@@ -66,12 +66,43 @@ _STYLE_INDEX = np.array([MSD_TAGS.index(tag) for tag in STYLE_TAGS])
 
 
 def computes_msd_taggram(feature_spec) -> bool:
-    """Whether a model's feature output is the MSD_musicnn taggram itself."""
+    """Whether a model's feature output is the MSD_musicnn taggram itself.
+
+    Parameters
+    ----------
+    feature_spec : dict, list or None
+        The model's feature spec.
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(feature_spec, dict) and all(feature_spec.get(k) == v for k, v in TAGGRAM_FEATURE.items())
 
 
 def check_not_music_block(block, feature_spec, where) -> dict:
-    """The ``not_music`` block of a model spec, validated; raises :class:`ModelError` if unusable."""
+    """The ``not_music`` block of a model spec, validated.
+
+    Parameters
+    ----------
+    block : object
+        The block as read from the model file.
+    feature_spec : dict, list or None
+        The model's feature spec: must be the MSD taggram (:data:`TAGGRAM_FEATURE`).
+    where : str or Path
+        The model file, for error messages.
+
+    Returns
+    -------
+    dict
+        ``block`` itself.
+
+    Raises
+    ------
+    ModelError
+        Not an object, a model without the taggram, missing or non-finite weights, a
+        ``file_fraction`` outside (0, 1], or a bad ``layers_stage``.
+    """
     if not isinstance(block, dict):
         raise ModelError(f"{where}: not_music must be an object")
     if not computes_msd_taggram(feature_spec):
@@ -106,7 +137,23 @@ def _check_stage(stage: dict, size: int, where, name: str) -> None:
 
 
 def taggram_features(taggram: np.ndarray) -> np.ndarray:
-    """``(n, 50)`` MSD taggram rows -> ``(n, 53)`` detector features (see the module docstring)."""
+    """Taggram rows to the taggram stage's detector features (see the module docstring).
+
+    Parameters
+    ----------
+    taggram : np.ndarray
+        MSD taggram rows, shape ``(n, 50)``.
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n, 53)``.
+
+    Raises
+    ------
+    ValueError
+        ``taggram`` is not ``(n, 50)``.
+    """
     p = np.clip(np.asarray(taggram, dtype=np.float64), EPS, 1 - EPS)
     if p.ndim != 2 or p.shape[1] != len(MSD_TAGS):
         raise ValueError(f"expected (n, {len(MSD_TAGS)}) MSD taggram rows, got {p.shape}")
@@ -117,26 +164,71 @@ def taggram_features(taggram: np.ndarray) -> np.ndarray:
 
 
 def extra_inputs(block: dict | None) -> list[str]:
-    """What a ``not_music`` block's layers stage reads besides the taggram (``[]`` if none)."""
+    """What a ``not_music`` block's layers stage reads besides the taggram.
+
+    Parameters
+    ----------
+    block : dict or None
+        A model's ``not_music`` block, or None.
+
+    Returns
+    -------
+    list of str
+        Some of :data:`EXTRA_INPUTS` (``"penultimate"``, ``"descriptors"``); ``[]`` if none.
+    """
     stage = None if block is None else block.get("layers_stage")
     return [] if stage is None else list(stage["inputs"][1:])
 
 
 def detector_size(block: dict) -> int:
-    """Weights of a block's layers stage: 53 for the taggram, plus its extra inputs."""
+    """Weights of a block's layers stage: 53 for the taggram, plus its extra inputs.
+
+    Parameters
+    ----------
+    block : dict
+        A model's ``not_music`` block (:func:`check_not_music_block`).
+
+    Returns
+    -------
+    int
+    """
     return N_FEATURES + sum(EXTRA_INPUTS[name] for name in extra_inputs(block))
 
 
 def tag_row_width(block: dict | None) -> int:
-    """Columns of a model's tag rows: the taggram's 50 plus its layers stage's extra inputs."""
+    """Columns of a model's tag rows: the taggram's 50 plus its layers stage's extra inputs.
+
+    Parameters
+    ----------
+    block : dict or None
+        A model's ``not_music`` block, or None.
+
+    Returns
+    -------
+    int
+    """
     return len(MSD_TAGS) + sum(EXTRA_INPUTS[name] for name in extra_inputs(block))
 
 
 def tag_rows(layers: dict, samples: np.ndarray, block: dict | None, sr: int = 16000) -> np.ndarray:
-    """``(n, tag_row_width(block))`` rows: the taggram, then each extra input ``block`` reads.
+    """Tag rows: the taggram, then each extra input ``block`` reads.
 
-    ``layers``: the musicnn network's outputs for the windows (``taggram``, ``penultimate``, as
-    arrays); ``samples``: the windows ``(n, window_samples)`` at ``sr`` Hz.
+    Parameters
+    ----------
+    layers : dict
+        The musicnn network's outputs for the windows (``taggram`` ``(n, 50)``, ``penultimate``
+        ``(n, 200)``, as arrays).
+    samples : np.ndarray
+        The windows, shape ``(n, window_samples)`` at ``sr`` Hz (for the descriptors).
+    block : dict or None
+        A model's ``not_music`` block, or None.
+    sr : int, default 16000
+        Sample rate of ``samples`` in Hz.
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n, tag_row_width(block))``.
     """
     parts = [np.asarray(layers["taggram"], np.float64)]
     for name in extra_inputs(block):
@@ -148,25 +240,77 @@ def tag_rows(layers: dict, samples: np.ndarray, block: dict | None, sr: int = 16
 
 
 def detector_features(block: dict, rows: np.ndarray) -> np.ndarray:
-    """The layers stage's input vectors ``(n, detector_size(block))`` from tag rows."""
+    """The layers stage's input vectors from tag rows.
+
+    Parameters
+    ----------
+    block : dict
+        A model's ``not_music`` block (:func:`check_not_music_block`).
+    rows : np.ndarray
+        Tag rows, shape ``(n, tag_row_width(block))`` (:func:`tag_rows`).
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n, detector_size(block))``.
+    """
     rows = np.asarray(rows, np.float64)
     return np.hstack([taggram_features(rows[:, :len(MSD_TAGS)]), rows[:, len(MSD_TAGS):tag_row_width(block)]])
 
 
 def not_music_scores(block: dict, rows: np.ndarray) -> np.ndarray:
-    """The taggram stage's logit per tag row (higher: less like music)."""
+    """The taggram stage's logit per tag row (higher: less like music).
+
+    Parameters
+    ----------
+    block : dict
+        A model's ``not_music`` block (:func:`check_not_music_block`).
+    rows : np.ndarray
+        Tag rows, shape ``(n, tag_row_width(block))`` (:func:`tag_rows`).
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n,)``.
+    """
     rows = np.asarray(rows, np.float64)
     return taggram_features(rows[:, :len(MSD_TAGS)]) @ np.asarray(block["weight"], np.float64) + float(block["bias"])
 
 
 def layers_scores(block: dict, rows: np.ndarray) -> np.ndarray:
-    """The layers stage's logit per tag row (needs a ``layers_stage``)."""
+    """The layers stage's logit per tag row (needs a ``layers_stage``).
+
+    Parameters
+    ----------
+    block : dict
+        A model's ``not_music`` block (:func:`check_not_music_block`).
+    rows : np.ndarray
+        Tag rows, shape ``(n, tag_row_width(block))`` (:func:`tag_rows`).
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(n,)``.
+    """
     stage = block["layers_stage"]
     return detector_features(block, rows) @ np.asarray(stage["weight"], np.float64) + float(stage["bias"])
 
 
 def not_music_flags(block: dict, rows: np.ndarray) -> np.ndarray:
-    """Per tag row: is it not music by either stage?"""
+    """Per tag row: is it not music by either stage?
+
+    Parameters
+    ----------
+    block : dict
+        A model's ``not_music`` block (:func:`check_not_music_block`).
+    rows : np.ndarray
+        Tag rows, shape ``(n, tag_row_width(block))`` (:func:`tag_rows`).
+
+    Returns
+    -------
+    np.ndarray
+        bool, shape ``(n,)``.
+    """
     flags = not_music_scores(block, rows) > float(block["threshold"])
     if block.get("layers_stage") is not None:
         flags |= layers_scores(block, rows) > float(block["layers_stage"]["threshold"])
@@ -175,8 +319,30 @@ def not_music_flags(block: dict, rows: np.ndarray) -> np.ndarray:
 
 def detect_not_music(block: dict, taggram: np.ndarray, silent: np.ndarray, seconds: np.ndarray,
                      window: float) -> tuple[np.ndarray, float]:
-    """``(not_music per segment (n,) bool, fraction)`` for one file; ``fraction`` is NaN when
-    every segment is silent. The file is not music when ``fraction >= block["file_fraction"]``."""
+    """Which segments of one file are not music, and the share that decides the file.
+
+    The file is not music when ``fraction >= block["file_fraction"]``.
+
+    Parameters
+    ----------
+    block : dict
+        A model's ``not_music`` block (:func:`check_not_music_block`).
+    taggram : np.ndarray
+        The segments' tag rows, shape ``(n, tag_row_width(block))``.
+    silent : np.ndarray
+        bool, shape ``(n,)``: silent segments are not judged.
+    seconds : np.ndarray
+        Seconds of real audio per segment, shape ``(n,)``.
+    window : float
+        The model's window length in seconds (full-length segments count).
+
+    Returns
+    -------
+    not_music : np.ndarray
+        bool, shape ``(n,)``.
+    fraction : float
+        Share of the counted segments that are not music; NaN when every segment is silent.
+    """
     silent = np.asarray(silent, bool)
     seconds = np.asarray(seconds, np.float64)
     flagged = np.zeros(len(silent), bool)
@@ -195,8 +361,22 @@ def detect_not_music(block: dict, taggram: np.ndarray, silent: np.ndarray, secon
 
 def file_styles(taggram: np.ndarray, weights: np.ndarray | None = None,
                 threshold: float = STYLE_THRESHOLD) -> list[tuple[str, float]]:
-    """``[(style, score)]`` of a file, highest first: the :data:`STYLE_TAGS` whose (weighted)
-    mean probability over the given taggram rows is at least ``threshold``."""
+    """A file's styles, highest first: the :data:`STYLE_TAGS` whose (weighted) mean probability over
+    the given taggram rows is at least ``threshold``.
+
+    Parameters
+    ----------
+    taggram : np.ndarray
+        Shape ``(n_windows, 50)``, MSD tag probabilities of the file's music windows.
+    weights : np.ndarray, optional
+        Shape ``(n_windows,)``, e.g. seconds of real audio per window; equal by default.
+    threshold : float, default STYLE_THRESHOLD (0.2)
+
+    Returns
+    -------
+    list of (str, float)
+        ``[(style, score), ...]``; empty for no rows.
+    """
     taggram = np.asarray(taggram, np.float64)
     if not len(taggram):
         return []

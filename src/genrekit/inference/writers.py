@@ -19,7 +19,24 @@ FORMATS = ("table", "json", "jsonl", "csv")
 
 
 def write_records(records: Iterable[dict], fmt: str, stream: IO[str], *, top_k: int = 3) -> tuple[int, int]:
-    """Write prediction records to ``stream`` in ``fmt``; returns ``(n_ok, n_failed)``."""
+    """Write prediction records to ``stream`` in ``fmt``, one at a time as they come.
+
+    Parameters
+    ----------
+    records : iterable of dict
+        ``Prediction.to_dict()`` records, or ``{"path", "error"}`` for failed files.
+    fmt : {"table", "json", "jsonl", "csv"}
+        One of :data:`FORMATS`.
+    stream : file object
+        Text output; flushed after each record.
+    top_k : int, default 3
+        Genres shown per file in the table and CSV.
+
+    Returns
+    -------
+    n_ok, n_failed : int
+        Records written without and with an error.
+    """
     writer = {"table": _TableWriter, "json": _JsonWriter, "jsonl": _JsonlWriter, "csv": _CsvWriter}[fmt]
     out = writer(stream, top_k)
     n_ok = n_failed = 0

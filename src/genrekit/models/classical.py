@@ -30,7 +30,29 @@ ABSENT_LOGIT = -1e4
 
 
 def make_estimator(name: str, params: dict | None = None, seed: int = 0):
-    """An unfitted ``Pipeline(StandardScaler(), <estimator>)`` with genrekit's defaults and ``params``."""
+    """An unfitted ``Pipeline(StandardScaler(), <estimator>)`` with genrekit's defaults and ``params``.
+
+    Parameters
+    ----------
+    name : str
+        A key of `ESTIMATORS`: ``"sklearn-logreg"``, ``"sklearn-svm"``, ``"sklearn-knn"`` or
+        ``"sklearn-gboost"``.
+    params : dict or None, default None
+        Hyper-parameters of the estimator, over genrekit's defaults.
+    seed : int, default 0
+        ``random_state`` of estimators that take one (unless ``params`` sets it).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Unfitted.
+
+    Raises
+    ------
+    UsageError
+        Unknown ``name`` or parameter, or an option the torch module cannot rebuild (an SVM
+        kernel other than RBF, a k-NN metric other than Euclidean).
+    """
     from importlib import import_module
 
     from sklearn.pipeline import make_pipeline
@@ -56,7 +78,29 @@ def make_estimator(name: str, params: dict | None = None, seed: int = 0):
 
 
 def module_from_estimator(name: str, pipeline, n_classes: int, input_shape: Sequence[int]) -> nn.Module:
-    """Copy a fitted pipeline's arrays into the matching baseline module (with ``.spec``)."""
+    """Copy a fitted pipeline's arrays into the matching baseline module (with ``.spec``).
+
+    Parameters
+    ----------
+    name : str
+        The architecture name the pipeline was made with (`make_estimator`).
+    pipeline : sklearn.pipeline.Pipeline
+        Fitted ``StandardScaler`` + estimator.
+    n_classes : int
+        Number of labels of the model (classes without training data get `ABSENT_LOGIT`).
+    input_shape : sequence of int
+        Shape of one segment's features.
+
+    Returns
+    -------
+    nn.Module
+        In eval mode; its logits ``(batch, n_classes)`` reproduce the pipeline's decisions.
+
+    Raises
+    ------
+    ModelError
+        A gradient-boosting model with categorical features.
+    """
     scaler, estimator = pipeline[0], pipeline[-1]
     classes = np.asarray(estimator.classes_, dtype=np.int64)
     shape = _fitted_shape(name, estimator)
@@ -176,7 +220,20 @@ class _Baseline(nn.Module):
 
 
 class LogisticRegressionModule(_Baseline):
-    """``z @ coef.T + intercept``: softmax of these is ``LogisticRegression.predict_proba``."""
+    """``z @ coef.T + intercept``: softmax of these is ``LogisticRegression.predict_proba``.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of labels (output columns).
+    input_shape : sequence of int
+        Shape of one segment's features: ``(n_features, n_frames)`` is pooled to the mean and
+        standard deviation of each feature, any other shape is flattened.
+    n_classes_fitted : int
+        Number of labels that had training data.
+    params : dict or None
+        The estimator's hyper-parameters, recorded only.
+    """
 
     def __init__(self, n_classes, input_shape, n_classes_fitted, params=None):
         super().__init__(n_classes, input_shape, n_classes_fitted, params)
@@ -185,12 +242,41 @@ class LogisticRegressionModule(_Baseline):
         self.register_buffer("intercept", torch.zeros(rows, dtype=torch.float64))
 
     def scores(self, z):
+        """Class scores of standardised feature vectors.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            float64, shape ``(batch, n_features)``, standardised with the fitted mean and scale.
+
+        Returns
+        -------
+        torch.Tensor
+            float64, shape ``(batch, n_classes_fitted)``, the linear decision values.
+        """
         return z @ self.coef.T + self.intercept
 
 
 class SVMModule(_Baseline):
     """RBF SVM: scikit-learn's ``SVC.decision_function`` (one-vs-rest shape) rebuilt from the
-    support vectors, dual coefficients and intercepts of the one-vs-one problems."""
+    support vectors, dual coefficients and intercepts of the one-vs-one problems.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of labels (output columns).
+    input_shape : sequence of int
+        Shape of one segment's features: ``(n_features, n_frames)`` is pooled to the mean and
+        standard deviation of each feature, any other shape is flattened.
+    n_classes_fitted : int
+        Number of labels that had training data.
+    n_support : sequence of int
+        Support vectors per fitted class.
+    gamma : float
+        RBF kernel coefficient (of standardised features).
+    params : dict or None
+        The estimator's hyper-parameters, recorded only.
+    """
 
     def __init__(self, n_classes, input_shape, n_classes_fitted, n_support, gamma, params=None):
         super().__init__(n_classes, input_shape, n_classes_fitted, params)
@@ -202,15 +288,36 @@ class SVMModule(_Baseline):
         self.register_buffer("intercept", torch.zeros(k * (k - 1) // 2, dtype=torch.float64))
 
     def kernel(self, z: torch.Tensor) -> torch.Tensor:
-        """``exp(-gamma |z - sv|^2)``, ``(batch, n_support_vectors)``."""
+        """RBF kernel between ``z`` and the support vectors, ``exp(-gamma |z - sv|^2)``.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            float64, shape ``(batch, n_features)``, standardised.
+
+        Returns
+        -------
+        torch.Tensor
+            float64, shape ``(batch, n_support_vectors)``.
+        """
         sv = self.support_vectors
         distances = (z.square().sum(1, keepdim=True) + sv.square().sum(1) - 2 * z @ sv.T).clamp_min(0)
         return torch.exp(-self.gamma * distances)
 
     def ovo_decision(self, z: torch.Tensor) -> torch.Tensor:
-        """One-vs-one decision values ``(batch, k (k - 1) / 2)``, pairs ``(i, j)``, ``i < j``;
-        positive means class ``i`` (``SVC(decision_function_shape="ovo")``). Binary: ``(batch, 1)``
-        positive meaning the second class."""
+        """One-vs-one decision values (``SVC(decision_function_shape="ovo")``).
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            float64, shape ``(batch, n_features)``, standardised.
+
+        Returns
+        -------
+        torch.Tensor
+            float64, shape ``(batch, k (k - 1) / 2)`` for pairs ``(i, j)``, ``i < j``, positive
+            meaning class ``i``; for two classes ``(batch, 1)``, positive meaning the second class.
+        """
         kernel = self.kernel(z)
         k = len(self.n_support)
         if k == 2:
@@ -227,6 +334,18 @@ class SVMModule(_Baseline):
         return torch.stack(columns, dim=1)
 
     def scores(self, z):
+        """Class scores of standardised feature vectors.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            float64, shape ``(batch, n_features)``, standardised with the fitted mean and scale.
+
+        Returns
+        -------
+        torch.Tensor
+            float64, shape ``(batch, n_classes_fitted)``, one-vs-rest decision values (``(batch, 1)`` for two classes).
+        """
         decision = self.ovo_decision(z)
         if len(self.n_support) == 2:
             return decision
@@ -234,8 +353,24 @@ class SVMModule(_Baseline):
 
 
 def ovr_decision(ovo: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """scikit-learn's one-vs-one to one-vs-rest transform: votes plus confidences squashed into
-    (-1/3, 1/3), so votes decide and confidences only break ties."""
+    """scikit-learn's one-vs-one to one-vs-rest transform.
+
+    Votes plus confidences squashed into (-1/3, 1/3), so votes decide and confidences only
+    break ties.
+
+    Parameters
+    ----------
+    ovo : torch.Tensor
+        One-vs-one decision values, shape ``(batch, n_classes (n_classes - 1) / 2)``
+        (`SVMModule.ovo_decision`).
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(batch, n_classes)``, same dtype as ``ovo``.
+    """
     votes = torch.zeros(len(ovo), n_classes, dtype=ovo.dtype, device=ovo.device)
     confidence = torch.zeros_like(votes)
     pair = 0
@@ -251,7 +386,26 @@ def ovr_decision(ovo: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 class KNNModule(_Baseline):
-    """k nearest training points (Euclidean); logits are ``log`` of the (distance-weighted) vote shares."""
+    """k nearest training points (Euclidean); logits are ``log`` of the (distance-weighted) vote shares.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of labels (output columns).
+    input_shape : sequence of int
+        Shape of one segment's features: ``(n_features, n_frames)`` is pooled to the mean and
+        standard deviation of each feature, any other shape is flattened.
+    n_classes_fitted : int
+        Number of labels that had training data.
+    n_samples : int
+        Number of training points.
+    n_neighbors : int
+        k.
+    weights : {"uniform", "distance"}, default "uniform"
+        Vote weights, as scikit-learn's ``KNeighborsClassifier``.
+    params : dict or None
+        The estimator's hyper-parameters, recorded only.
+    """
 
     def __init__(self, n_classes, input_shape, n_classes_fitted, n_samples, n_neighbors, weights="uniform", params=None):
         super().__init__(n_classes, input_shape, n_classes_fitted, params)
@@ -262,6 +416,18 @@ class KNNModule(_Baseline):
         self.register_buffer("targets", torch.zeros(n_samples, dtype=torch.int64))
 
     def scores(self, z):
+        """Class scores of standardised feature vectors.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            float64, shape ``(batch, n_features)``, standardised with the fitted mean and scale.
+
+        Returns
+        -------
+        torch.Tensor
+            float64, shape ``(batch, n_classes_fitted)``, log vote shares (floored at 1e-12).
+        """
         squared = (z.square().sum(1, keepdim=True) + self.points.square().sum(1) - 2 * z @ self.points.T).clamp_min(0)
         nearest_squared, index = torch.topk(squared, self.n_neighbors, dim=1, largest=False)
         if self.weights == "uniform":
@@ -278,7 +444,26 @@ class KNNModule(_Baseline):
 
 
 class GradientBoostingModule(_Baseline):
-    """Histogram gradient boosting: walk every tree, add the leaf values to the baseline score."""
+    """Histogram gradient boosting: walk every tree, add the leaf values to the baseline score.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of labels (output columns).
+    input_shape : sequence of int
+        Shape of one segment's features: ``(n_features, n_frames)`` is pooled to the mean and
+        standard deviation of each feature, any other shape is flattened.
+    n_classes_fitted : int
+        Number of labels that had training data.
+    n_trees, n_nodes : int
+        Number of trees and nodes of the largest tree (the packed arrays' shape).
+    max_depth : int
+        Depth of the deepest tree (steps of the walk).
+    trees_per_iteration : int
+        Trees per boosting iteration (1 for two classes, else one per class).
+    params : dict or None
+        The estimator's hyper-parameters, recorded only.
+    """
 
     def __init__(self, n_classes, input_shape, n_classes_fitted, n_trees, n_nodes, max_depth,
                  trees_per_iteration, params=None):
@@ -294,6 +479,18 @@ class GradientBoostingModule(_Baseline):
         self.register_buffer("baseline", torch.zeros(self.trees_per_iteration, dtype=torch.float64))
 
     def scores(self, z):
+        """Class scores of standardised feature vectors.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            float64, shape ``(batch, n_features)``, standardised with the fitted mean and scale.
+
+        Returns
+        -------
+        torch.Tensor
+            float64, shape ``(batch, n_classes_fitted)``, raw boosting scores (``(batch, 1)`` for two classes).
+        """
         batch, n_trees = len(z), self.feature.shape[0]
         trees = torch.arange(n_trees, device=z.device).expand(batch, n_trees)
         node = torch.zeros(batch, n_trees, dtype=torch.int64, device=z.device)
@@ -321,6 +518,26 @@ def build_module(name: str, n_classes: int, **spec) -> nn.Module:
     """Empty baseline module of the shapes in ``spec`` (fill it with ``load_state_dict``).
 
     Called by :func:`genrekit.models.build_model` for ``sklearn-*`` architecture names.
+
+    Parameters
+    ----------
+    name : str
+        ``"sklearn-logreg"``, ``"sklearn-svm"``, ``"sklearn-knn"`` or ``"sklearn-gboost"``.
+    n_classes : int
+        Number of labels.
+    **spec
+        The architecture spec that `module_from_estimator` wrote (``input_shape``,
+        ``n_classes_fitted`` and the estimator's shapes).
+
+    Returns
+    -------
+    nn.Module
+        The module with zero buffers.
+
+    Raises
+    ------
+    ModelError
+        The spec lacks a key or has an unexpected one.
     """
     if "input_shape" not in spec or "n_classes_fitted" not in spec:
         raise ModelError(f"{name}: a fitted baseline's spec needs input_shape and n_classes_fitted; "

@@ -30,19 +30,41 @@ DEFAULT_MODEL_NAME = "default"
 
 
 def bundled_models_dir() -> Path:
-    """The folder of the models shipped inside the installed package."""
+    """The folder of the models shipped inside the installed package.
+
+    Returns
+    -------
+    Path
+        ``genrekit/assets/models``.
+    """
     return Path(str(resources.files("genrekit") / "assets" / "models"))
 
 
 def default_model_path() -> Path:
-    """The bundled default model's JSON file (inside the installed package)."""
+    """The bundled default model's JSON file (inside the installed package).
+
+    Returns
+    -------
+    Path
+        ``genrekit/assets/models/default.json``.
+    """
     return bundled_models_dir() / f"{DEFAULT_MODEL_NAME}.json"
 
 
 def default_model_id() -> str:
-    """The bundled default model's name and the first 12 hex digits of the SHA-256 of its
-    tensors, e.g. ``"gtzan-msd-taggram-mlp sha256:1a2b3c4d5e6f"``: which model an installation
-    carries, without loading it."""
+    """Which model an installation carries, without loading it.
+
+    Returns
+    -------
+    str
+        The bundled default model's name and the first 12 hex digits of the SHA-256 of its
+        tensors, e.g. ``"gtzan-msd-taggram-mlp sha256:1a2b3c4d5e6f"``.
+
+    Raises
+    ------
+    ModelError
+        The bundled model's files cannot be read.
+    """
     json_path, tensors_path = model_paths(default_model_path())
     try:
         name = json.loads(json_path.read_text(encoding="utf-8")).get("name", DEFAULT_MODEL_NAME)
@@ -53,7 +75,13 @@ def default_model_id() -> str:
 
 
 def bundled_model_names() -> list[str]:
-    """Names of the models shipped inside the package (``default``, ...)."""
+    """Names of the models shipped inside the package.
+
+    Returns
+    -------
+    list of str
+        Sorted (``["default", ...]``); empty when the package carries none.
+    """
     folder = bundled_models_dir()
     if not folder.is_dir():
         return []
@@ -63,8 +91,22 @@ def bundled_model_names() -> list[str]:
 def resolve_model_path(path: str | Path) -> Path:
     """``path`` itself, or the bundled model it names (``"default"``) when no such file exists here.
 
-    A model file on disk wins over a bundled model of the same name; a bare name that is
-    neither gives a :class:`ModelError` listing the bundled names.
+    A model file on disk wins over a bundled model of the same name.
+
+    Parameters
+    ----------
+    path : str or Path
+        A model path, or a bare bundled model name.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ModelError
+        A bare name that is neither a file here nor a bundled model (the message lists the
+        bundled names).
     """
     path = Path(path)
     if model_paths(path)[0].is_file() or path.parent != Path(".") or path.suffix in (".json", ".safetensors"):
@@ -77,7 +119,23 @@ def resolve_model_path(path: str | Path) -> Path:
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:
-    """``(json_path, safetensors_path)`` for ``NAME``, ``NAME.json`` or ``NAME.safetensors``."""
+    """The two files of a model.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``NAME``, ``NAME.json`` or ``NAME.safetensors``.
+
+    Returns
+    -------
+    tuple of Path
+        ``(NAME.json, NAME.safetensors)``.
+
+    Examples
+    --------
+    >>> [str(p) for p in model_paths("models/my-head.json")]
+    ['models/my-head.json', 'models/my-head.safetensors']
+    """
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
     return stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
@@ -100,6 +158,11 @@ def save_model(path: str | Path, spec: ModelSpec | dict, tensors: dict[str, torc
         ``created`` to now unless the spec has one.
     tensors : dict of str to Tensor
         ``network.<state_dict key>`` (and optionally ``feature.<key>``) tensors.
+
+    Returns
+    -------
+    Path
+        The JSON file written.
 
     Raises
     ------
@@ -124,6 +187,15 @@ def save_model(path: str | Path, spec: ModelSpec | dict, tensors: dict[str, torc
 def read_model_spec(path: str | Path) -> ModelSpec:
     """The checked :class:`ModelSpec` of a model file (JSON only; no tensor is read).
 
+    Parameters
+    ----------
+    path : str or Path
+        ``NAME``, ``NAME.json`` or ``NAME.safetensors``.
+
+    Returns
+    -------
+    ModelSpec
+
     Raises
     ------
     ModelError
@@ -138,7 +210,23 @@ def read_model_spec(path: str | Path) -> ModelSpec:
 
 
 def read_weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """``{tensor name: shape}`` from a model's safetensors header, without reading the tensors."""
+    """Tensor names and shapes from a model's safetensors header, without reading the tensors.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``NAME``, ``NAME.json`` or ``NAME.safetensors``.
+
+    Returns
+    -------
+    dict of str to tuple of int
+        ``{tensor name: shape}``.
+
+    Raises
+    ------
+    ModelError
+        The weights file is missing or unreadable.
+    """
     from safetensors import SafetensorError, safe_open
 
     weights_path = _existing(model_paths(path)[1])
@@ -150,9 +238,17 @@ def read_weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
 
 
 def check_weights_fit(spec: ModelSpec, path: str | Path) -> None:
-    """Refuse a model whose ``network.*`` tensors (names and shapes, from the safetensors header)
-    are not those of ``spec.architecture``, without allocating the network: it is built on
-    PyTorch's meta device, so a wrong ``hidden`` or ``input_shape`` is one clear error, quickly.
+    """Refuse a model whose ``network.*`` tensors are not those of ``spec.architecture``.
+
+    Names and shapes come from the safetensors header, and the network is built on PyTorch's meta
+    device (nothing allocated), so a wrong ``hidden`` or ``input_shape`` is one clear error, quickly.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model's checked spec.
+    path : str or Path
+        Its files (``NAME``, ``NAME.json`` or ``NAME.safetensors``).
 
     Raises
     ------
@@ -183,7 +279,23 @@ def check_weights_fit(spec: ModelSpec, path: str | Path) -> None:
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a model's safetensors file; :class:`ModelError` if missing or unreadable."""
+    """Every tensor of a model's safetensors file.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``NAME``, ``NAME.json`` or ``NAME.safetensors``.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``network.<key>`` and ``feature.<key>`` tensors, on the CPU.
+
+    Raises
+    ------
+    ModelError
+        The weights file is missing or unreadable.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -195,7 +307,23 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def read_model_files(path: str | Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
-    """A model's checked spec and its tensors, raising :class:`ModelError` for bad files."""
+    """A model's checked spec and its tensors.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``NAME``, ``NAME.json`` or ``NAME.safetensors``.
+
+    Returns
+    -------
+    spec : ModelSpec
+    tensors : dict of str to torch.Tensor
+
+    Raises
+    ------
+    ModelError
+        A file is missing or malformed.
+    """
     return read_model_spec(path), read_weights(path)
 
 

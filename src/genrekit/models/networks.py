@@ -86,7 +86,18 @@ class CNN2d(_Classifier):
         self.head = _head(in_channels, n_classes, hidden, dropout)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_bins, n_frames)`` -> ``(batch, channels[-1])``."""
+        """The last hidden layer's output (what the head classifies).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            float32 time-frequency patches, shape ``(batch, n_bins, n_frames)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(batch, channels[-1])``.
+        """
         return self.blocks(self.input_norm(x).unsqueeze(1)).mean(dim=(2, 3))
 
 
@@ -136,7 +147,18 @@ class Recurrent(_Classifier):
         self.head = _head(self.embedding_dim, n_classes, hidden, dropout)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_features, n_steps)`` -> ``(batch, 4 * hidden_size)``."""
+        """The last hidden layer's output (what the head classifies).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            float32 feature sequences, shape ``(batch, n_features, n_steps)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(batch, 4 * hidden_size)``.
+        """
         outputs, _ = self.lstm(self.input_norm(x).transpose(1, 2))
         # last step of the forward direction has read the whole sequence; the mean keeps
         # what the backward direction saw at every step as well
@@ -187,7 +209,18 @@ class CNN1d(_Classifier):
         self.head = _head(self.embedding_dim, n_classes, hidden, dropout)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_features, n_steps)`` -> ``(batch, 2 * channels[-1])``."""
+        """The last hidden layer's output (what the head classifies).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            float32 feature sequences, shape ``(batch, n_features, n_steps)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(batch, 2 * channels[-1])``.
+        """
         h = self.blocks(self.input_norm(x))
         return torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
 
@@ -235,7 +268,18 @@ class MLP(_Classifier):
         self.head = _head(n_features, n_classes, hidden, dropout)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, *input_shape)`` -> ``(batch, n_features)``."""
+        """The last hidden layer's output (what the head classifies).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            float32 feature vectors (probabilities with ``input_transform='logit'``), shape ``(batch, *input_shape)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(batch, n_features)``.
+        """
         x = x.flatten(1)
         if self.input_transform == "logit":
             x = torch.logit(x.clamp(1e-6, 1 - 1e-6))
@@ -289,5 +333,16 @@ class SampleCNN(_Classifier):
         self.head = _head(in_channels, n_classes, hidden, dropout)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_samples)`` -> ``(batch, channels[-1])``."""
+        """The last hidden layer's output (what the head classifies).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            float32 waveforms in [-1, 1], shape ``(batch, n_samples)``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(batch, channels[-1])``.
+        """
         return self.blocks(x.unsqueeze(1)).amax(dim=2)

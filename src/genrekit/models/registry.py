@@ -64,6 +64,23 @@ class Parallel(nn.Module):
         self.head = _head(self.embedding_dim, n_classes, hidden, dropout)
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Logits of several inputs at once.
+
+        Parameters
+        ----------
+        inputs : sequence of torch.Tensor
+            One feature batch per branch, each ``(batch, *input_shape[i])``.
+
+        Returns
+        -------
+        torch.Tensor
+            Logits, float32, shape ``(batch, n_classes)``.
+
+        Raises
+        ------
+        ModelError
+            The number of inputs differs from the number of branches.
+        """
         if len(inputs) != len(self.branches):
             raise ModelError(f"parallel model expects {len(self.branches)} inputs, got {len(inputs)}")
         embeddings = [branch.embed(x) for branch, x in zip(self.branches, inputs)]
@@ -133,8 +150,22 @@ def build_model(
 
 
 def state_shapes(spec: dict, n_classes: int) -> dict[str, tuple[int, ...]]:
-    """``{state_dict key: shape}`` of ``build_model(spec, n_classes)``, built on PyTorch's meta
-    device: no memory is allocated, so a spec asking for 1e12 units is checked in microseconds.
+    """The tensor shapes of ``build_model(spec, n_classes)``, without allocating it.
+
+    The network is built on PyTorch's meta device: no memory is allocated, so a spec asking for
+    1e12 units is checked in microseconds.
+
+    Parameters
+    ----------
+    spec : dict
+        Architecture spec, as :func:`build_model` takes it.
+    n_classes : int
+        Number of outputs.
+
+    Returns
+    -------
+    dict of str to tuple of int
+        ``{state_dict key: shape}``.
 
     Raises
     ------
@@ -153,12 +184,41 @@ def _as_lists(shape):
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of ``module``."""
+    """Number of (trainable) parameters of ``module``.
+
+    Parameters
+    ----------
+    module : nn.Module
+    trainable_only : bool, default True
+        Count only parameters with ``requires_grad`` (frozen front ends such as musicnn are left out).
+
+    Returns
+    -------
+    int
+    """
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def model_summary(module: nn.Module) -> str:
-    """One line: architecture name and parameter count, e.g. ``cnn2d (93,578 parameters)``."""
+    """One line: architecture name and parameter count.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A network from :func:`build_model` (its ``spec`` names it) or any module.
+
+    Returns
+    -------
+    str
+        E.g. ``"cnn2d (93,578 parameters)"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> model_summary(build_model({"name": "mlp", "hidden": 16}, n_classes=10, input_shape=[50]))
+    'mlp (1,086 parameters)'
+    """
     name = getattr(module, "spec", {}).get("name", type(module).__name__)
     return f"{name} ({count_parameters(module):,} parameters)"
 
@@ -166,7 +226,24 @@ def model_summary(module: nn.Module) -> str:
 @torch.no_grad()
 def predict_logits(network: nn.Module, inputs: Sequence[np.ndarray], batch_size: int = 64,
                    device: str | torch.device = "cpu") -> torch.Tensor:
-    """Logits ``(n, n_classes)`` (CPU, float32) of ``network`` in eval mode on feature arrays."""
+    """Logits of ``network`` in eval mode on feature arrays, batch by batch.
+
+    Parameters
+    ----------
+    network : nn.Module
+        A network from :func:`build_model` (a ``parallel`` one takes several inputs).
+    inputs : sequence of np.ndarray
+        One array per input, each ``(n, *input_shape)``.
+    batch_size : int, default 64
+        Examples per forward pass.
+    device : str or torch.device, default "cpu"
+        Where the network runs.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 on the CPU, shape ``(n, n_classes)``.
+    """
     network.eval()
     multi = getattr(network, "spec", {}).get("name") == "parallel"
     n = len(inputs[0])

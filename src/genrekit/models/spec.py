@@ -139,6 +139,10 @@ class ModelSpec:
         where : str
             What to name in error messages (the file).
 
+        Returns
+        -------
+        ModelSpec
+
         Raises
         ------
         ModelError
@@ -182,7 +186,13 @@ class ModelSpec:
         return spec
 
     def to_dict(self) -> dict:
-        """The JSON object of a model file (``format`` fields included); :meth:`from_dict` reads it back."""
+        """The JSON object of a model file (``format`` fields included); :meth:`from_dict` reads it back.
+
+        Returns
+        -------
+        dict
+            JSON-able (non-finite floats become ``None``); empty optional records are left out.
+        """
         data = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -206,18 +216,48 @@ class ModelSpec:
         return finite_json({k: v for k, v in data.items() if k == "calibration" or v not in (None, {})})
 
     def decisive(self) -> dict:
-        """The fields that decide a model's answers (part of its content digest)."""
+        """The fields that decide a model's answers (part of its content digest).
+
+        Returns
+        -------
+        dict
+            ``labels``, ``calibration``, ``sample_rate``, ``segment``, ``feature``, ``architecture``
+            and ``not_music`` (when present), as in :meth:`to_dict`.
+        """
         data = self.to_dict()
         keys = ("labels", "calibration", "sample_rate", "segment", "feature", "architecture", "not_music")
         return {key: data[key] for key in keys if key in data}
 
     def to_json(self) -> str:
-        """:meth:`to_dict` as strict JSON text (no NaN), indented."""
+        """:meth:`to_dict` as strict JSON text (no NaN), indented.
+
+        Returns
+        -------
+        str
+            Ends with a newline.
+        """
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
 def parse_model_json(text: str, where: str = "model") -> ModelSpec:
-    """A :class:`ModelSpec` from a model file's JSON text; :class:`ModelError` if it is not one."""
+    """A :class:`ModelSpec` from a model file's JSON text.
+
+    Parameters
+    ----------
+    text : str
+        The content of ``NAME.json``.
+    where : str, default "model"
+        What to name in error messages (the file).
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ModelError
+        Not JSON, nested too deeply, no genrekit ``format`` field, or a bad field.
+    """
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

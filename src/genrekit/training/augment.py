@@ -37,9 +37,22 @@ class WaveAugment(nn.Module):
 
     @property
     def active(self) -> bool:
+        """Whether any augmentation is switched on."""
         return bool(self.gain_db or self.noise_snr_db is not None or self.shift)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment a batch of waveform segments (in training mode only).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            float32 audio, shape ``(batch, samples)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape; ``x`` itself in eval mode.
+        """
         if not self.training:
             return x
         batch, n = x.shape
@@ -81,9 +94,22 @@ class SpecAugment(nn.Module):
 
     @property
     def active(self) -> bool:
+        """Whether any mask is switched on."""
         return bool(self.freq_masks or self.time_masks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mask random frequency bands and time spans of each item (in training mode only).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Features, shape ``(batch, bins, frames)``; other shapes pass unchanged.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape; ``x`` itself in eval mode or when not 3-D.
+        """
         if not self.training or x.ndim != 3:
             return x
         masked = torch.zeros_like(x, dtype=torch.bool)
@@ -103,8 +129,12 @@ class SpecAugment(nn.Module):
 class AugmentSettings:
     """The typed form of a training config's ``augment`` spec (all off by default).
 
-    Waveform: ``gain_db``, ``noise_snr_db``, ``shift`` (see :class:`WaveAugment`); SpecAugment:
-    ``freq_masks``, ``freq_width``, ``time_masks``, ``time_width`` (see :class:`SpecAugment`).
+    Attributes
+    ----------
+    gain_db, noise_snr_db, shift
+        Waveform augmentation, see :class:`WaveAugment` (dB, dB or None, fraction of a segment).
+    freq_masks, freq_width, time_masks, time_width
+        SpecAugment masks, see :class:`SpecAugment` (counts, and widths in bins and frames).
     """
 
     gain_db: float = 0.0
@@ -117,7 +147,22 @@ class AugmentSettings:
 
     @classmethod
     def from_spec(cls, spec: dict) -> "AugmentSettings":
-        """From an ``augment`` spec; unknown keys are refused."""
+        """Settings from an ``augment`` spec.
+
+        Parameters
+        ----------
+        spec : dict
+            Some of the attribute names and their values; the rest take their defaults.
+
+        Returns
+        -------
+        AugmentSettings
+
+        Raises
+        ------
+        UsageError
+            An unknown key.
+        """
         known = {f.name for f in fields(cls)}
         unknown = set(spec) - known
         if unknown:
@@ -125,12 +170,36 @@ class AugmentSettings:
         return cls(**spec)
 
     def to_spec(self) -> dict:
-        """The complete spec; ``from_spec(s.to_spec()) == s``."""
+        """The complete spec; ``from_spec(s.to_spec()) == s``.
+
+        Returns
+        -------
+        dict
+            Every attribute and its value.
+        """
         return asdict(self)
 
 
 def build_augmentations(options: dict) -> tuple[WaveAugment, SpecAugment]:
-    """The waveform and SpecAugment modules of an ``augment`` spec."""
+    """The waveform and SpecAugment modules of an ``augment`` spec.
+
+    Parameters
+    ----------
+    options : dict
+        An ``augment`` spec (see `AugmentSettings`).
+
+    Returns
+    -------
+    wave : WaveAugment
+        For the audio windows, before the feature.
+    spec : SpecAugment
+        For the time-frequency features, after it.
+
+    Raises
+    ------
+    UsageError
+        An unknown key in ``options``.
+    """
     settings = AugmentSettings.from_spec(options)
     wave = WaveAugment(**{k: getattr(settings, k) for k in WaveAugment.OPTIONS})
     spec = SpecAugment(**{k: getattr(settings, k) for k in SpecAugment.OPTIONS})

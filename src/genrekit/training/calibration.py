@@ -52,6 +52,18 @@ def minimize_temperature(nll, low: float = 0.05, high: float = 20.0) -> float:
 
     The NLL is smooth and unimodal in log T for all practical purposes: a bounded 1-D search
     to 1e-4 in log T.
+
+    Parameters
+    ----------
+    nll : callable
+        ``nll(log_t) -> float``.
+    low, high : float, default 0.05, 20.0
+        Bounds of the temperature.
+
+    Returns
+    -------
+    float
+        The temperature ``T`` (not its logarithm).
     """
     from scipy.optimize import minimize_scalar
 

@@ -45,7 +45,22 @@ class _LoopState:
 
 
 def save_trained_model(path: str | Path, spec: ModelSpec, network: nn.Module) -> Path:
-    """Write a trained network as a genrekit model file (see ``docs/model-format.md``)."""
+    """Write a trained network as a genrekit model file (see ``docs/model-format.md``).
+
+    Parameters
+    ----------
+    path : str or Path
+        Model path ``NAME`` (``NAME.json`` and ``NAME.safetensors`` are written atomically).
+    spec : ModelSpec
+        The model's spec (labels, rate, windows, feature, architecture, calibration, metrics).
+    network : nn.Module
+        Its weights are stored as ``network.<name>`` tensors.
+
+    Returns
+    -------
+    Path
+        The JSON file written.
+    """
     from genrekit.models.files import save_model
 
     tensors = {f"network.{name}": t for name, t in network.state_dict().items()}
@@ -53,7 +68,18 @@ def save_trained_model(path: str | Path, spec: ModelSpec, network: nn.Module) ->
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """``(NAME.ckpt.json, NAME.ckpt.safetensors)`` for a model path ``NAME`` or a checkpoint path."""
+    """The two files of the checkpoint that belongs to a model path.
+
+    Parameters
+    ----------
+    path : str or Path
+        A model path ``NAME`` (with or without ``.json``/``.safetensors``) or a checkpoint path.
+
+    Returns
+    -------
+    tuple of Path
+        ``(NAME.ckpt.json, NAME.ckpt.safetensors)``.
+    """
     path = Path(path)
     name = path.name
     for suffix in (".json", ".safetensors"):
@@ -66,7 +92,23 @@ def write_checkpoint(config: TrainConfig, state: _LoopState, network: nn.Module,
     """Save what resuming needs: network, best network and optimizer tensors, loop state, config.
 
     The optimizer's per-parameter tensors go to safetensors as ``optimizer.<index>.<name>``;
-    its hyper-parameters and scalars to the JSON (no pickle).
+    its hyper-parameters and scalars to the JSON (no pickle). Both files are written atomically.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run; its ``out`` names the checkpoint.
+    state : _LoopState
+        Epoch, history and the best network so far.
+    network : nn.Module
+        The network being trained.
+    optimizer : torch.optim.Optimizer
+        Its state is saved.
+
+    Returns
+    -------
+    Path
+        The checkpoint's JSON file.
     """
     from safetensors.torch import save
 
@@ -101,7 +143,23 @@ def write_checkpoint(config: TrainConfig, state: _LoopState, network: nn.Module,
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """``{"spec": checkpoint JSON, "tensors": {...}}``; :class:`UsageError` if missing or malformed."""
+    """Read a checkpoint written by :func:`write_checkpoint`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A model path ``NAME`` or one of its checkpoint files.
+
+    Returns
+    -------
+    dict
+        ``{"spec": checkpoint JSON, "tensors": {name: Tensor}, "path": JSON file}``.
+
+    Raises
+    ------
+    UsageError
+        A file is missing, unreadable, or not a genrekit checkpoint.
+    """
     from safetensors.torch import load_file
 
     json_path, tensor_path = checkpoint_paths(path)

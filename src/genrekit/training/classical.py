@@ -20,11 +20,27 @@ logger = logging.getLogger(__name__)
 
 
 def train_baseline(config):
-    """Fit a baseline on the training segments of ``config``'s split; see :func:`genrekit.training.loop.train_model`.
+    """Fit a scikit-learn baseline on the training segments of ``config``'s split.
 
-    ``config.architecture`` is ``{"name": "sklearn-...", **estimator hyper-parameters}``;
-    ``config.feature`` one feature spec (``{"name": "summary"}`` for the GTZAN feature set).
-    Epoch settings and augmentation do not apply.
+    The counterpart of :func:`genrekit.training.loop.train_model` for ``sklearn-*``
+    architectures: epoch settings do not apply; the fitted estimator becomes a torch module,
+    calibrated and scored like a network.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        ``config.architecture`` is ``{"name": "sklearn-...", **estimator hyper-parameters}``;
+        ``config.feature`` one feature spec (``{"name": "summary"}`` for the GTZAN feature set).
+
+    Returns
+    -------
+    TrainResult
+        The model file written and its metrics.
+
+    Raises
+    ------
+    UsageError
+        A list of features, augmentation, or features deeper than ``(features, frames)``.
     """
     from genrekit.training.run import finish_training, prepare_data
 

@@ -93,7 +93,25 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "config") -> "TrainConfig":
-        """Build from a dict, refusing unknown keys (a typo must not silently use a default)."""
+        """Build from a dict, refusing unknown keys (a typo must not silently use a default).
+
+        Parameters
+        ----------
+        values : dict
+            Settings by attribute name; ``dataset`` and ``out`` are required.
+        where : str, default "config"
+            Where the values come from, for error messages.
+
+        Returns
+        -------
+        TrainConfig
+            Validated.
+
+        Raises
+        ------
+        UsageError
+            An unknown or missing setting, or an invalid value (see :meth:`validate`).
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -106,9 +124,29 @@ class TrainConfig:
         return config
 
     def to_dict(self) -> dict:
+        """All settings as a dict (a deep copy), the inverse of :meth:`from_dict`.
+
+        Returns
+        -------
+        dict
+        """
         return copy.deepcopy(dataclasses.asdict(self))
 
     def validate(self, where: str = "config") -> None:
+        """Check the settings together.
+
+        Parameters
+        ----------
+        where : str, default "config"
+            Where the values come from, for error messages.
+
+        Raises
+        ------
+        UsageError
+            A non-positive ``epochs``, ``batch_size``, ``sample_rate`` or ``learning_rate``; a bad
+            ``segment``, ``augment`` or ``split``; a feature list without the ``parallel``
+            architecture (or the reverse); an unknown ``device``.
+        """
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "sample_rate": self.sample_rate}
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
@@ -131,10 +169,12 @@ class TrainConfig:
 
     @property
     def feature_specs(self) -> list[dict]:
+        """The feature spec(s) as a list (one entry unless the network is ``parallel``)."""
         return list(self.feature) if isinstance(self.feature, list) else [self.feature]
 
     @property
     def model_name(self) -> str:
+        """The model name to record: ``name``, or the stem of ``out``."""
         return self.name or Path(self.out).name
 
 
@@ -148,6 +188,18 @@ def resolve_config_paths(values: dict, path: str | Path) -> dict:
     Inputs (``dataset``, ``cache_dir``) travel with the file; the output ``out`` stays as
     written: relative to the folder genrekit runs in unless absolute, so that a config written
     elsewhere (``genrekit tune``'s best config) never points a run's output into another tree.
+
+    Parameters
+    ----------
+    values : dict
+        Settings read from the file.
+    path : str or Path
+        The config file.
+
+    Returns
+    -------
+    dict
+        A copy with :data:`CONFIG_INPUT_PATHS` made relative to the file's folder.
     """
     values = dict(values)
     for key in CONFIG_INPUT_PATHS:
@@ -157,10 +209,26 @@ def resolve_config_paths(values: dict, path: str | Path) -> dict:
 
 
 def load_config(path: str | Path, **overrides) -> TrainConfig:
-    """Read a TOML training config; ``overrides`` (not None) replace its settings.
+    """Read a TOML training config.
 
     Paths are taken as :func:`resolve_config_paths` says. A list of features is written as an
     array of tables (``[[feature]]``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+    **overrides
+        Settings that replace the file's (``None`` values are ignored).
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    UsageError
+        The file cannot be read or parsed, or a setting is unknown or invalid.
     """
     path = Path(path)
     values = resolve_config_paths(read_toml(path, "config file"), path)
@@ -169,13 +237,31 @@ def load_config(path: str | Path, **overrides) -> TrainConfig:
 
 
 def config_from_options(config_path: str | None = None, resume: str | None = None, **options) -> TrainConfig:
-    """A :class:`TrainConfig` from ``genrekit train`` options (None = not given).
+    """A :class:`TrainConfig` from ``genrekit train`` options.
 
     Settings come from, in increasing priority: the defaults, the checkpoint being resumed (if
     no config file is given), the TOML file ``config_path``, the options. Options ``window``,
     ``hop`` go into ``segment``; ``split_method``, ``valid_size``, ``test_size``, ``folds``,
     ``fold`` into ``split``; ``architecture`` and ``augment`` may be JSON text, ``feature`` a
     name or JSON text (as ``--feature`` takes it, see :func:`genrekit.data.embed.parse_feature`).
+
+    Parameters
+    ----------
+    config_path : str or None
+        A TOML config file.
+    resume : str or None
+        A model path whose checkpoint is continued.
+    **options
+        ``TrainConfig`` settings and the options above; ``None`` means not given.
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    UsageError
+        Bad JSON in an option, or an unknown or invalid setting.
     """
     from genrekit.data.embed import parse_feature
 

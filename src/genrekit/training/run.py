@@ -35,11 +35,27 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What :func:`train_model` returns.
+    """What :func:`genrekit.training.loop.train_model` returns.
 
-    ``metrics`` holds ``"valid"`` and ``"test"`` summaries (see
-    :func:`genrekit.evaluation.metrics.summarize_predictions`); ``timings`` seconds spent on
-    ``"features"``, ``"training"`` and ``"total"``.
+    Attributes
+    ----------
+    model_path : Path
+        The model file written.
+    spec : dict
+        Its JSON spec.
+    network : nn.Module
+        The trained network (eval mode).
+    metrics : dict
+        ``"valid"`` and ``"test"`` summaries (see
+        :func:`genrekit.evaluation.metrics.summarize_predictions`).
+    history : list of dict
+        One row per epoch (loss, accuracy); empty for classical baselines.
+    best_epoch : int
+        The epoch whose weights were kept.
+    timings : dict
+        Seconds spent on ``"features"``, ``"training"`` and ``"total"``.
+    n_parameters : int
+        Trainable parameters of the network.
     """
 
     model_path: Path
@@ -54,7 +70,29 @@ class TrainResult:
 
 @dataclass
 class PreparedData:
-    """A run's labels, split and segment features (see :func:`prepare_data`)."""
+    """A run's labels, split and segment features (see :func:`prepare_data`).
+
+    Attributes
+    ----------
+    labels : list of str
+        Sorted labels of the dataset.
+    parts : Split
+        Train, valid and test tracks.
+    split_record : dict
+        How the split was made (written to the model file).
+    features : dict of str to SegmentFeatures
+        ``"train"``, ``"valid"``, ``"test"`` -> their segments' features.
+    seconds : float
+        Time spent preparing.
+    feature : dict or list of dict
+        The complete feature spec(s).
+    modules : list of nn.Module
+        The feature front ends (empty for a feature table).
+    fingerprint : str or None
+        Identity of the data; ``None``: computed from the tracks' audio files.
+    sample_rate : int or None
+        A feature table's rate in Hz; ``None``: the config's.
+    """
 
     labels: list[str]
     parts: Any
@@ -67,24 +105,60 @@ class PreparedData:
     sample_rate: int | None = None  # None: the config's
 
     def train_set(self) -> SegmentFeatures:
-        """Training segments without the silent ones (they carry no genre)."""
+        """Training segments without the silent ones (they carry no genre).
+
+        Returns
+        -------
+        SegmentFeatures
+        """
         train = self.features["train"]
         return train.select(~train.silent)
 
     def valid_set(self) -> SegmentFeatures | None:
-        """Validation segments as evaluation sees them, or None without validation tracks."""
+        """Validation segments as evaluation sees them (silent ones left out).
+
+        Returns
+        -------
+        SegmentFeatures or None
+            None without validation tracks.
+        """
         from genrekit.evaluation.metrics import voiced_mask
 
         valid = self.features.get("valid")
         return None if valid is None else valid.select(voiced_mask(valid.silent, valid.track_index))
 
     def input_shape(self, config: TrainConfig):
+        """Shape of one training segment's features.
+
+        Parameters
+        ----------
+        config : TrainConfig
+            The run (a list of features gives one shape per feature).
+
+        Returns
+        -------
+        list of int, or list of list of int
+        """
         shapes = [list(x.shape[1:]) for x in self.features["train"].inputs]
         return shapes if isinstance(config.feature, list) else shapes[0]
 
 
 def prepare_data(config: TrainConfig, device, *, keep_train_waveforms: bool = False) -> PreparedData:
-    """Open the dataset, split it at track level and compute (or read from cache) all features."""
+    """Open the dataset, split it at track level and compute (or read from cache) all features.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run; ``config.dataset`` may also be a feature table (no audio is read then).
+    device : str or torch.device
+        Where the feature front ends run.
+    keep_train_waveforms : bool, default False
+        Keep the training windows' samples (for waveform augmentation).
+
+    Returns
+    -------
+    PreparedData
+    """
     from genrekit.data.datasets import open_dataset
     from genrekit.data.tables import is_table
 
@@ -149,7 +223,29 @@ def _prepare_table(config: TrainConfig) -> PreparedData:
 
 def finish_training(config: TrainConfig, network: nn.Module, data: PreparedData, training: dict,
                     started: float, training_seconds: float, device) -> TrainResult:
-    """Calibrate on validation, score valid and test, write the model file; the common end of every run."""
+    """Calibrate on validation, score valid and test, write the model file; the common end of every run.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run.
+    network : nn.Module
+        The trained network (with its ``spec``).
+    data : PreparedData
+        What :func:`prepare_data` gave.
+    training : dict
+        The model file's ``training`` entry so far (``history``, ``best_epoch``, ...).
+    started : float
+        ``time.perf_counter()`` at the start of the run.
+    training_seconds : float
+        Time spent fitting.
+    device : str or torch.device
+        Where the network runs.
+
+    Returns
+    -------
+    TrainResult
+    """
     from genrekit.models.registry import count_parameters
 
     network.eval()

@@ -161,6 +161,13 @@ class Musicnn(nn.Module):
         self.eval()
 
     def extra_repr(self) -> str:
+        """Name, tag count and tolerance, as shown by ``repr(module)``.
+
+        Returns
+        -------
+        str
+            ``"name='MSD_musicnn', tags=50, tolerance=1e-07"``.
+        """
         return f"name={self.name!r}, tags={len(self.tags)}, tolerance={self.tolerance:g}"
 
     # -- the fast formulation --------------------------------------------------------------
@@ -224,6 +231,16 @@ class Musicnn(nn.Module):
         Plain ``conv2d`` on NCHW tensors (H = time, W = mel band) with TF's padding, ReLU,
         batch norm on every position, then the max over frequency. Slower; kept as the
         readable specification that `forward` is tested against.
+
+        Parameters
+        ----------
+        patches : torch.Tensor
+            Log-compressed mel patches, float32, shape ``(batch, frames, 96)``.
+
+        Returns
+        -------
+        dict of torch.Tensor
+            The layers `forward` returns, same names and shapes.
         """
         patches = _check_patches(patches)
         x = self.input_bn(patches.unsqueeze(1))  # (batch, 1, frames, bands)
@@ -362,10 +379,21 @@ class MusicnnVgg(nn.Module):
 
     Batch norm on the input, then five blocks of 3x3 convolution (128 filters, "same"
     padding), ReLU, batch norm and max-pooling (4x1 stride 2x2, three times 2x2, then 4x4,
-    "valid"), and a dense layer from the flattened 2 x 1 x 128 map to the tag logits. Input
-    ``(batch, 187, 96)`` log-mel patches (exactly 187 frames: the dense layer fixes the size).
-    Outputs ``taggram``, ``logits`` and ``pool1``..``pool5`` (batch, time, band, 128), TF's NHWC.
+    "valid"), and a dense layer from the flattened 2 x 1 x 128 map to the tag logits.
     Not checked against TF outputs (no reference fixtures); `Musicnn` is.
+
+    Parameters
+    ----------
+    tags : sequence of str
+        Output tag names, in order.
+    name : str, default "musicnn_vgg"
+        Model name.
+    tolerance : None
+        Unused (kept for the same constructor as `Musicnn`).
+
+    Notes
+    -----
+    Input ``(batch, 187, 96)`` log-mel patches (exactly 187 frames: the dense layer fixes the size).
     """
 
     POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
@@ -383,6 +411,24 @@ class MusicnnVgg(nn.Module):
         self.eval()
 
     def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Tag probabilities and the pooled maps of a batch of log-mel patches.
+
+        Parameters
+        ----------
+        patches : torch.Tensor
+            Log-compressed mel patches, float32, shape ``(batch, 187, 96)``.
+
+        Returns
+        -------
+        dict of torch.Tensor
+            ``taggram`` (batch, n_tags) sigmoid probabilities, ``logits`` (batch, n_tags) and
+            ``pool1`` .. ``pool5`` (batch, time, band, 128), TF's NHWC.
+
+        Raises
+        ------
+        ValueError
+            The patches do not have exactly 187 frames.
+        """
         patches = _check_patches(patches)
         if patches.shape[1] != PATCH_FRAMES:
             raise ValueError(f"the VGG models take exactly {PATCH_FRAMES} frames, got {patches.shape[1]}")

@@ -60,10 +60,33 @@ class MusicnnSequence(MusicnnEmbedding):
                              f"not {patch_hop}")
 
     def config(self) -> dict:
-        """Constructor arguments, JSON-able."""
+        """The constructor's arguments, so that ``MusicnnSequence(**m.config())`` rebuilds ``m``.
+
+        Returns
+        -------
+        dict
+            JSON-able ``{"model", "layer", "tolerance", "patch_hop"}``.
+        """
         return {**super().config(), "patch_hop": self.patch_hop}
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        """Embed each 3 s patch of each segment.
+
+        Parameters
+        ----------
+        samples : torch.Tensor
+            Audio at 16 kHz, float32, shape ``(batch, samples)``, at least 47 616 samples per row.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, shape ``(batch, dim, n_patches)``.
+
+        Raises
+        ------
+        ValueError
+            ``samples`` is not two-dimensional or its rows are shorter than one patch.
+        """
         if samples.ndim != 2:
             raise ValueError(f"expected audio of shape (batch, samples), got {tuple(samples.shape)}")
         with torch.no_grad():
@@ -78,4 +101,11 @@ class MusicnnSequence(MusicnnEmbedding):
             return vectors.reshape(batch, n_patches, -1).transpose(1, 2).contiguous()
 
     def extra_repr(self) -> str:
+        """Model, layer and patch hop, as shown by ``repr(module)``.
+
+        Returns
+        -------
+        str
+            ``"model='MSD_musicnn', layer='penultimate', patch_hop=1"``.
+        """
         return f"{super().extra_repr()}, patch_hop={self.patch_hop:g}"

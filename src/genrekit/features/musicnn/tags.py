@@ -76,6 +76,17 @@ def tag_file(path: str | Path, name: str = "MSD_musicnn", *, top: int = 5, overl
     is the mean taggram over patches, as musicnn's ``top_tags``. Memory stays bounded whatever
     the file's length: a minute of audio, its log-mel frames and one batch of patches at a time.
 
+    Parameters
+    ----------
+    path : str or Path
+        An audio file.
+    name : str, default "MSD_musicnn"
+        The musicnn model.
+    top : int, default 5
+        Tags listed overall and per patch.
+    overlap : bool, default False
+        Patches every 1 s instead of every 3 s.
+
     Returns
     -------
     dict
@@ -116,6 +127,28 @@ def tag_stream(
 
     Gives the patches :func:`tag_samples` gives for the concatenated blocks (the same frames and
     patch starts); only a block, its frames and one batch of patches are held at a time.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray
+        Mono float32 audio at 16 kHz, shape ``(n_i,)``.
+    model : Musicnn
+    hop_frames : int, default 187
+        Frames between patch starts (187: 3 s, 61: musicnn's 1 s overlap).
+    batch_size : int, default 32
+        Patches per forward pass.
+
+    Returns
+    -------
+    taggram : np.ndarray
+        float32, shape ``(n_patches, n_tags)``.
+    starts : np.ndarray
+        Patch start times in seconds, shape ``(n_patches,)``.
+
+    Raises
+    ------
+    UsageError
+        ``hop_frames`` below 1.
     """
     if hop_frames < 1:
         raise UsageError(f"patch hop must be at least one frame, not {hop_frames}")
@@ -153,6 +186,16 @@ def stream_logmel(blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
 
     The frames are those of one pass over the whole signal (centred, zero-padded at both ends);
     each block adds the frames whose 512 samples it completes, the end adds the last ones.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray
+        Mono float32 audio at 16 kHz.
+
+    Yields
+    ------
+    torch.Tensor
+        float32 log-mel frames, shape ``(frames_i, 96)``.
     """
     frontend = MusicnnFrontEnd(center=False)
     pending = torch.zeros(N_FFT // 2)  # the centring's zeros before the first sample

@@ -74,6 +74,18 @@ def convert_checkpoint(weights: dict[str, np.ndarray], name: str = "MSD_musicnn"
     ``(in, out)``; torch wants OIHW (OIL for the mid-end's 1-D convolutions, whose kernel
     spans all channels) and ``(out, in)``. Adam slots and other optimizer state are ignored.
 
+    Parameters
+    ----------
+    weights : dict of str to np.ndarray
+        The checkpoint's variables by TF name (:func:`~genrekit.features.musicnn.tfcheckpoint.read_checkpoint`).
+    name : str
+        ``"MSD_musicnn"``, ``"MTT_musicnn"``, ``"MSD_vgg"`` or ``"MTT_vgg"``.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        float32 state dict of :class:`Musicnn` (or :class:`MusicnnVgg` for the VGG models).
+
     Raises
     ------
     ModelError
@@ -141,6 +153,16 @@ def convert_installed(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str
     the safetensors metadata that records where it came from (``model``, ``source``,
     ``source_sha256`` of the checkpoint files).
 
+    Parameters
+    ----------
+    name : str
+        ``"MSD_musicnn"``, ``"MTT_musicnn"``, ``"MSD_vgg"`` or ``"MTT_vgg"``.
+
+    Returns
+    -------
+    state : dict of str to torch.Tensor
+    metadata : dict of str to str
+
     Raises
     ------
     ModelError
@@ -158,7 +180,18 @@ def convert_installed(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 def bundled_weights(name: str) -> Path | None:
     """The converted weights of ``name`` that ship inside genrekit (the default model's backbone,
-    MSD_musicnn), or None for the models that come from the ``musicnn`` package."""
+    MSD_musicnn), or None for the models that come from the ``musicnn`` package.
+
+    Parameters
+    ----------
+    name : str
+        ``"MSD_musicnn"``, ``"MTT_musicnn"``, ``"MSD_vgg"`` or ``"MTT_vgg"``.
+
+    Returns
+    -------
+    Path or None
+        ``genrekit/assets/musicnn/<name>.safetensors``.
+    """
     path = Path(str(resources.files("genrekit") / "assets" / "musicnn" / f"{name}.safetensors"))
     return path if path.is_file() else None
 
@@ -214,6 +247,11 @@ def load_musicnn(
         float32 round-off.
     cache_dir : str or Path, optional
         Default ``genrekit.utils.cache_root() / "musicnn"`` (not used for bundled weights).
+
+    Returns
+    -------
+    Musicnn or MusicnnVgg
+        Frozen weights, eval mode; takes log-mel patches ``(batch, 187, 96)``.
 
     Raises
     ------
