@@ -2,7 +2,7 @@
 among candidates by inner cross-validation better, on outer folds it never saw, than today's recipe?
 
 The 443 training tracks of the artist-filtered GTZAN split (``../shared/data/gtzan-msd-taggrams/
-train.npz``); outer folds: 5 artist-grouped, genre-stratified folds (``StratifiedGroupKFold``,
+train.npz``); outer folds: 5 artist-grouped, genre-stratified folds (``genrekit.data.folds.group_kfold``, always stratified:
 groups by :func:`genrekit.data.tables.gtzan_groups`); inside each outer training part, 3 inner
 folds of the same kind score every candidate (mean track accuracy; a track's answer is the mean
 of its rows' probabilities, as ``genrekit predict`` does), the best is refitted on the whole outer
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from genrekit.data.datasets import GTZAN_GENRES
+from genrekit.data.folds import group_kfold
 from genrekit.data.tables import gtzan_groups, read_table
 from genrekit.evaluation.metrics import softmax, track_probabilities
 from genrekit.experiments.taggram_head import HeadRecipe, fit_head, row_logits
@@ -70,9 +71,14 @@ def fold_probabilities(table, track_y, train_tracks, test_rows, names, seed) -> 
     return out
 
 
-def main() -> None:
-    from sklearn.model_selection import StratifiedGroupKFold
+def grouped_folds(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int):
+    """``(train, test)`` index pairs of genrekit's artist-grouped, genre-stratified folds."""
+    everything = np.arange(len(y))
+    for test in group_kfold(y, groups, n_splits, seed, always_stratify=True):
+        yield np.setdiff1d(everything, test), test
 
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "taggram-heads-nested.json")
@@ -85,11 +91,9 @@ def main() -> None:
     names = [*CANDIDATES, ENSEMBLE]
     folds, started = [], time.time()
     for repeat in range(REPEATS):
-        outer = StratifiedGroupKFold(OUTER, shuffle=True, random_state=100 + repeat)
-        for k, (train, test) in enumerate(outer.split(np.zeros(len(track_y)), track_y, groups)):
-            inner = StratifiedGroupKFold(INNER, shuffle=True, random_state=200 + 10 * repeat + k)
+        for k, (train, test) in enumerate(grouped_folds(track_y, groups, OUTER, 100 + repeat)):
             inner_scores = {name: [] for name in names}
-            for inner_train, inner_test in inner.split(np.zeros(len(train)), track_y[train], groups[train]):
+            for inner_train, inner_test in grouped_folds(track_y[train], groups[train], INNER, 200 + 10 * repeat + k):
                 test_rows = np.isin(table.track_index, train[inner_test])
                 probabilities = fold_probabilities(table, track_y, train[inner_train], test_rows, names, seed=k)
                 for name, p in probabilities.items():
@@ -110,9 +114,8 @@ def main() -> None:
     # the same selection on all 443 tracks: the head the bundled model would ship
     final_scores = {name: [] for name in CANDIDATES}
     for repeat in range(REPEATS):
-        inner = StratifiedGroupKFold(INNER, shuffle=True, random_state=300 + repeat)
         everything = np.arange(len(track_y))
-        for inner_train, inner_test in inner.split(np.zeros(len(track_y)), track_y, groups):
+        for inner_train, inner_test in grouped_folds(track_y, groups, INNER, 300 + repeat):
             test_rows = np.isin(table.track_index, inner_test)
             probabilities = fold_probabilities(table, track_y, everything[inner_train], test_rows, list(CANDIDATES),
                                                seed=repeat)

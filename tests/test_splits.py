@@ -309,3 +309,24 @@ def test_gtzan_mini_artist_split(gtzan_mini):
     random_split = split_dataset(dataset, "random", seed=0)
     assert_partition(dataset.tracks, random_split)
     check_no_leakage(*random_split)
+
+
+def test_group_kfold_keeps_groups_whole_and_can_always_stratify():
+    """The one fold definition (data.folds.group_kfold) behind kfold_splits and the default model's
+    table cross-validation: groups never split; a label with fewer groups than folds drops
+    stratification unless always_stratify (what the taggram recipe asks for) is set."""
+    from genrekit.data.folds import group_kfold
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 40)
+    groups = np.concatenate([rng.integers(0, 10, 40), 10 + rng.integers(0, 10, 40), 20 + rng.integers(0, 3, 40)])
+    for always in (False, True):
+        folds = group_kfold(labels, groups, 5, seed=1, always_stratify=always)
+        assert sorted(np.concatenate(folds).tolist()) == list(range(len(labels)))
+        for i, a in enumerate(folds):
+            for b in folds[i + 1:]:
+                assert not set(groups[a]) & set(groups[b])
+    # label 2 has 3 groups for 5 folds: the default is plain GroupKFold, always_stratify is not
+    plain = group_kfold(labels, groups, 5, seed=1)
+    stratified = group_kfold(labels, groups, 5, seed=1, always_stratify=True)
+    assert any(not np.array_equal(a, b) for a, b in zip(plain, stratified))

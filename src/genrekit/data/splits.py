@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,6 +27,7 @@ import numpy as np
 
 from genrekit.audio.decode import AUDIO_EXTENSIONS
 from genrekit.data.datasets import SPLIT_NAMES, Dataset, Track
+from genrekit.data.folds import group_kfold, stratified_folds, stratified_sides
 from genrekit.errors import DatasetError, GenrekitError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -259,9 +260,9 @@ def kfold_splits(
     labels = _codes([track.label for track in tracks]) if stratify else np.zeros(len(tracks), int)
     group_codes = _group_codes(tracks, groups)
     if group_codes is None:
-        folds = _stratified_folds(labels, n_splits, np.random.default_rng(seed))
+        folds = stratified_folds(labels, n_splits, np.random.default_rng(seed))
     else:
-        folds = _group_folds(labels, group_codes, n_splits, seed)
+        folds = group_kfold(labels, group_codes, n_splits, seed)
     everything = np.arange(len(tracks))
     return [(np.setdiff1d(everything, test), np.sort(test)) for test in folds]
 
@@ -398,7 +399,7 @@ def _assign(tracks, fractions, seed, stratify, groups) -> np.ndarray:
     labels = _codes([track.label for track in tracks]) if stratify else np.zeros(len(tracks), int)
     group_codes = _group_codes(tracks, groups)
     if group_codes is None:
-        return _stratified_sides(labels, fractions, np.random.default_rng(seed))
+        return stratified_sides(labels, fractions, np.random.default_rng(seed))
     parts = np.zeros(len(tracks), int)
     for side, share_of_rest in ((2, fractions[2]), (1, fractions[1] / (1 - fractions[2]))):
         rest = np.flatnonzero(parts == 0)
@@ -406,58 +407,9 @@ def _assign(tracks, fractions, seed, stratify, groups) -> np.ndarray:
             continue
         # with fewer groups than folds, hold out one group: more than asked, but group-disjoint
         n_splits = min(max(2, round(1 / share_of_rest)), len(np.unique(group_codes[rest])))
-        held_out = _group_folds(labels[rest], group_codes[rest], n_splits, seed)[0]
+        held_out = group_kfold(labels[rest], group_codes[rest], n_splits, seed)[0]
         parts[rest[held_out]] = side
     return parts
-
-
-def _stratified_sides(labels: np.ndarray, fractions, rng: np.random.Generator) -> np.ndarray:
-    """Systematic sampling along the label-grouped order: test takes evenly spaced tracks, then
-    valid takes evenly spaced tracks among the rest. Each label gets floor or ceil of its test
-    share, and the test side holds floor or ceil of ``len(labels) * fractions[2]`` tracks."""
-    sides = np.zeros(len(labels), int)
-    rest = _order_by_label(labels, rng)
-    for side, share in ((2, fractions[2]), (1, fractions[1] / (1 - fractions[2]))):
-        if share > 0:
-            chosen = _evenly_spaced(len(rest), share, rng.random())
-            sides[rest[chosen]] = side
-            rest = rest[~chosen]
-    return sides
-
-
-def _stratified_folds(labels: np.ndarray, n_splits: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Deal the label-grouped order round-robin: each label gets floor or ceil of its share per fold."""
-    fold_of = np.empty(len(labels), int)
-    fold_of[_order_by_label(labels, rng)] = (rng.integers(n_splits) + np.arange(len(labels))) % n_splits
-    return [np.flatnonzero(fold_of == fold) for fold in range(n_splits)]
-
-
-def _order_by_label(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices grouped by label, labels in random order, tracks shuffled within each label."""
-    blocks = [rng.permutation(np.flatnonzero(labels == label)) for label in rng.permutation(np.unique(labels))]
-    return np.concatenate(blocks)
-
-
-def _evenly_spaced(n: int, share: float, offset: float) -> np.ndarray:
-    """Mask picking every ``1 / share``-th of ``n`` positions: any run of ``m`` consecutive
-    positions holds floor or ceil of ``m * share`` picks."""
-    steps = np.floor(np.arange(n + 1) * share + offset)
-    return np.diff(steps) > 0
-
-
-def _group_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> list[np.ndarray]:
-    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
-
-    n_groups = len(np.unique(groups))
-    if n_groups < max(n_splits, 2):
-        parts = max(n_splits, 2)
-        raise DatasetError(f"only {n_groups} group(s) (artists): cannot make {parts} group-disjoint parts")
-    groups_per_label = Counter(label for label, _ in set(zip(labels.tolist(), groups.tolist())))
-    if min(groups_per_label.values()) >= n_splits:
-        folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
-    else:  # a label with too few groups cannot be spread over every fold: drop stratification
-        folds = GroupKFold(n_splits, shuffle=True, random_state=seed)
-    return [test for _, test in folds.split(np.zeros(len(labels)), labels, groups)]
 
 
 def _group_codes(tracks: Sequence[Track], groups: bool | str) -> np.ndarray | None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrekit.data.folds import group_kfold
 from genrekit.data.tables import FeatureTable
 from genrekit.evaluation.metrics import (
     classification_metrics,
@@ -211,8 +212,9 @@ def cross_validate_rows(table: FeatureTable, groups: list[str], labels: list[str
     ``fit(features, y, n_classes, seed)`` trains on the training rows and returns a function from
     rows to ``(n_rows, n_classes)`` logits (log-probabilities will do); a track's answer is the
     mean of its rows' softmax probabilities. Repeat ``r`` shuffles the folds with seed ``r``
-    (``StratifiedGroupKFold``), so every classifier given the same table and groups sees the same
-    folds and their fold accuracies pair up.
+    (:func:`genrekit.data.folds.group_kfold`, the folds of every track-level split, always
+    stratified), so every classifier given the same table and groups sees the same folds and
+    their fold accuracies pair up.
 
     Parameters
     ----------
@@ -231,16 +233,15 @@ def cross_validate_rows(table: FeatureTable, groups: list[str], labels: list[str
     -------
     CrossValidatedHead
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     code = {label: i for i, label in enumerate(labels)}
     track_y = np.array([code[label] for label in table.labels])
     row_y = track_y[table.track_index]
     accuracies, oof = [], []
     for repeat in range(repeats):
-        splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=repeat)
         logits = np.zeros((len(table), len(labels)))
-        for train_tracks, test_tracks in splitter.split(np.zeros(len(track_y)), track_y, groups):
+        everything = np.arange(len(track_y))
+        for test_tracks in group_kfold(track_y, np.asarray(groups), folds, seed=repeat, always_stratify=True):
+            train_tracks = np.setdiff1d(everything, test_tracks)
             train_rows = np.isin(table.track_index, train_tracks)
             predict = fit(table.features[train_rows], row_y[train_rows], len(labels), repeat)
             logits[~train_rows] = predict(table.features[~train_rows])
