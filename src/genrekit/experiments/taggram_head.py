@@ -29,6 +29,7 @@ from genrekit.evaluation.metrics import (
 )
 from genrekit.models.registry import build_model
 from genrekit.training.calibration import minimize_temperature
+from genrekit.training.loop import balanced_class_weights
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,7 @@ def fit_head(features: np.ndarray, y: np.ndarray, n_classes: int, recipe: HeadRe
         network.norm.bias.zero_()
     network.norm.requires_grad_(False)
     targets = torch.as_tensor(y, dtype=torch.int64)
-    class_weight = None
-    if recipe.class_balance:
-        counts = torch.bincount(targets, minlength=n_classes).double().clamp_min(1)
-        class_weight = (counts.sum() / (n_classes * counts)).float()
+    class_weight = balanced_class_weights(np.asarray(y), n_classes) if recipe.class_balance else None
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad],
                                   lr=recipe.max_learning_rate / 3, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * math.ceil(len(x) / recipe.batch_size)

@@ -84,7 +84,7 @@ def train_model(config: TrainConfig, *, resume: str | Path | None = None, quiet:
     logger.info(f"network: {model_summary(network)} on {device}")
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     y_train = train_set.labels(labels)
-    class_weights = _class_weights(y_train, len(labels)) if config.class_weights else None
+    class_weights = balanced_class_weights(y_train, len(labels)) if config.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device))
 
     state = _LoopState()
@@ -170,8 +170,20 @@ def _batch_inputs(data: SegmentFeatures, index, device, wave_augment, feature_mo
         return [module(waves) for module in feature_modules]
 
 
-def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
-    """``n / (n_classes * count)`` per class (1 where a class is absent): balanced loss."""
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Loss weights that balance the classes: ``n / (n_classes * count)`` per class.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        int, shape ``(n,)``: class indices of the training examples.
+    n_classes : int
+
+    Returns
+    -------
+    torch.Tensor
+        float32, shape ``(n_classes,)``; 1 for a class without examples.
+    """
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     weights = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 1.0)
     return torch.tensor(weights, dtype=torch.float32)
