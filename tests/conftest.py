@@ -14,6 +14,29 @@ def gtzan_mini() -> Path:
     return GTZAN_MINI
 
 
+def pytest_configure(config):
+    """Before xdist starts its workers: compile librosa's numba kernels once, in this process.
+
+    librosa caches them on disk (``cache=True``); two workers compiling and writing the same
+    kernel at once on a fresh environment have left a cache that segfaults every later load
+    (seen on Python 3.13, numba 0.68). Compiled here first, the workers only read the cache."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    import numpy as np
+
+    from genrekit.features.summary import summary_features
+
+    import librosa
+
+    sr = 22050
+    for dtype in (np.float32, np.float64):
+        y = (0.1 * np.random.default_rng(0).standard_normal(3 * sr)).astype(dtype)
+        y[:: sr // 2] = 1.0
+        summary_features(y, sr)
+        librosa.feature.chroma_stft(y=y, sr=sr)
+        librosa.beat.beat_track(y=y, sr=sr)
+
+
 GTZAN_GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 
 
