@@ -11,6 +11,7 @@ Without Ray installed only the tests that need no cluster run (``--ray`` then ex
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -270,6 +271,7 @@ def test_stages_classify_a_name_that_is_not_utf8_as_local_predict(tiny_model_fil
     from genrekit.apps.cluster.stages import Classify, decode_batch
     from genrekit.inference.batch import decode_segments, predict_files
     from genrekit.inference.model import load_model
+    from genrekit.inference.writers import write_records
     from genrekit.utils import utf8_text
 
     model = load_model(tiny_model_file)
@@ -291,6 +293,15 @@ def test_stages_classify_a_name_that_is_not_utf8_as_local_predict(tiny_model_fil
     for row in rows:
         assert row["error"] is None and row["path"] == utf8_text(latin1) and row["path"].endswith("caf\\xe9.flac")
         assert_same_prediction(row_to_record(row), {**local, "path": row["path"]})
+    # without -o FOLDER.parquet the local writers print the name as for local predict
+    for fmt, written in (("jsonl", 'caf\\\\xe9.flac"'), ("csv", "caf\\xe9.flac")):
+        texts = []
+        for record in (local, row_to_record(rows[0])):
+            handle = io.StringIO()
+            write_records([record], fmt, handle)
+            texts.append(handle.getvalue())
+        assert written in texts[0] and [t.count(written) for t in texts] == [1, 1]
+        assert texts[0].split(",")[:2] == texts[1].split(",")[:2]
     out = tmp_path / "out.parquet"
     out.mkdir()
     pq.write_table(pa.Table.from_pylist(rows[:1], schema=stage.schema), out / "part.parquet")
