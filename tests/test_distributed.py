@@ -11,6 +11,7 @@ Without Ray installed only the tests that need no cluster run (``--ray`` then ex
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -255,6 +256,56 @@ def test_stages_without_a_cluster_equal_local_predict(tiny_model_file, tmp_path)
         assert set(record) == set(reference)
         assert_same_prediction(record, reference)
         assert record.get("warnings") == reference.get("warnings")
+
+
+def test_stages_classify_a_name_that_is_not_utf8_as_local_predict(tiny_model_file, tmp_path, gtzan_mini):
+    """A file name with a raw 0xE9 byte goes through the Arrow tables of a Ray run as its \\xHH
+    form plus its exact bytes: decoded, classified (in a batch and streamed) and fingerprinted as
+    the real file, with local predict's answer; a resume finds it done."""
+    pytest.importorskip("ray")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from genrekit.apps.cluster.output import predict_schema, row_to_record, skip_done
+    from genrekit.apps.cluster.pipeline import _arrow_safe
+    from genrekit.apps.cluster.stages import Classify, decode_batch
+    from genrekit.inference.batch import decode_segments, predict_files
+    from genrekit.inference.model import load_model
+    from genrekit.inference.writers import write_records
+    from genrekit.utils import utf8_text
+
+    model = load_model(tiny_model_file)
+    latin1 = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.flac")
+    shutil.copy(gtzan_mini / "jazz" / "jazz.00000.flac", os.fsencode(latin1))
+    local = list(predict_files([latin1], model))[0]
+    assert "error" not in local
+    stage = Classify.__new__(Classify)  # the actor's state, without Ray's actor machinery
+    stage.model, stage.model_id, stage.options = model, model.model_id, {"top_k": 3, "aggregate": "mean",
+                                                                         "segments": False}
+    stage.excerpt, stage.ledger, stage.node = {"offset": 0.0, "max_duration": None}, None, "here"
+    stage.schema = predict_schema({"model": model.model_id})
+    decode = partial(decode_segments, sr=model.sample_rate, window=model.window, hop=model.hop,
+                     last=model.segment.last, offset=0.0, duration=None)
+    item = _arrow_safe({"path": latin1, "track": None, "label": None, "problem": None})
+    decoded = decode_batch(pa.Table.from_pylist([item]), decode=decode).to_pylist()
+    assert decoded[0]["error"] is None and decoded[0]["fingerprint"]
+    rows = stage._classify(decoded) + stage._classify([{**decoded[0], "stream": True, "samples": None}])
+    for row in rows:
+        assert row["error"] is None and row["path"] == utf8_text(latin1) and row["path"].endswith("caf\\xe9.flac")
+        assert_same_prediction(row_to_record(row), {**local, "path": row["path"]})
+    # without -o FOLDER.parquet the local writers print the name as for local predict
+    for fmt, written in (("jsonl", 'caf\\\\xe9.flac"'), ("csv", "caf\\xe9.flac")):
+        texts = []
+        for record in (local, row_to_record(rows[0])):
+            handle = io.StringIO()
+            write_records([record], fmt, handle)
+            texts.append(handle.getvalue())
+        assert written in texts[0] and [t.count(written) for t in texts] == [1, 1]
+        assert texts[0].split(",")[:2] == texts[1].split(",")[:2]
+    out = tmp_path / "out.parquet"
+    out.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:1], schema=stage.schema), out / "part.parquet")
+    assert skip_done([(latin1, None)], str(out)) == ([], 1)
 
 
 @pytest.fixture(scope="module")
@@ -504,29 +555,43 @@ def test_ray_job_submit_runs_genrekit_on_the_cluster(cluster, clips, tmp_path):
 
 
 @pytest.mark.timeout(240)
-def test_bad_list_entries_and_names_are_error_rows_on_ray(capfd, cluster, clips, tmp_path):
-    """``--files-from`` entries too long or with a NUL byte, and a file name that is not UTF-8,
-    are error rows: no Ray traceback, no "missing" files, no Ray INFO lines (only with --debug);
-    the rows carry the JSON contract's fields."""
+def test_bad_list_entries_are_error_rows_and_names_not_utf8_are_classified_on_ray(capfd, cluster, clips, tmp_path):
+    """``--files-from`` entries too long or with a NUL byte are error rows: no Ray traceback, no
+    "missing" files, no Ray INFO lines (only with --debug); the rows carry the JSON contract's
+    fields. A file name that is not UTF-8 is classified (local predict's answer), its ``path``
+    written with ``\\xHH`` as locally, and a rerun skips it as done."""
     import pyarrow.parquet as pq
+
+    from genrekit.inference.batch import predict_files
+    from genrekit.inference.model import load_model
+    from genrekit.utils import utf8_text
 
     latin1 = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.flac")
     shutil.copy(clips / "jazz.00000.flac", os.fsencode(latin1))
     good = str(clips / "blues.00000.flac")
     listing = tmp_path / "list.txt"
     listing.write_bytes(os.fsencode("\n".join([good, *long_and_nul_entries(tmp_path), latin1]) + "\n"))
+    command = ["predict", "--files-from", str(listing), "--ray", cluster.address, "--styles",
+               "-o", str(tmp_path / "p.parquet")]
     capfd.readouterr()
     with pytest.raises(SystemExit) as stopped:
-        main(["predict", "--files-from", str(listing), "--ray", cluster.address, "--styles",
-              "-o", str(tmp_path / "p.parquet")])
+        main(command)
     err = capfd.readouterr().err
     assert stopped.value.code == 1
     assert "Traceback" not in err and "missing" not in err and " INFO " not in err, err[-3000:]
-    assert err.count("error: ") == 3, err[-3000:]
+    assert err.count("error: ") == 2, err[-3000:]
     rows = {row["path"]: row for row in pq.read_table(str(tmp_path / "p.parquet")).to_pylist()}
     assert rows[good]["genre"] and rows[good]["not_music"] is False and rows[good]["styles"] is not None
-    assert sum(row["error"] is not None for row in rows.values()) == 3
-    assert any(path.endswith("caf\\xe9.flac") for path in rows)
+    assert sum(row["error"] is not None for row in rows.values()) == 2
+    shown = utf8_text(latin1)
+    assert shown.endswith("caf\\xe9.flac") and rows[shown]["error"] is None and rows[shown]["fingerprint"]
+    assert_same_prediction(rows[shown], list(predict_files([latin1], load_model(None)))[0])
+    with pytest.raises(SystemExit) as stopped:  # resume: both classified files are done
+        main(command)
+    err = capfd.readouterr().err
+    assert "2 already in" in err, err[-3000:]
+    again = [row["path"] for row in pq.read_table(str(tmp_path / "p.parquet")).to_pylist()]
+    assert again.count(shown) == 1 and again.count(good) == 1
     try:
         with pytest.raises(SystemExit) as stopped:
             main(["-q", "embed", "--files-from", str(listing), "--feature", SMALL_FEATURE, "--ray", cluster.address,
@@ -535,5 +600,7 @@ def test_bad_list_entries_and_names_are_error_rows_on_ray(capfd, cluster, clips,
         set_verbosity(quiet=False)
     err = capfd.readouterr().err
     assert stopped.value.code == 1 and "Traceback" not in err and "missing" not in err, err[-3000:]
-    failed = {row["path"] for row in pq.read_table(str(tmp_path / "e.parquet")).to_pylist() if row["error"]}
-    assert len(failed) == 3
+    table = pq.read_table(str(tmp_path / "e.parquet")).to_pylist()
+    assert len({row["path"] for row in table if row["error"]}) == 2
+    assert [row["error"] for row in table if row["path"] == shown] and all(
+        row["error"] is None and row["feature"] is not None for row in table if row["path"] == shown)

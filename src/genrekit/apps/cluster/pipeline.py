@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from functools import partial
 from typing import Callable, Iterable
@@ -206,13 +207,13 @@ def run(kind: str, found: list[tuple[str, str | None]], *, address: str, output:
 
 
 def _arrow_safe(item: dict) -> dict:
-    """Ray Data carries paths as Arrow strings, which are UTF-8: a file name that is not UTF-8
-    becomes an error row (written as :func:`~genrekit.utils.utf8_text` writes it)."""
-    shown = utf8_text(item["path"])
-    if shown == item["path"]:
-        return item
-    return {**item, "path": shown,
-            "problem": item["problem"] or "file name is not UTF-8, which --ray cannot carry; classify it without --ray"}
+    """Ray Data carries strings as Arrow strings, which are UTF-8: ``path`` (and ``track``,
+    ``label``) become what :func:`~genrekit.utils.utf8_text` writes, as in every output, and
+    ``fspath`` keeps the name's exact bytes (``os.fsencode``), from which the workers open the file
+    (:func:`~.stages.real_path`); so a file name that is not UTF-8 is classified like any other."""
+    shown = {key: utf8_text(item[key]) if isinstance(item.get(key), str) else item.get(key)
+             for key in ("path", "track", "label")}
+    return {**item, **shown, "fspath": os.fsencode(item["path"])}
 
 
 def _write_parquet(ds, kind: str, output: str) -> tuple[int, int]:

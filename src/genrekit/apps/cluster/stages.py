@@ -15,6 +15,7 @@ from genrekit.data.embed import Embedder, error_row
 from genrekit.errors import GenrekitError
 from genrekit.inference.batch import classify_decoded
 from genrekit.inference.predict import error_record, predict_audio
+from genrekit.utils import utf8_text
 
 #: A file on which this many workers died becomes an error row instead of killing another.
 DEATHS_PER_FILE = 2
@@ -24,12 +25,19 @@ def _decoded_schema():
     import pyarrow as pa
 
     return pa.schema([
-        ("path", pa.string()), ("track", pa.string()), ("label", pa.string()), ("fingerprint", pa.string()),
+        ("path", pa.string()), ("fspath", pa.binary()), ("track", pa.string()), ("label", pa.string()), ("fingerprint", pa.string()),
         ("samples", pa.large_binary()), ("width", pa.int64()), ("starts", pa.list_(pa.float64())),
         ("ends", pa.list_(pa.float64())), ("padded", pa.list_(pa.bool_())), ("duration", pa.float64()),
         ("warnings", pa.list_(pa.string())), ("stream", pa.bool_()),
         ("error", pa.string()), ("node", pa.string()),
     ])
+
+
+def real_path(row: dict) -> str:
+    """The file a row names: its ``fspath`` bytes decoded as ``os.fsdecode`` does (a name that is
+    not UTF-8 included), or its ``path`` when it has none."""
+    raw = row.get("fspath")
+    return row["path"] if raw is None else os.fsdecode(raw)
 
 
 def with_local_copy(path: str, function: Callable):
@@ -112,30 +120,30 @@ def decode_batch(batch, *, decode: Callable, ledger=None):
     node = _node_address()
     out = []
     for row in rows:
-        path = str(row["path"])
-        base = {"path": path, "track": row.get("track"), "label": row.get("label"), "samples": None,
+        path, real = str(row["path"]), real_path(row)
+        base = {"path": path, "fspath": row.get("fspath"), "track": row.get("track"), "label": row.get("label"), "samples": None,
                 "width": None, "starts": None, "ends": None, "padded": None, "duration": None, "warnings": None,
                 "stream": False, "error": None, "fingerprint": None, "node": node}
         if row.get("problem"):
             out.append({**base, "error": f"{path}: {row['problem']}"})
             continue
         killer = careful.killer(path)
-        base["fingerprint"] = fingerprint(path)
+        base["fingerprint"] = fingerprint(real)
         if killer:
             out.append({**base, "error": killer})
             continue
-        result = with_local_copy(path, decode)
+        result = with_local_copy(real, decode)
         if result == "stream":
             out.append({**base, "stream": True})
-        elif isinstance(result, str):
-            out.append({**base, "error": result})
+        elif isinstance(result, str):  # messages name the real file; Arrow strings are UTF-8
+            out.append({**base, "error": utf8_text(result)})
         else:
             segs, duration, warnings = result
             samples = np.ascontiguousarray(segs.samples, dtype=np.float32)
             out.append({**base, "samples": samples.tobytes(), "width": int(samples.shape[1]),
                         "starts": segs.starts.tolist(), "ends": segs.ends.tolist(),
                         "padded": np.asarray(segs.padded, bool).tolist(), "duration": float(duration),
-                        "warnings": list(warnings)})
+                        "warnings": [utf8_text(warning) for warning in warnings]})
     careful.finish()
     return pa.Table.from_pylist(out, schema=_decoded_schema())
 
@@ -206,7 +214,7 @@ class Classify:
             if row["error"] is not None:
                 records[i] = error_record(row["path"], row["error"])
             elif row["stream"]:
-                records[i] = with_local_copy(row["path"], self._predict_streamed)
+                records[i] = with_local_copy(real_path(row), self._predict_streamed)
                 if isinstance(records[i], str):
                     records[i] = error_record(row["path"], records[i])
                 else:
@@ -247,7 +255,7 @@ class Embed:
             elif row["error"] is not None:
                 out += self.embedder.rows(row, row["error"])
             elif row["stream"]:
-                out += with_local_copy(row["path"], partial(self._streamed, row))
+                out += with_local_copy(real_path(row), partial(self._streamed, row))
             else:
                 out += self.embedder.rows(row, _segments_of(row))
         careful.finish()
