@@ -55,7 +55,7 @@ Feature = Annotated[Optional[str], typer.Option(
     "--feature", metavar="SPEC", callback=_feature,
     help='Feature: a name (logmel, mfcc, musicnn, ...) or a JSON spec such as '
          '\'{"name": "musicnn", "layer": "taggram"}\' (default: train takes a config file\'s, else '
-         'mfcc with 20 coefficients; embed takes musicnn penultimate, the default model\'s input).')]
+         'mfcc with 20 coefficients; embed takes MSD_musicnn\'s penultimate layer, 200 values).')]
 Aggregate = Annotated[Literal[AGGREGATIONS], typer.Option(
     "--aggregate", help="Segments to track: mean probability, or a majority vote.")]
 MaxWindows = Annotated[int, typer.Option(
